@@ -1,0 +1,182 @@
+"""The `polysafe` command line. Feature groups live in `polysafe/commands/`, one module each."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .commands._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt,
+                               EvalOptions, JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt,
+                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, console, execute, finish)
+from .errors import PolysafeError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Measure and repair LLM safety beyond English prose: languages, code, fine-tuning.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model on a prompt set.")
+defend_app = typer.Typer(no_args_is_help=True, help="Build defense data and defended models.")
+attack_app = typer.Typer(no_args_is_help=True, help="Simulate attacks that need more than a prompt (fine-tuning).")
+app.add_typer(eval_app, name="eval")
+app.add_typer(defend_app, name="defend")
+app.add_typer(attack_app, name="attack")
+
+
+@dataclass(frozen=True)
+class Apps:
+    root: typer.Typer
+    eval: typer.Typer
+    defend: typer.Typer
+    attack: typer.Typer
+
+
+@eval_app.command("file")
+def eval_file(
+    prompts: Annotated[Path, typer.Option("--prompts", "-p", help="CSV or JSONL with id, text [, language, category].")],
+    model: ModelOpt = "smollm2",
+    judge: JudgeOpt = "refusal",
+    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.")] = "none",
+    limit: LimitOpt = None,
+    db: DbOpt = Path(DEFAULT_DB),
+    run_name: RunNameOpt = None,
+    concurrency: ConcurrencyOpt = 16,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    max_tokens: MaxTokensOpt = 256,
+    seed: SeedOpt = 0,
+    system_prompt: SystemOpt = None,
+    batch_size: BatchOpt = None,
+    dtype: DtypeOpt = "auto",
+    max_retries: RetriesOpt = 6,
+    timeout: TimeoutOpt = 120.0,
+) -> None:
+    """Evaluate a model on your own prompt file."""
+    from .attacks import parse_chain
+    from .data.prompts import load_prompt_file
+    from .engine.runner import EvalTask, Scenario
+
+    opts = EvalOptions(model=model, judge=judge, db=db, run_name=run_name, concurrency=concurrency, base_url=base_url,
+                       api_key_env=api_key_env, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                       system_prompt=system_prompt, batch_size=batch_size, dtype=dtype, max_retries=max_retries, timeout=timeout)
+    rows = load_prompt_file(prompts)[: limit or None]
+    chain = parse_chain(attack)
+    task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
+                    config={"prompts": str(prompts), "limit": limit})
+    finish(execute(task, opts, ctx=_attack_context(attack, opts)))
+
+
+def _attack_context(attack: str, opts: EvalOptions):
+    """Chains that translate need a translator; it comes from the translation layer when present."""
+    from .attacks.base import AttackContext
+
+    ctx = AttackContext()
+    if "translate" in attack:
+        try:
+            from .data.translation import translator_from_options
+        except ImportError:
+            return ctx
+        ctx.translator = translator_from_options(opts)
+    return ctx
+
+
+@app.command("runs")
+def runs(db: DbOpt = Path(DEFAULT_DB)) -> None:
+    """List the runs stored in a result database."""
+    from rich.table import Table
+
+    from .engine.store import Store
+
+    if not db.exists():
+        raise PolysafeError(f"{db}: no result store here yet (run 'polysafe eval ...' first)")
+    with Store(db) as store:
+        table = Table("run", "task", "model", "judge", "items", "updated")
+        import datetime as dt
+
+        for record, count in store.list_runs():
+            table.add_row(record.name, record.task, record.model, record.judge, str(count),
+                          dt.datetime.fromtimestamp(record.updated).strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@app.command("report")
+def report(
+    run: Annotated[str, typer.Argument(help="Run name (see 'polysafe runs').")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | html | png (see 'polysafe plugins').")] = "md",
+    db: DbOpt = Path(DEFAULT_DB),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for written files (html, png); default beside the store.")] = None,
+) -> None:
+    """Show a stored run as a table, JSON, chart or HTML page."""
+    from .engine.store import Store
+    from .report import load_report_input, render
+
+    if not db.exists():
+        raise PolysafeError(f"{db}: no result store here yet")
+    with Store(db) as store:
+        typer.echo(render(fmt, load_report_input(store, run, out or db.parent / "reports")))
+
+
+@app.command("plugins")
+def plugins() -> None:
+    """List every registered model backend, attack, judge, prompt set and report format."""
+    from rich.table import Table
+
+    table = Table("kind", "name", "example", "what")
+    for kind, registry in _registries():
+        for name in registry.names():
+            info = registry.info(name)
+            table.add_row(kind, name, info.example, info.summary)
+    console.print(table)
+
+
+def _registries():
+    from .attacks import ATTACKS
+    from .data import PROMPT_SETS
+    from .judges import JUDGES
+    from .models import MODELS
+    from .report import RENDERERS
+
+    return [("model", MODELS), ("attack", ATTACKS), ("judge", JUDGES), ("prompt set", PROMPT_SETS), ("report", RENDERERS)]
+
+
+def _register_feature_commands() -> None:
+    from . import commands
+
+    apps = Apps(app, eval_app, defend_app, attack_app)
+    for module in pkgutil.iter_modules(commands.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{module.name}").register(apps)
+
+
+_register_feature_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PolysafeError as err:
+        console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted: everything answered so far is stored; run the same command to resume", markup=False)
+        sys.exit(130)
+    except Exception as err:  # click usage errors and the like
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

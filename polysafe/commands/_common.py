@@ -1,0 +1,122 @@
+"""What every `polysafe eval ...` command shares: options, and running a task with progress and a table."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..attacks.base import AttackContext
+from ..engine.keys import content_key
+from ..engine.progress import RichProgress
+from ..engine.runner import EvalTask, run_eval
+from ..engine.store import Store
+from ..errors import PolysafeError
+from ..judges import load_judge
+from ..models import ModelOptions, load_model
+from ..report.base import load_report_input, render
+from ..types import GenerationConfig, RunSummary
+
+DEFAULT_DB = "polysafe-results/polysafe.db"
+console = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Target model spec: smollm2, hf:<path|id>, openai:<model>[@url], ...+lora:<dir>.")]
+JudgeOpt = Annotated[str, typer.Option("--judge", "-j", help="Judge spec: refusal, llm:<model spec>, ...")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Use only the first N prompts (per language where the task has languages).")]
+DbOpt = Annotated[Path, typer.Option("--db", help="SQLite result store.")]
+RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Name of the run; default derives from the settings, so the same command resumes the same run.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight for remote models.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint for openai:<model> (vLLM, llama.cpp server, Ollama).")]
+ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable that holds the API key (never stored).")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per response.")]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
+RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
+
+
+@dataclass
+class EvalOptions:
+    model: str = "smollm2"
+    judge: str = "refusal"
+    db: Path = Path(DEFAULT_DB)
+    run_name: str | None = None
+    concurrency: int = 16
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int = 0
+    system_prompt: str | None = None
+    batch_size: int | None = None
+    dtype: str = "auto"
+    max_retries: int = 6
+    timeout: float = 120.0
+    extra: dict = field(default_factory=dict)
+
+    def model_options(self) -> ModelOptions:
+        return ModelOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                            timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype)
+
+    def judge_options(self) -> ModelOptions:
+        # A judge model's URL comes from its own spec (llm:openai:gpt-4o@http://...), not from --base-url.
+        return ModelOptions(api_key_env=self.api_key_env, concurrency=self.concurrency, timeout=self.timeout,
+                            max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype)
+
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                                seed=self.seed, system_prompt=self.system_prompt)
+
+
+def default_run_name(task: EvalTask, opts: EvalOptions) -> str:
+    digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
+                         [(p.id, p.language) for p in task.prompts], opts.model, opts.judge, opts.generation())[:8]
+    short_model = opts.model.split("@")[0].replace("/", "_").replace(":", "-")
+    return f"{task.name.split(':')[0]}-{short_model}-{digest}"
+
+
+def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = None, report_format: str = "md") -> RunSummary:
+    """Run a task from the CLI: progress bars, then the table. Raises PolysafeError on bad input."""
+    run_name = opts.run_name or default_run_name(task, opts)
+
+    async def go() -> RunSummary:
+        model = load_model(opts.model, opts.model_options())
+        judge = load_judge(opts.judge, opts.judge_options())
+        with Store(opts.db) as store:
+            try:
+                with RichProgress(console) as progress:
+                    return await run_eval(task, model, judge, store, gen=opts.generation(), run_name=run_name,
+                                          ctx=ctx, progress=progress)
+            finally:
+                await model.aclose()
+                await judge.aclose()
+
+    summary = asyncio.run(go())
+    console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
+                  f"{summary.cached} reused from {opts.db}, {summary.judged} judged")
+    with Store(opts.db) as store:
+        data = load_report_input(store, summary.run, opts.db.parent)
+        typer.echo(render(report_format, data))
+    return summary
+
+
+def finish(summary: RunSummary) -> None:
+    """Exit non-zero when items failed: they stay stored as errors and are retried by the next run."""
+    if summary.errors:
+        console.print(f"[red]error:[/] {summary.errors} of {summary.items} items failed "
+                      f"(first: {summary.first_error}); run the same command again to retry them")
+        raise typer.Exit(1)
+
+
+def fail(err: PolysafeError) -> None:
+    console.print(f"[red]error:[/] {err}", markup=True, highlight=False)
+    raise typer.Exit(err.exit_code)

@@ -1,0 +1,82 @@
+"""Languages as data: code, names and MultiJail resource tier.
+
+The tiers follow the MultiJail paper (share of CommonCrawl): high zh/it/vi, medium ar/ko/th,
+low bn/sw/jv, with English as the baseline. Other languages can be translated into and judged;
+they carry the tier "other".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import InputError
+
+Tier = Literal["baseline", "high", "medium", "low", "other"]
+TIERS: tuple[Tier, ...] = ("baseline", "high", "medium", "low")
+TIER_NAMES = {"baseline": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    native: str
+    tier: Tier
+
+
+_ALL = (
+    Language("en", "English", "English", "baseline"),
+    Language("zh", "Chinese", "中文", "high"),
+    Language("it", "Italian", "Italiano", "high"),
+    Language("vi", "Vietnamese", "Tiếng Việt", "high"),
+    Language("ar", "Arabic", "العربية", "medium"),
+    Language("ko", "Korean", "한국어", "medium"),
+    Language("th", "Thai", "ไทย", "medium"),
+    Language("bn", "Bengali", "বাংলা", "low"),
+    Language("sw", "Swahili", "Kiswahili", "low"),
+    Language("jv", "Javanese", "Basa Jawa", "low"),
+    # Beyond MultiJail: targets for machine translation.
+    Language("fr", "French", "Français", "other"),
+    Language("de", "German", "Deutsch", "other"),
+    Language("es", "Spanish", "Español", "other"),
+    Language("pt", "Portuguese", "Português", "other"),
+    Language("ru", "Russian", "Русский", "other"),
+    Language("ja", "Japanese", "日本語", "other"),
+    Language("hi", "Hindi", "हिन्दी", "other"),
+    Language("id", "Indonesian", "Bahasa Indonesia", "other"),
+    Language("tr", "Turkish", "Türkçe", "other"),
+    Language("uk", "Ukrainian", "Українська", "other"),
+    Language("zu", "Zulu", "isiZulu", "other"),
+    Language("gd", "Scottish Gaelic", "Gàidhlig", "other"),
+)
+
+LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _ALL}
+MULTIJAIL_LANGUAGES: tuple[str, ...] = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
+
+
+def get_language(code: str, *, file: str | None = None, line: int | None = None, field: str | None = None) -> Language:
+    lang = LANGUAGES.get(code.strip().lower())
+    if lang is None:
+        raise InputError(f"unknown language code '{code}' (known: {', '.join(LANGUAGES)})", file=file, line=line, field=field)
+    return lang
+
+
+def parse_languages(csv: str) -> list[str]:
+    """`"en,zh,bn"` -> validated codes, in order, without duplicates. `"all"` -> MultiJail's ten."""
+    if csv.strip().lower() == "all":
+        return list(MULTIJAIL_LANGUAGES)
+    codes: list[str] = []
+    for part in csv.split(","):
+        if part.strip():
+            code = get_language(part, field="languages").code
+            if code not in codes:
+                codes.append(code)
+    if not codes:
+        raise InputError("no language given", field="languages")
+    return codes
+
+
+def tier_of(code: str) -> Tier:
+    lang = LANGUAGES.get(code)
+    return lang.tier if lang else "other"

@@ -1,0 +1,112 @@
+"""Prompt sets: the protocol, and loading a user's CSV or JSONL file.
+
+A file has the columns `id` and `text`, and optionally `language` and `category`. Every problem is reported
+with the file, the line and the field, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterable, Protocol
+
+from ..errors import InputError
+from ..registry import Registry
+from ..types import Prompt
+from .languages import get_language
+
+REQUIRED = ("id", "text")
+OPTIONAL = ("language", "category")
+
+
+class PromptSet(Protocol):
+    """Anything that yields prompts. `name` is stored with the run."""
+
+    name: str
+
+    def load(self) -> list[Prompt]: ...
+
+
+PROMPT_SETS: Registry[PromptSet] = Registry("prompt set")
+
+
+def _row_to_prompt(row: dict, *, file: str, line: int, default_language: str) -> Prompt:
+    for column in REQUIRED:
+        value = row.get(column)
+        if value is None:
+            raise InputError("missing column", file=file, line=line, field=column)
+        if not isinstance(value, (str, int)) or not str(value).strip():
+            raise InputError("empty or non-text value", file=file, line=line, field=column)
+    language = row.get("language") or default_language
+    if not isinstance(language, str):
+        raise InputError("language must be a string code", file=file, line=line, field="language")
+    code = get_language(language, file=file, line=line, field="language").code
+    category = row.get("category")
+    if category is not None and not isinstance(category, str):
+        raise InputError("category must be text", file=file, line=line, field="category")
+    return Prompt(id=str(row["id"]).strip(), text=str(row["text"]).strip(), language=code, category=category or None)
+
+
+def _read_csv(path: Path) -> Iterable[tuple[int, dict]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for column in REQUIRED:
+            if column not in header:
+                raise InputError(f"missing column (header has: {', '.join(header) or 'nothing'})", file=str(path), line=1, field=column)
+        for row in reader:
+            if None in row:  # more cells than header columns
+                raise InputError("row has more cells than the header", file=str(path), line=reader.line_num)
+            yield reader.line_num, row
+
+
+def _read_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
+            if not isinstance(row, dict):
+                raise InputError("each line must be a JSON object", file=str(path), line=number)
+            yield number, row
+
+
+def load_prompt_file(path: str | Path, *, default_language: str = "en") -> list[Prompt]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _read_csv(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = _read_jsonl(path)
+    else:
+        raise InputError("prompt files must be .csv or .jsonl", file=str(path))
+    prompts: list[Prompt] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in rows:
+        prompt = _row_to_prompt(row, file=str(path), line=line, default_language=default_language)
+        key = (prompt.id, prompt.language)
+        if key in seen:
+            raise InputError(f"duplicate id '{prompt.id}' (first on line {seen[key]})", file=str(path), line=line, field="id")
+        seen[key] = line
+        prompts.append(prompt)
+    if not prompts:
+        raise InputError("file has no prompts", file=str(path))
+    return prompts
+
+
+@PROMPT_SETS.register("file", takes_argument=True, example="file:prompts.csv")
+class FilePromptSet:
+    """`file`: a user's CSV or JSONL of prompts."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = f"file:{self.path.name}"
+
+    def load(self) -> list[Prompt]:
+        return load_prompt_file(self.path)

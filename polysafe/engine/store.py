@@ -1,0 +1,222 @@
+"""The result store: one SQLite file (WAL), safe to kill at any moment.
+
+Responses and verdicts are keyed by content hashes and shared between runs: a response is identified by
+(model identity, generation config, messages), a verdict by (judge identity, judge input). Each is committed
+as soon as it exists, so a killed run loses at most the calls in flight. A response stored with an error is
+not reused: the next run asks again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..types import Completion, Verdict
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY, task TEXT NOT NULL, model TEXT NOT NULL, judge TEXT NOT NULL,
+    config TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    run TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL, prompt_id TEXT NOT NULL,
+    language TEXT NOT NULL, scenario TEXT NOT NULL, chain TEXT NOT NULL, category TEXT, tags TEXT NOT NULL,
+    query TEXT NOT NULL, prompt TEXT NOT NULL, response_key TEXT NOT NULL, verdict_key TEXT,
+    PRIMARY KEY (run, key)
+);
+CREATE INDEX IF NOT EXISTS items_response ON items (response_key);
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL,
+    error TEXT, attempts INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY, judge TEXT NOT NULL, extracted TEXT NOT NULL, label TEXT NOT NULL,
+    score INTEGER, rationale TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memo (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    name: str
+    task: str
+    model: str
+    judge: str
+    config: dict
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    key: str
+    position: int
+    prompt_id: str
+    language: str
+    scenario: str
+    chain: str
+    category: str | None
+    tags: tuple[str, ...]
+    query: str
+    prompt: str
+    response_key: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One item of a run with its response and verdict, as reports read it."""
+
+    prompt_id: str
+    language: str
+    scenario: str
+    chain: str
+    category: str | None
+    tags: tuple[str, ...]
+    query: str
+    prompt: str
+    response: str | None
+    extracted: str | None
+    label: str  # safe | unsafe | invalid | error | pending
+    score: int | None
+    rationale: str
+    error: str | None
+    completion_tokens: int
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self, sql: str, rows: Iterable[Sequence]) -> None:
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(sql, rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def save_run(self, run: RunRecord) -> None:
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+            "task=excluded.task, model=excluded.model, judge=excluded.judge, config=excluded.config, updated=excluded.updated",
+            (run.name, run.task, run.model, run.judge, json.dumps(run.config, sort_keys=True), now, now),
+        )
+
+    def get_run(self, name: str) -> RunRecord | None:
+        row = self.db.execute("SELECT name, task, model, judge, config, created, updated FROM runs WHERE name=?", (name,)).fetchone()
+        return RunRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6]) if row else None
+
+    def list_runs(self) -> list[tuple[RunRecord, int]]:
+        rows = self.db.execute(
+            "SELECT r.name, r.task, r.model, r.judge, r.config, r.created, r.updated, COUNT(i.key) "
+            "FROM runs r LEFT JOIN items i ON i.run = r.name GROUP BY r.name ORDER BY r.updated DESC"
+        ).fetchall()
+        return [(RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]), r[7]) for r in rows]
+
+    # -- items ------------------------------------------------------------------------------------------
+    def add_items(self, run: str, items: Sequence[ItemRecord]) -> None:
+        self._tx(
+            "INSERT INTO items (run, key, position, prompt_id, language, scenario, chain, category, tags, query, prompt, response_key) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET position=excluded.position, "
+            "response_key=excluded.response_key, prompt=excluded.prompt",
+            [(run, i.key, i.position, i.prompt_id, i.language, i.scenario, i.chain, i.category,
+              json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key) for i in items],
+        )
+
+    def set_verdict_keys(self, run: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """pairs: (item key, verdict key)."""
+        self._tx("UPDATE items SET verdict_key=? WHERE run=? AND key=?", [(v, run, k) for k, v in pairs])
+
+    # -- responses --------------------------------------------------------------------------------------
+    def ok_response_keys(self, keys: Iterable[str]) -> set[str]:
+        return {k for (k,) in self._select_in("SELECT key FROM responses WHERE error IS NULL AND key IN ({})", keys)}
+
+    def get_responses(self, keys: Iterable[str]) -> dict[str, Completion]:
+        rows = self._select_in("SELECT key, text, prompt_tokens, completion_tokens, finish_reason, error FROM responses WHERE key IN ({})", keys)
+        return {r[0]: Completion(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def put_response(self, key: str, model: str, request: dict, completion: Completion) -> None:
+        self.db.execute(
+            "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,1,?) ON CONFLICT(key) DO UPDATE SET text=excluded.text, "
+            "prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens, "
+            "finish_reason=excluded.finish_reason, error=excluded.error, attempts=responses.attempts+1, created=excluded.created "
+            "WHERE responses.error IS NOT NULL",  # a stored good answer is never overwritten
+            (key, model, json.dumps(request, ensure_ascii=False), completion.text, completion.prompt_tokens,
+             completion.completion_tokens, completion.finish_reason, completion.error, time.time()),
+        )
+
+    # -- verdicts ---------------------------------------------------------------------------------------
+    def ok_verdict_keys(self, keys: Iterable[str]) -> set[str]:
+        return {k for (k,) in self._select_in("SELECT key FROM verdicts WHERE label != 'error' AND key IN ({})", keys)}
+
+    def put_verdicts(self, rows: Sequence[tuple[str, str, str, Verdict]]) -> None:
+        """rows: (verdict key, judge identity, extracted response, verdict)."""
+        now = time.time()
+        self._tx(
+            "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?)",
+            [(key, judge, extracted, v.label, v.score, v.rationale, now) for key, judge, extracted, v in rows],
+        )
+
+    # -- memo: small cached values (translations, scores, ...) -------------------------------------------
+    def memo_get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(keys)
+        rows = self._select_in("SELECT key, value FROM memo WHERE namespace=? AND key IN ({})", keys, prefix=(namespace,))
+        return dict(rows)
+
+    def memo_get(self, namespace: str, key: str) -> str | None:
+        return self.memo_get_many(namespace, [key]).get(key)
+
+    def memo_put(self, namespace: str, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO memo VALUES (?,?,?,?)", (namespace, key, value, time.time()))
+
+    # -- results ----------------------------------------------------------------------------------------
+    def results(self, run: str) -> list[ResultRow]:
+        rows = self.db.execute(
+            "SELECT i.prompt_id, i.language, i.scenario, i.chain, i.category, i.tags, i.query, i.prompt, "
+            "r.text, v.extracted, v.label, v.score, v.rationale, r.error, r.completion_tokens "
+            "FROM items i LEFT JOIN responses r ON r.key = i.response_key LEFT JOIN verdicts v ON v.key = i.verdict_key "
+            "WHERE i.run = ? ORDER BY i.position",
+            (run,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            error = r[13]
+            label = "error" if error else (r[10] or ("pending" if r[8] is None else "pending"))
+            out.append(ResultRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9],
+                                 label, r[11], r[12] or (error or ""), error, r[14] or 0))
+        return out
+
+    def _select_in(self, sql: str, keys: Iterable[str], prefix: tuple = ()) -> list[tuple]:
+        keys = list(keys)
+        out: list[tuple] = []
+        for start in range(0, len(keys), 900):  # SQLite's bound-parameter limit
+            chunk = keys[start : start + 900]
+            out.extend(self.db.execute(sql.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall())
+        return out

@@ -1,0 +1,32 @@
+"""The judge protocol and its registry."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..models.base import ModelOptions
+from ..registry import Registry
+from ..types import JudgeInput, Verdict
+
+
+class Judge:
+    """`identity` goes into verdict cache keys: change it whenever the judge's behaviour changes."""
+
+    spec: str
+    identity: str
+    batch_size: int = 256
+    concurrency: int = 1
+
+    async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+JUDGES: Registry[Judge] = Registry("judge")
+
+
+def load_judge(spec: str, options: ModelOptions | None = None, **extra) -> Judge:
+    """Judges that call a model get the model options (base URL, retries, ...)."""
+    return JUDGES.create(spec, options=options or ModelOptions(), **extra)

@@ -1,0 +1,65 @@
+"""The model-backend protocol and its registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import SpecError
+from ..registry import Registry
+from ..types import Completion, Conversation, GenerationConfig
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Settings a backend may use; each takes what applies to it."""
+
+    base_url: str | None = None  # OpenAI-compatible endpoints
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    concurrency: int = 16  # requests in flight (remote backends)
+    timeout: float = 120.0  # seconds per request (remote backends)
+    max_retries: int = 6
+    backoff_base: float = 1.0  # seconds; doubled per retry, with jitter
+    backoff_max: float = 60.0
+    batch_size: int | None = None  # conversations per forward pass (local backends)
+    dtype: str = "auto"  # local backends: auto | float32 | bfloat16 | float16
+    device: str = "auto"  # local backends: auto | cpu | cuda | mps
+
+
+class ModelBackend:
+    """Generate completions for a batch of conversations.
+
+    `identity` names the model in cache keys: same identity + same config + same messages = same answer,
+    so it must change when the weights change and must never contain a secret.
+    """
+
+    spec: str
+    identity: str
+    batch_size: int = 1  # conversations per `generate` call the engine should send
+    concurrency: int = 1  # `generate` calls the engine may run at once
+
+    async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+MODELS: Registry[ModelBackend] = Registry("model")
+
+
+def split_adapter(spec: str) -> tuple[str, str | None]:
+    base, sep, adapter = spec.partition("+lora:")
+    if sep and not adapter.strip():
+        raise SpecError(f"'+lora:' needs an adapter directory in model spec '{spec}'", field="model")
+    return base.strip(), (adapter.strip() or None)
+
+
+def load_model(spec: str, options: ModelOptions | None = None) -> ModelBackend:
+    options = options or ModelOptions()
+    base, adapter = split_adapter(spec)
+    name, _ = MODELS.split(base)
+    if adapter and name == "openai":
+        raise SpecError("LoRA adapters apply to local models only (smollm2, hf:...)", field="model")
+    extra = {"adapter": adapter} if adapter else {}
+    return MODELS.create(base, options=options, **extra)
