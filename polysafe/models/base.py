@@ -48,18 +48,19 @@ class ModelBackend:
 MODELS: Registry[ModelBackend] = Registry("model")
 
 
-def split_adapter(spec: str) -> tuple[str, str | None]:
-    base, sep, adapter = spec.partition("+lora:")
-    if sep and not adapter.strip():
+def split_adapters(spec: str) -> tuple[str, tuple[str, ...]]:
+    """`smollm2+lora:a+lora:b` -> ("smollm2", ("a", "b")): adapters are merged in order."""
+    base, *adapters = spec.split("+lora:")
+    if any(not a.strip() for a in adapters):
         raise SpecError(f"'+lora:' needs an adapter directory in model spec '{spec}'", field="model")
-    return base.strip(), (adapter.strip() or None)
+    return base.strip(), tuple(a.strip() for a in adapters)
 
 
 def load_model(spec: str, options: ModelOptions | None = None) -> ModelBackend:
     options = options or ModelOptions()
-    base, adapter = split_adapter(spec)
+    base, adapters = split_adapters(spec)
     name, _ = MODELS.split(base)
-    if adapter and name == "openai":
+    if adapters and name == "openai":
         raise SpecError("LoRA adapters apply to local models only (smollm2, hf:...)", field="model")
-    extra = {"adapter": adapter} if adapter else {}
+    extra = {"adapters": adapters} if adapters else {}
     return MODELS.create(base, options=options, **extra)

@@ -84,13 +84,13 @@ class LocalCausalLM(ModelBackend):
 
     concurrency = 1
 
-    def __init__(self, source: str, *, spec: str, options: ModelOptions, adapter: str | None = None, identity: str | None = None):
+    def __init__(self, source: str, *, spec: str, options: ModelOptions, adapters: tuple[str, ...] = (), identity: str | None = None):
         self.source = source
-        self.adapter = adapter
+        self.adapters = tuple(adapters)
         self.options = options
-        self.spec = spec + (f"+lora:{adapter}" if adapter else "")
+        self.spec = spec + "".join(f"+lora:{a}" for a in self.adapters)
         base_identity = identity or (f"hf:{Path(source).resolve()}#{fingerprint_dir(source)}" if Path(source).is_dir() else spec)
-        self.identity = base_identity + (f"+lora#{fingerprint_adapter(adapter)}" if adapter else "")
+        self.identity = base_identity + "".join(f"+lora#{fingerprint_adapter(a)}" for a in self.adapters)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE
         self._model: Any = None
         self._tokenizer: Any = None
@@ -115,10 +115,10 @@ class LocalCausalLM(ModelBackend):
             device = pick_device(self.options.device)
             dtype = pick_dtype(self.options.dtype, device)
             model, tokenizer = self.load_weights(dtype)
-            if self.adapter:
+            for adapter in self.adapters:  # stacked adapters (e.g. defense then attack) merge in order
                 from peft import PeftModel
 
-                model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             model.to(device=device, dtype=dtype).eval()
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
@@ -197,5 +197,5 @@ class LocalCausalLM(ModelBackend):
 
 
 @MODELS.register("hf", takes_argument=True, summary="Any transformers causal LM: a local path or a hub id.", example="hf:HuggingFaceTB/SmolLM2-135M-Instruct")
-def _hf(arg: str, *, options: ModelOptions, adapter: str | None = None) -> LocalCausalLM:
-    return LocalCausalLM(arg, spec=f"hf:{arg}", options=options, adapter=adapter)
+def _hf(arg: str, *, options: ModelOptions, adapters: tuple[str, ...] = ()) -> LocalCausalLM:
+    return LocalCausalLM(arg, spec=f"hf:{arg}", options=options, adapters=adapters)

