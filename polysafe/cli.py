@@ -13,7 +13,8 @@ import typer
 
 from .commands._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt,
                                EvalOptions, JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt,
-                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, console, execute, finish)
+                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, console, error_line, execute,
+                               finish)
 from .errors import PolysafeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -157,25 +158,15 @@ _register_feature_commands()
 
 
 def main() -> None:
+    """Entry point: usage errors exit 2 (click), bad input exits 2 with one line, failed items exit 1."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click turns usage errors and typer.Exit into SystemExit
     except PolysafeError as err:
-        console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
+        error_line(str(err))
         sys.exit(err.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
     except KeyboardInterrupt:
-        console.print("interrupted: everything answered so far is stored; run the same command to resume", markup=False)
+        error_line("interrupted: everything answered so far is stored; run the same command to resume")
         sys.exit(130)
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

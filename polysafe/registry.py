@@ -1,7 +1,8 @@
 """A tiny plugin registry: each stage (attacks, judges, models, ...) owns one.
 
-A plugin is one file that decorates a factory with `@REGISTRY.register("name")`. The stage's package
-imports every module beside it (`load_plugins`), so adding a plugin never touches another file.
+A plugin is one file that decorates a factory with `@REGISTRY.register("name")`. On first lookup the registry
+imports every module of its stage's package (`load_plugins`), so adding a plugin never touches another file,
+and importing a stage never drags in the others (no import cycles).
 A spec string is `name` or `name:argument`; the factory receives the argument (or None) and options.
 """
 
@@ -23,15 +24,24 @@ class PluginInfo:
     summary: str
     takes_argument: bool
     example: str
+    argument_optional: bool = False  # `name` and `name:argument` both valid
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
+        self.package = package  # imported on first lookup, so that every plugin file has registered
+        self._loaded = package is None
         self._factories: dict[str, Callable[..., T]] = {}
         self._info: dict[str, PluginInfo] = {}
 
-    def register(self, name: str, *, summary: str = "", takes_argument: bool = False, example: str = ""):
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            load_plugins(self.package)
+
+    def register(self, name: str, *, summary: str = "", takes_argument: bool = False, example: str = "",
+                 argument_optional: bool = False):
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
@@ -42,24 +52,28 @@ class Registry(Generic[T]):
                 summary=doc if isinstance(doc, str) else (doc[0] if doc else ""),
                 takes_argument=takes_argument,
                 example=example or name,
+                argument_optional=argument_optional,
             )
             return factory
 
         return decorate
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._factories)
 
     def info(self, name: str) -> PluginInfo:
+        self._load()
         return self._info[name]
 
     def split(self, spec: str) -> tuple[str, str | None]:
+        self._load()
         name, sep, arg = spec.strip().partition(":")
         if name not in self._factories:
             known = ", ".join(self.names())
             raise SpecError(f"unknown {self.kind} '{name}' in spec '{spec}' (known: {known})", field=self.kind)
         info = self._info[name]
-        if info.takes_argument and not arg:
+        if info.takes_argument and not arg and not info.argument_optional:
             raise SpecError(f"{self.kind} '{name}' needs an argument, e.g. '{info.example}'", field=self.kind)
         if not info.takes_argument and sep:
             raise SpecError(f"{self.kind} '{name}' takes no argument (got '{spec}')", field=self.kind)

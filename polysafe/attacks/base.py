@@ -60,7 +60,7 @@ class Attack:
         return response
 
 
-ATTACKS: Registry[Attack] = Registry("attack")
+ATTACKS: Registry[Attack] = Registry("attack", package="polysafe.attacks")
 
 
 @ATTACKS.register("none", summary="No attack: the prompt is sent as it is.")

@@ -15,7 +15,6 @@ from ..engine.keys import content_key
 from ..engine.progress import RichProgress
 from ..engine.runner import EvalTask, run_eval
 from ..engine.store import Store
-from ..errors import PolysafeError
 from ..judges import load_judge
 from ..models import ModelOptions, load_model
 from ..report.base import load_report_input, render
@@ -112,11 +111,11 @@ def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = No
 def finish(summary: RunSummary) -> None:
     """Exit non-zero when items failed: they stay stored as errors and are retried by the next run."""
     if summary.errors:
-        console.print(f"[red]error:[/] {summary.errors} of {summary.items} items failed "
-                      f"(first: {summary.first_error}); run the same command again to retry them")
+        error_line(f"{summary.errors} of {summary.items} items failed (first: {summary.first_error}); "
+                   "run the same command again to retry them")
         raise typer.Exit(1)
 
 
-def fail(err: PolysafeError) -> None:
-    console.print(f"[red]error:[/] {err}", markup=True, highlight=False)
-    raise typer.Exit(err.exit_code)
+def error_line(message: str) -> None:
+    """One line on stderr, never wrapped or styled from its content (it may quote model or user text)."""
+    console.print(f"error: {' '.join(message.split())}", style="red", markup=False, highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ class PromptSet(Protocol):
     def load(self) -> list[Prompt]: ...
 
 
-PROMPT_SETS: Registry[PromptSet] = Registry("prompt set")
+PROMPT_SETS: Registry[PromptSet] = Registry("prompt set", package="polysafe.data")
 
 
 def _row_to_prompt(row: dict, *, file: str, line: int, default_language: str) -> Prompt:

@@ -1,8 +1,5 @@
 """Judges: turn (query, prompt, response) into a verdict safe | unsafe | invalid | error, maybe with a 1-5 score."""
 
-from ..registry import load_plugins
 from .base import JUDGES, Judge, load_judge
 
 __all__ = ["JUDGES", "Judge", "load_judge"]
-
-load_plugins(__name__)

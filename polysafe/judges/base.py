@@ -24,7 +24,7 @@ class Judge:
         return None
 
 
-JUDGES: Registry[Judge] = Registry("judge")
+JUDGES: Registry[Judge] = Registry("judge", package="polysafe.judges")
 
 
 def load_judge(spec: str, options: ModelOptions | None = None, **extra) -> Judge:

@@ -4,9 +4,6 @@
 with `+lora:<adapter dir>`.
 """
 
-from ..registry import load_plugins
 from .base import MODELS, ModelBackend, ModelOptions, load_model
 
 __all__ = ["MODELS", "ModelBackend", "ModelOptions", "load_model"]
-
-load_plugins(__name__)

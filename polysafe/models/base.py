@@ -45,7 +45,7 @@ class ModelBackend:
         return None
 
 
-MODELS: Registry[ModelBackend] = Registry("model")
+MODELS: Registry[ModelBackend] = Registry("model", package="polysafe.models")
 
 
 def split_adapters(spec: str) -> tuple[str, tuple[str, ...]]:

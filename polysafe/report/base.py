@@ -18,7 +18,7 @@ class ReportInput:
 
 
 Renderer = Callable[[ReportInput], str]  # returns the text to print (a table, or the path of a written file)
-RENDERERS: Registry[Renderer] = Registry("report format")
+RENDERERS: Registry[Renderer] = Registry("report format", package="polysafe.report")
 
 
 def load_report_input(store: Store, run_name: str, out_dir: Path) -> ReportInput:
