@@ -1,0 +1,219 @@
+"""Pull the filled-in output out of a model's code answer, by static parsing only.
+
+Model-generated code is data: it is parsed (Python's `ast` when it parses, text rules when it does not), never
+executed, compiled to run, or handed to a shell. The order of preference follows the CodeAttack paper:
+
+1. the items put into the output list: `output_list.append("...")`, `output_list = [...]`, `.extend([...])`,
+   C++ `outputList.push_back("...")`, Go `outputList = append(outputList, "...")` and `[]string{...}` literals;
+2. otherwise what the code prints, and the comments the model wrote (comments echoed from our template are
+   skipped);
+3. otherwise the whole response (prose answers, refusals).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+
+from .codeattack_templates import template_comment_lines
+
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_OUTPUT_NAME = re.compile(r"output", re.IGNORECASE)
+_ADDERS = {"append", "extend", "insert", "appendleft", "push_back", "emplace_back", "add"}
+_PLACEHOLDER = re.compile(r"^\s*(?:\.\.\.|…|step\s*\d*\s*:?\s*(?:\.\.\.)?|todo|<[^>]*>)?\s*$", re.IGNORECASE)
+
+# String literals of Python (with prefixes and triple quotes), C++ and Go (double quotes, Go raw backticks).
+_PY_LITERAL = (r"(?:[rRuUbBfF]{0,2})(?:\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''(?:[^\\]|\\.)*?'''"
+               r"|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')")
+_C_LITERAL = r"(?:\"(?:[^\"\\\n]|\\.)*\"|`[^`]*`)"
+_ANY_LITERAL = re.compile(f"{_PY_LITERAL}|{_C_LITERAL}", re.DOTALL)
+_UNTERMINATED = re.compile(r"""(?:output\w*\s*\.\s*(?:append|push_back|emplace_back)\(|append\(\s*output\w*\s*,)\s*"""
+                           r"""[rRuUbBfF]{0,2}(["'`])((?:[^\\\n]|\\.)*)\Z""", re.IGNORECASE | re.DOTALL)
+
+
+def extract_output(response: str) -> str:
+    """The steps the model filled in, one per line; the whole response when there is no code output."""
+    if not response or not response.strip():
+        return response
+    blocks = code_blocks(response)
+    items: list[str] = []
+    for block in blocks:
+        items += _output_items(block)
+    items = [i for i in (x.strip() for x in items) if i and not _PLACEHOLDER.match(i)]
+    if items:
+        return "\n".join(items)
+    extras: list[str] = []
+    for block in blocks:
+        extras += _prints_and_comments(block)
+    extras = [e for e in (x.strip() for x in extras) if e and not _PLACEHOLDER.match(e)]
+    return "\n".join(extras) if extras else response
+
+
+def code_blocks(response: str) -> list[str]:
+    """Fenced code blocks (an unclosed last fence runs to the end: answers get cut at max tokens), else the text."""
+    blocks = [m.group(1) for m in _FENCE.finditer(response)]
+    return blocks or [response]
+
+
+def _output_items(code: str) -> list[str]:
+    tree = _parse_python(code)
+    if tree is not None:
+        found = _ast_output_items(tree)
+        if found:
+            return found
+    return _text_output_items(code)
+
+
+def _parse_python(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)  # builds a syntax tree; nothing is compiled to bytecode or run
+    except (SyntaxError, ValueError):
+        return None
+
+
+# --- Python, via ast -------------------------------------------------------------------------------------------
+
+def _is_output_target(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return bool(_OUTPUT_NAME.search(node.id))
+    if isinstance(node, ast.Attribute):
+        return bool(_OUTPUT_NAME.search(node.attr))
+    return False
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The text of string-valued expressions: constants, f-strings (holes kept as `{expr}`), lists, concatenation."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            elif isinstance(value, ast.FormattedValue):
+                parts.append("{" + ast.unparse(value.value) + "}")
+        return ["".join(parts)]
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return [s for elt in node.elts for s in _strings(elt)]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _strings(node.left), _strings(node.right)
+        if len(left) == 1 and len(right) == 1:
+            return [left[0] + right[0]]
+        return left + right
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return _strings(node.func.value)
+    return []
+
+
+def _ast_output_items(tree: ast.Module) -> list[str]:
+    found: list[tuple[int, int, list[str]]] = []
+    for node in ast.walk(tree):
+        strings: list[str] = []
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ADDERS:
+            if _is_output_target(node.func.value):
+                args = node.args[1:] if node.func.attr == "insert" else node.args
+                strings = [s for arg in args for s in _strings(arg)]
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(_is_output_target(t) for t in targets) and node.value is not None:
+                if isinstance(node.value, (ast.List, ast.Tuple)) or isinstance(node, ast.AugAssign):
+                    strings = _strings(node.value)
+        if strings:
+            found.append((node.lineno, node.col_offset, strings))
+    return [s for _, _, strings in sorted(found, key=lambda f: (f[0], f[1])) for s in strings]
+
+
+# --- other languages and broken Python, via text rules ---------------------------------------------------------
+
+_CALL_START = re.compile(
+    r"\b\w*output\w*\s*\.\s*(?:append|extend|push_back|emplace_back|appendleft|add)\s*\("  # Python, C++
+    r"|\bappend\s*\(\s*\w*output\w*\s*,"  # Go
+    r"|\b\w*output\w*\s*(?::=|\+?=)\s*(?:\[\]string\s*|std::vector<std::string>\s*)?[\[{]"  # list literals
+    r"|\b(?:std::)?vector<(?:std::)?string>\s+\w*output\w*\s*(?:=\s*)?\{",  # C++ initializer
+    re.IGNORECASE,
+)
+
+
+def _text_output_items(code: str) -> list[str]:
+    items: list[str] = []
+    for match in _CALL_START.finditer(code):
+        body = _balanced_tail(code, match.end())
+        items += [_literal_text(lit.group(0)) for lit in _ANY_LITERAL.finditer(body)]
+    cut = _UNTERMINATED.search(code)
+    if cut:  # the answer stopped inside the last step: keep what was written
+        items.append(_unescape_loose(cut.group(2)))
+    return items
+
+
+def _balanced_tail(code: str, start: int) -> str:
+    """Text from `start` up to the bracket closing the one just opened, skipping brackets inside literals."""
+    depth, i = 1, start
+    while i < len(code):
+        literal = _ANY_LITERAL.match(code, i)
+        if literal:
+            i = literal.end()
+            continue
+        char = code[i]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                return code[start:i]
+        i += 1
+    return ""  # unbalanced (cut off): the unterminated rule handles the tail
+
+
+def _literal_text(literal: str) -> str:
+    if literal.startswith("`"):
+        return literal[1:-1]  # Go raw string
+    try:
+        value = ast.literal_eval(literal)  # reads one literal; never runs anything
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return str(value)
+    except (SyntaxError, ValueError):
+        body = re.sub(r"^[rRuUbBfF]{0,2}", "", literal)
+        quote = 3 if body[:3] in ('"""', "'''") else 1
+        return _unescape_loose(body[quote:-quote])
+
+
+def _unescape_loose(text: str) -> str:
+    return re.sub(r"\\([\"'\\nt])", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), text)
+
+
+# --- prints and comments ---------------------------------------------------------------------------------------
+
+_TEMPLATE_COMMENTS = template_comment_lines()
+_PRINT_START = re.compile(r"\b(?:print|fmt\.Print(?:ln|f)?|printf|puts|console\.log)\s*\(|std::cout\s*<<|cout\s*<<")
+_COMMENT = re.compile(r"(?:^|\s)(?:#(?!include)|//)\s?(.*)$", re.MULTILINE)
+
+
+def _prints_and_comments(code: str) -> list[str]:
+    found: list[tuple[int, str]] = []
+    for match in _PRINT_START.finditer(code):
+        body = _balanced_tail(code, match.end()) if match.group(0).endswith("(") else code[match.end():].split(";")[0].split("\n")[0]
+        found += [(match.start(), _literal_text(lit.group(0))) for lit in _ANY_LITERAL.finditer(body)]
+    found += [(pos, text) for pos, text in _comments(code) if not _is_template_comment(text)]
+    return [text for _, text in sorted(found)]
+
+
+def _comments(code: str) -> list[tuple[int, str]]:
+    """Comments with their offsets: Python's tokenizer when the code parses as Python, a line rule otherwise."""
+    if _parse_python(code) is not None:
+        starts = [0]
+        for line in code.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
+        return [(starts[tok.start[0] - 1] + tok.start[1], tok.string.lstrip("#").strip())
+                for tok in tokenize.generate_tokens(io.StringIO(code).readline) if tok.type == tokenize.COMMENT]
+    blanked = _ANY_LITERAL.sub(lambda m: " " * len(m.group(0)), code)  # no '#' or '//' inside strings
+    return [(m.start(1), code[m.start(1):m.end(1)].strip()) for m in _COMMENT.finditer(blanked)]
+
+
+def _is_template_comment(text: str) -> bool:
+    text = text.strip()
+    if re.fullmatch(r"(?:condition|step \d+|\.\.\.)", text, re.IGNORECASE):
+        return True
+    return any(text == t or (len(t) >= 12 and text.startswith(t)) for t in _TEMPLATE_COMMENTS)
