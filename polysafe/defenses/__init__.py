@@ -1,0 +1,1 @@
+"""Defenses: LoRA fine-tuning (shared), usefulness checks, Self-Defense data generation."""

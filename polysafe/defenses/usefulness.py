@@ -1,0 +1,116 @@
+"""Usefulness checks for a defended model: over-refusal on benign requests, and perplexity on benign answers.
+
+Safety tuning trades usefulness for safety (Self-Defense, CTRL, Bianchi et al.); these two numbers make the
+cost visible. Benign requests default to Bianchi et al.'s I-Alpaca (50 Alpaca instructions, CC BY-NC 4.0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BackendError, InputError
+from ..judges.refusal import RefusalJudge
+from ..models import load_model
+from ..models.base import ModelBackend
+from ..models.scoring import corpus_perplexity
+from ..report.metrics import Rate
+from ..types import Conversation, GenerationConfig, JudgeInput
+
+I_ALPACA_URL = "https://raw.githubusercontent.com/vinid/safety-tuned-llamas/main/data/evaluation/I-Alpaca.json"
+
+# A refusal shows in the opening words, so short answers are enough and keep CPU runs quick.
+OVER_REFUSAL_GEN = GenerationConfig(temperature=0.0, max_tokens=64)
+
+
+def parse_instruction_set(data: object, *, file: str) -> list[str]:
+    """Bianchi et al.'s evaluation format: `{"instructions": [...], "inputs": [...]}` (inputs may be empty)."""
+    if not isinstance(data, dict) or not isinstance(data.get("instructions"), list):
+        raise InputError("expected an object with an 'instructions' list", file=file, field="instructions")
+    instructions = data["instructions"]
+    inputs = data.get("inputs") or []
+    if not isinstance(inputs, list):
+        raise InputError("must be a list", file=file, field="inputs")
+    prompts = []
+    for index, instruction in enumerate(instructions):
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InputError("must be non-empty text", file=file, field=f"instructions[{index}]")
+        extra = inputs[index] if index < len(inputs) else ""
+        if not isinstance(extra, str):
+            raise InputError("must be text", file=file, field=f"inputs[{index}]")
+        prompts.append(f"{instruction.strip()}\n\n{extra.strip()}" if extra.strip() else instruction.strip())
+    if not prompts:
+        raise InputError("no instructions", file=file, field="instructions")
+    return prompts
+
+
+def load_benign_prompts(source: str | Path | None = None, *, timeout: float = 30.0) -> list[str]:
+    """I-Alpaca from its public GitHub URL (source=None or an http(s) URL), or a local file of the same shape."""
+    if source is None or str(source).startswith(("http://", "https://")):
+        import httpx
+
+        url = str(source or I_ALPACA_URL)
+        try:
+            response = httpx.get(url, timeout=timeout, follow_redirects=True)
+            response.raise_for_status()
+            data = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError) as err:
+            raise BackendError(f"cannot load benign prompts from {url}: {err}") from None
+        return parse_instruction_set(data, file=url)
+    path = Path(source)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+    return parse_instruction_set(data, file=str(path))
+
+
+def _backend(model: str | ModelBackend) -> ModelBackend:
+    return load_model(model) if isinstance(model, str) else model
+
+
+async def over_refusal_async(model: str | ModelBackend, prompts: Sequence[str], *, gen: GenerationConfig = OVER_REFUSAL_GEN) -> Rate:
+    backend = _backend(model)
+    conversations: list[Conversation] = [gen.messages(p) for p in prompts]
+    completions = []
+    step = max(1, backend.batch_size)
+    for start in range(0, len(conversations), step):
+        completions.extend(await backend.generate(conversations[start : start + step], gen))
+    judge = RefusalJudge()
+    answered = [(p, c) for p, c in zip(prompts, completions) if c.ok]
+    verdicts = await judge.judge([JudgeInput(query=p, prompt=p, response=c.text, language="en") for p, c in answered])
+    refused = sum(1 for v in verdicts if v.label == "safe")  # the refusal judge's "safe" = a refusal phrase
+    return Rate.of(refused, len(answered))
+
+
+def over_refusal(model: str | ModelBackend, prompts: Sequence[str], *, gen: GenerationConfig = OVER_REFUSAL_GEN) -> Rate:
+    """Share of benign requests that the model refuses (refusal judge), with a Wilson 95% interval.
+
+    Failed generations are left out of the denominator. Call `over_refusal_async` from async code.
+    """
+    return asyncio.run(over_refusal_async(model, prompts, gen=gen))
+
+
+def benign_perplexity(backend: str | ModelBackend, pairs: Sequence[tuple[str | None, str]]) -> float:
+    """Token-weighted perplexity of benign answers given their requests (answer tokens only)."""
+    if not pairs:
+        raise InputError("no benign (request, answer) pairs to score", field="benign")
+    return corpus_perplexity(_backend(backend), pairs)  # type: ignore[arg-type]
+
+
+def pairs_from_conversations(conversations: Sequence[Conversation]) -> list[tuple[str | None, str]]:
+    """(last user message, final assistant answer) of each conversation, for `benign_perplexity`."""
+    pairs = []
+    for conversation in conversations:
+        users = [m.content for m in conversation if m.role == "user"]
+        if conversation and conversation[-1].role == "assistant":
+            pairs.append((users[-1] if users else None, conversation[-1].content))
+    return pairs
+
+
+__all__ = ["I_ALPACA_URL", "load_benign_prompts", "over_refusal", "over_refusal_async", "benign_perplexity",
+           "pairs_from_conversations", "parse_instruction_set"]
