@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -83,13 +83,18 @@ def default_run_name(task: EvalTask, opts: EvalOptions) -> str:
     return f"{task.name.split(':')[0]}-{short_model}-{digest}"
 
 
-def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = None, report_format: str = "md") -> RunSummary:
-    """Run a task from the CLI: progress bars, then the table. Raises PolysafeError on bad input."""
+def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = None, report_format: str = "md",
+            judge_wrapper: Callable | None = None) -> RunSummary:
+    """Run a task from the CLI: progress bars, then the table. Raises PolysafeError on bad input.
+
+    `judge_wrapper(judge) -> judge` lets a command wrap the loaded judge (e.g. back-translation)."""
     run_name = opts.run_name or default_run_name(task, opts)
 
     async def go() -> RunSummary:
         model = load_model(opts.model, opts.model_options())
         judge = load_judge(opts.judge, opts.judge_options())
+        if judge_wrapper is not None:
+            judge = judge_wrapper(judge)
         with Store(opts.db) as store:
             try:
                 with RichProgress(console) as progress:
