@@ -1,0 +1,29 @@
+"""`translate:<lang>`: put the query into another language with the context's translator (batched, cached)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..data.languages import get_language
+from ..data.translation import TranslationRequest, translate_cached
+from ..errors import InputError
+from .base import ATTACKS, Attack, AttackContext, AttackedPrompt
+
+
+@ATTACKS.register("translate", takes_argument=True, example="translate:bn",
+                  summary="Translate the prompt into a language (translator: precomputed | llm:<model> | hf:<path>).")
+class TranslateAttack(Attack):
+    def __init__(self, language: str, **options: Any):
+        self.target = get_language(language, field="attack").code
+        self.spec = f"translate:{self.target}"
+
+    def transform(self, item: AttackedPrompt) -> AttackedPrompt:
+        raise InputError("translate works on batches: use it through a chain", field="attack")
+
+    async def apply(self, items: Sequence[AttackedPrompt], ctx: AttackContext) -> list[AttackedPrompt]:
+        if ctx.translator is None:
+            raise InputError(f"'{self.spec}' needs a translator (--translator precomputed | llm:<model> | hf:<path>)", field="attack")
+        requests = [TranslationRequest(text=it.text, source=it.language, target=self.target, prompt_id=it.prompt.id)
+                    for it in items]
+        texts = await translate_cached(ctx.translator, requests, ctx.store)
+        return [it.evolve(self.spec, text=text, language=self.target) for it, text in zip(items, texts)]
