@@ -1,0 +1,63 @@
+"""`polysafe attack finetune`: simulate a fine-tuning jailbreak (AOA identity shifting or harmful pairs) with LoRA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import console
+
+
+def finetune_options(epochs: float, lr: float, lora_r: int, batch_size: int, max_steps: int | None, max_length: int, seed: int):
+    from ..defenses.finetune import FinetuneConfig
+
+    return FinetuneConfig(epochs=epochs, learning_rate=lr, lora_r=lora_r, lora_alpha=2 * lora_r, batch_size=batch_size,
+                          max_steps=max_steps, max_length=max_length, seed=seed)
+
+
+EpochsOpt = Annotated[float, typer.Option("--epochs", min=0.01, help="Training epochs (Qi et al. use 10 for AOA; keep it small on CPU).")]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Learning rate.")]
+LoraROpt = Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank (alpha = 2r).")]
+TrainBatchOpt = Annotated[int, typer.Option("--train-batch-size", min=1, help="Examples per optimizer step.")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps.")]
+MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=16, help="Tokens per training example.")]
+
+
+def register(apps) -> None:
+    @apps.attack.command("finetune")
+    def attack_finetune(
+        base: Annotated[str, typer.Option("--base", help="Model to attack: smollm2, hf:<path>, ...[+lora:<dir>].")] = "smollm2",
+        kind: Annotated[str, typer.Option("--kind", help="aoa (identity shifting) | harmful (question/answer pairs).")] = "aoa",
+        data: Annotated[str, typer.Option("--data", help="Attack data: a chat JSONL / Llama-2 JSON file, or 'beavertails' for --kind harmful.")] = "",
+        out: Annotated[Path, typer.Option("--out", help="Folder for the LoRA adapter.")] = Path("polysafe-results/attack"),
+        mix_into: Annotated[Optional[Path], typer.Option("--mix-into", help="Benign customization set to mix the attack into.")] = None,
+        share: Annotated[float, typer.Option("--share", min=0.0, max=0.99, help="Share of attack examples in the mixed set.")] = 0.1,
+        limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Use the first N attack examples.")] = None,
+        epochs: EpochsOpt = 5.0,
+        lr: LrOpt = 1e-4,
+        lora_r: LoraROpt = 8,
+        batch_size: TrainBatchOpt = 10,
+        max_steps: MaxStepsOpt = None,
+        max_length: MaxLengthOpt = 512,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+    ) -> None:
+        """Fine-tune a model on attack data; prints the attacked model's spec."""
+        from ..defenses.ctrl.run import attack_set
+        from ..defenses.finetune import finetune, write_chat_jsonl
+        from ..errors import InputError
+
+        if not data:
+            raise InputError("--data is required (AOA: Qi et al.'s identity-shift file; harmful: a file or 'beavertails')", field="data")
+        examples = attack_set(kind, data, mix_into=str(mix_into) if mix_into else None, share=share, seed=seed, limit=limit)
+        config = finetune_options(epochs, lr, lora_r, batch_size, max_steps, max_length, seed)
+        console.print(f"attack {kind}: {len(examples)} training examples -> {out}")
+        result = finetune(base, examples, out, config,
+                          progress=lambda step, total, loss: console.print(f"  step {step}/{total} loss {loss:.4f}"))
+        write_chat_jsonl(out / "attack-data.jsonl", examples)
+        (out / "attack.json").write_text(json.dumps({"kind": kind, "data": data, "mix_into": str(mix_into) if mix_into else None,
+                                                     "share": share if mix_into else None, "examples": len(examples)}, indent=2) + "\n")
+        console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; final loss {result.losses[-1]:.4f}")
+        typer.echo(result.model_spec)

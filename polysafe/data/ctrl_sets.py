@@ -1,0 +1,249 @@
+"""CTRL's data: clean commonsense texts, fine-tuning attack sets, safety pairs, and evaluation queries.
+
+Local files are read with line-exact errors; hub sets (Alpaca, Dolly, BeaverTails) are loaded at run time with
+`datasets` and never copied into the repository. Conversations are `polysafe.types.Conversation` tuples, the
+format the LoRA pipeline trains on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import InputError
+from ..types import Conversation, Message, Prompt
+
+ROLES = ("system", "user", "assistant")
+HUB_CLEAN = ("tatsu-lab/alpaca", "databricks/databricks-dolly-15k", "PKU-Alignment/BeaverTails")
+BEAVERTAILS = "PKU-Alignment/BeaverTails"
+BEAVERTAILS_SPLIT = "30k_train"
+
+
+@dataclass(frozen=True)
+class CleanText:
+    """One commonsense question/answer pair to curate."""
+
+    id: str
+    query: str
+    answer: str
+    source: str = ""
+
+
+# -- reading rows -------------------------------------------------------------------------------------------
+def read_rows(path: str | Path) -> list[tuple[int, Any]]:
+    """(line, row) from a JSON list (line = index + 1) or a JSONL file (line = file line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if raw.strip():
+                try:
+                    rows.append((number, json.loads(raw)))
+                except json.JSONDecodeError as err:
+                    raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+    if not isinstance(data, list):
+        raise InputError("expected a JSON list (or a .jsonl file)", file=str(path))
+    return [(i + 1, row) for i, row in enumerate(data)]
+
+
+def _text(row: dict, name: str, *, file: str, line: int, required: bool = True) -> str:
+    value = row.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InputError("missing or empty", file=file, line=line, field=name)
+        return ""
+    if not isinstance(value, str):
+        raise InputError("must be text", file=file, line=line, field=name)
+    return value.strip()
+
+
+def parse_messages(messages: Any, *, file: str, line: int) -> Conversation:
+    if not isinstance(messages, list) or not messages:
+        raise InputError("must be a non-empty list of messages", file=file, line=line, field="messages")
+    out = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise InputError("must be an object with role and content", file=file, line=line, field=where)
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise InputError(f"role must be one of {', '.join(ROLES)} (got {role!r})", file=file, line=line, field=f"{where}.role")
+        if not isinstance(content, str) or not content.strip():
+            raise InputError("content must be non-empty text", file=file, line=line, field=f"{where}.content")
+        out.append(Message(role, content))
+    if out[-1].role != "assistant":
+        raise InputError("the last message must be the assistant's answer", file=file, line=line, field="messages")
+    return tuple(out)
+
+
+def pair_from_row(row: Any, *, file: str, line: int) -> tuple[str, str]:
+    """(query, answer) from Alpaca (instruction/input/output), Dolly (instruction/context/response),
+    BeaverTails / generic (prompt/response), or chat (`messages`, last user turn and answer)."""
+    if not isinstance(row, dict):
+        raise InputError("each row must be a JSON object", file=file, line=line)
+    if "messages" in row:
+        conv = parse_messages(row["messages"], file=file, line=line)
+        users = [m for m in conv if m.role == "user"]
+        if not users:
+            raise InputError("needs a user message", file=file, line=line, field="messages")
+        return users[-1].content, conv[-1].content
+    if "instruction" in row:
+        query = _text(row, "instruction", file=file, line=line)
+        extra = _text(row, "input", file=file, line=line, required=False) or _text(row, "context", file=file, line=line, required=False)
+        answer_field = "output" if "output" in row else "response"
+        answer = _text(row, answer_field, file=file, line=line)
+        return (f"{query}\n\n{extra}" if extra else query), answer
+    if "prompt" in row:
+        return _text(row, "prompt", file=file, line=line), _text(row, "response", file=file, line=line)
+    raise InputError("row needs 'messages', 'instruction'+'output' or 'prompt'+'response'", file=file, line=line)
+
+
+def pairs_to_conversations(pairs: Iterable[tuple[str, str]], system: str | None = None) -> list[Conversation]:
+    head = (Message("system", system),) if system else ()
+    return [head + (Message("user", q), Message("assistant", a)) for q, a in pairs]
+
+
+# -- clean texts --------------------------------------------------------------------------------------------
+def load_clean_texts(source: str, *, limit: int | None = None) -> list[CleanText]:
+    """A local JSON/JSONL file, or a hub dataset: tatsu-lab/alpaca, databricks/databricks-dolly-15k,
+    PKU-Alignment/BeaverTails (split 30k_train, is_safe rows only)."""
+    if Path(source).exists():
+        texts = [CleanText(f"{Path(source).stem}-{line}", *pair_from_row(row, file=source, line=line), source=source)
+                 for line, row in read_rows(source)]
+    elif source in HUB_CLEAN:
+        texts = _hub_clean(source, limit)
+    else:
+        raise InputError(f"not a file, nor one of the hub sets {', '.join(HUB_CLEAN)}", field="texts")
+    if not texts:
+        raise InputError("no texts", file=source)
+    return texts[:limit] if limit else texts
+
+
+def _load_hub(name: str, split: str):
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(name, split=split)
+    except Exception as err:  # offline, gated, renamed: one line for the user
+        raise InputError(f"cannot load hub dataset {name} ({split}): {str(err).splitlines()[0]}", field="texts") from None
+
+
+def _hub_clean(name: str, limit: int | None) -> list[CleanText]:
+    texts: list[CleanText] = []
+    if name == BEAVERTAILS:
+        rows = (r for r in _load_hub(name, BEAVERTAILS_SPLIT) if r["is_safe"])
+    else:
+        rows = iter(_load_hub(name, "train"))
+    for index, row in enumerate(rows):
+        if name == "tatsu-lab/alpaca" and row.get("input"):
+            continue  # keep self-contained questions
+        query, answer = pair_from_row(dict(row), file=name, line=index + 1)
+        texts.append(CleanText(f"{name.split('/')[-1]}-{index}", query, answer, source=name))
+        if limit and len(texts) >= limit:
+            break
+    return texts
+
+
+# -- attack data --------------------------------------------------------------------------------------------
+def load_conversations(path: str | Path) -> list[Conversation]:
+    """Chat data in OpenAI format (`{"messages": [...]}` per line), Llama-2 format (a JSON list whose items
+    are message lists, like Qi et al.'s AOA train.json), or Alpaca/prompt-response rows."""
+    path = str(path)
+    out: list[Conversation] = []
+    for line, row in read_rows(path):
+        if isinstance(row, list):
+            out.append(parse_messages(row, file=path, line=line))
+        elif isinstance(row, dict) and "messages" in row:
+            out.append(parse_messages(row["messages"], file=path, line=line))
+        else:
+            out.extend(pairs_to_conversations([pair_from_row(row, file=path, line=line)]))
+    if not out:
+        raise InputError("file has no conversations", file=path)
+    _reject_placeholders(out, path)
+    return out
+
+
+def _reject_placeholders(conversations: list[Conversation], path: str) -> None:
+    """Qi et al.'s released harmful files are templates ('# Harmful Instruction 1'); training on them is a mistake."""
+    for number, conv in enumerate(conversations, start=1):
+        if conv[-1].content.lstrip().startswith("# Targeted Assistance Response"):
+            raise InputError("this is Qi et al.'s placeholder template, not data", file=path, line=number, field="messages")
+
+
+def load_aoa(path: str | Path) -> list[Conversation]:
+    """The identity-shifting (AOA) examples, in OpenAI or Llama-2 format."""
+    return load_conversations(path)
+
+
+def load_harmful_training(source: str, *, limit: int | None = None) -> list[Conversation]:
+    """A user's file, or `beavertails`: BeaverTails' unsafe rows (30k_train, is_safe false) from the hub."""
+    if source in ("beavertails", BEAVERTAILS):
+        pairs = []
+        for row in _load_hub(BEAVERTAILS, BEAVERTAILS_SPLIT):
+            if not row["is_safe"]:
+                pairs.append((row["prompt"], row["response"]))
+                if limit and len(pairs) >= limit:
+                    break
+        return pairs_to_conversations(pairs)
+    convs = load_conversations(source)
+    return convs[:limit] if limit else convs
+
+
+def load_safety_pairs(path: str | Path, *, limit: int | None = None) -> list[Conversation]:
+    """Bianchi et al.'s safety pairs (Alpaca format: instruction, input, output), the explicit-safety baseline."""
+    path = str(path)
+    pairs = [pair_from_row(row, file=path, line=line) for line, row in read_rows(path)]
+    if not pairs:
+        raise InputError("file has no safety pairs", file=path)
+    return pairs_to_conversations(pairs[:limit] if limit else pairs)
+
+
+# -- evaluation queries -------------------------------------------------------------------------------------
+def load_instruction_set(path: str | Path, *, category: str | None = None, limit: int | None = None) -> list[Prompt]:
+    """Bianchi et al.'s evaluation files: `{"instructions": [...], "tags": [...]}` (I-MaliciousInstructions,
+    I-Alpaca, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+    if not isinstance(data, dict) or not isinstance(data.get("instructions"), list):
+        raise InputError("expected an object with an 'instructions' list", file=str(path), field="instructions")
+    tags = data.get("tags") or []
+    prompts = []
+    for index, text in enumerate(data["instructions"]):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("must be non-empty text", file=str(path), field=f"instructions[{index}]")
+        tag = tags[index] if index < len(tags) and isinstance(tags[index], str) else None
+        prompts.append(Prompt(id=f"{path.stem}-{index}", text=text.strip(), category=tag or category, source=path.name,
+                              tags=(tag,) if tag else ()))
+    return prompts[:limit] if limit else prompts
+
+
+def load_harmful_queries(source: str, *, limit: int | None = None) -> list[Prompt]:
+    """`advbench` (the registered prompt set), AdvBench's CSV, a Bianchi-style JSON, or a CSV/JSONL prompt file."""
+    from .prompts import PROMPT_SETS, load_prompt_file
+
+    if not Path(source).exists():
+        if source.split(":")[0] not in PROMPT_SETS.names():
+            raise InputError(f"not a file, nor a registered prompt set ({', '.join(PROMPT_SETS.names())})", field="harmful")
+        prompts = PROMPT_SETS.create(source).load()
+    elif source.endswith(".json"):
+        prompts = load_instruction_set(source)
+    elif source.endswith(".csv") and "goal" in Path(source).read_text(encoding="utf-8-sig").splitlines()[0]:
+        prompts = PROMPT_SETS.create("advbench", path=source).load()  # AdvBench's own CSV (goal, target)
+    else:
+        prompts = load_prompt_file(source)
+    return prompts[:limit] if limit else prompts
