@@ -158,17 +158,12 @@ _HOLDERS = {  # variant structure -> (regex finding each literal, variable name)
 def encode(query: str, variant: str | Variant) -> str:
     """The full CodeAttack prompt for `query`."""
     v = variant if isinstance(variant, Variant) else get_variant(variant)
-    output = T.PARAGRAPHS if v.plus else T.STEPS
-    fields = {"instruction": T.INSTRUCTION, "output": output,
-              "output_cpp": output.replace("one step per append", "one push_back per step").replace(
-                  "one paragraph per append", "one push_back per paragraph"),
-              "output_go": output.replace("per append", "per append call"),
-              "literal": "", "encoding": "", "join": T.JOIN_WORDS}
+    pieces = [] if v.structure == "string" else split_query(query)
+    fields = T.text_fields(plus=v.plus, spaceless=any(is_spaceless(p) for p in pieces))
+    fields.update(literal="", encoding="")
     if v.structure == "string":
         fields["literal"] = quote(query, v.language)
     else:
-        pieces = split_query(query)
-        fields["join"] = T.JOIN_PIECES if any(is_spaceless(p) for p in pieces) else T.JOIN_WORDS
         ordered = pieces if v.structure == "list" else list(reversed(pieces))
         holder = "my_list" if v.structure == "list" else "my_stack"
         fields["encoding"] = "\n".join(f"    {holder}.append({quote(p, 'python')})" for p in ordered)

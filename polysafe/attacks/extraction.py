@@ -17,7 +17,7 @@ import io
 import re
 import tokenize
 
-from .codeattack_templates import template_comment_lines
+from .codeattack_templates import template_comments
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _OUTPUT_NAME = re.compile(r"output", re.IGNORECASE)
@@ -186,7 +186,7 @@ def _unescape_loose(text: str) -> str:
 
 # --- prints and comments ---------------------------------------------------------------------------------------
 
-_TEMPLATE_COMMENTS = template_comment_lines()
+_TEMPLATE_COMMENTS = template_comments()
 _PRINT_START = re.compile(r"\b(?:print|fmt\.Print(?:ln|f)?|printf|puts|console\.log)\s*\(|std::cout\s*<<|cout\s*<<")
 _COMMENT = re.compile(r"(?:^|\s)(?:#(?!include)|//)\s?(.*)$", re.MULTILINE)
 
@@ -213,7 +213,6 @@ def _comments(code: str) -> list[tuple[int, str]]:
 
 
 def _is_template_comment(text: str) -> bool:
-    text = text.strip()
-    if re.fullmatch(r"(?:condition|step \d+|\.\.\.)", text, re.IGNORECASE):
-        return True
-    return any(text == t or (len(t) >= 12 and text.startswith(t)) for t in _TEMPLATE_COMMENTS)
+    """Echoed from the prompt: equal to a template comment, or the start of one (the answer was cut off)."""
+    text = text.strip().lower()
+    return text in _TEMPLATE_COMMENTS or (len(text) >= 12 and any(c.startswith(text) for c in _TEMPLATE_COMMENTS))

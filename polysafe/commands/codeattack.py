@@ -1,0 +1,92 @@
+"""`polysafe eval codeattack`: CodeAttack variants (or chains ending in one) on AdvBench or a prompt file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt, EvalOptions,
+                      JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt, SeedOpt, SystemOpt,
+                      TemperatureOpt, TimeoutOpt, TopPOpt, execute, finish)
+
+DEFAULT_VARIANTS = "python_string,python_list,python_stack,cpp_string,go_string"
+
+
+def judge_spec(spec: str) -> str:
+    """`llm:<model>` means the 1-5 harmfulness judge here (the paper's judging); other specs pass through."""
+    name, sep, rest = spec.strip().partition(":")
+    return f"harm:{rest}" if name == "llm" and sep else spec.strip()
+
+
+def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, prompts: Path | None,
+               limit: int | None):
+    """The EvalTask: one scenario per variant (named after it), or per --attack chain (named after the chain)."""
+    from ..attacks import parse_chain
+    from ..attacks.codeattack import get_variant
+    from ..data.advbench import AdvBench
+    from ..data.prompts import FilePromptSet
+    from ..engine.runner import EvalTask, Scenario
+    from ..errors import InputError
+
+    if data and prompts:
+        raise InputError("give --data (an AdvBench-style CSV) or --prompts (a polysafe prompt file), not both",
+                         field="prompts")
+    source = FilePromptSet(prompts) if prompts else AdvBench(path=data)
+    rows = source.load()[: limit or None]
+    if attacks:
+        chains = [parse_chain(spec) for spec in attacks]
+        scenarios = [Scenario(chain.spec, chain) for chain in chains]
+    else:
+        names = [v.strip() for v in variants.split(",") if v.strip()]
+        if not names:
+            raise InputError("no variant given", field="variants")
+        scenarios = [Scenario(get_variant(n).name, parse_chain(f"codeattack:{get_variant(n).name}")) for n in names]
+    if len({s.name for s in scenarios}) != len(scenarios):
+        raise InputError("the same variant or chain is given twice", field="variants")
+    config = {"prompt_set": source.name, "limit": limit, "data": str(data or prompts or "")}
+    return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
+
+
+def register(apps) -> None:
+    @apps.eval.command("codeattack")
+    def eval_codeattack(
+        model: ModelOpt = "smollm2",
+        variants: Annotated[str, typer.Option("--variants", "-v", help="Comma-separated: python_string, python_list, python_stack, cpp_string, go_string (+ python_*_plus).")] = DEFAULT_VARIANTS,
+        attack: Annotated[Optional[list[str]], typer.Option("--attack", "-a", help="An attack chain instead of --variants, e.g. 'translate:sw|codeattack:python_stack'; repeatable.")] = None,
+        judge: JudgeOpt = "refusal",
+        data: Annotated[Optional[Path], typer.Option("--data", help="Local AdvBench CSV (a 'goal' column) instead of the public one.")] = None,
+        prompts: Annotated[Optional[Path], typer.Option("--prompts", "-p", help="A polysafe prompt file (id, text [, language, category]) instead of AdvBench.")] = None,
+        translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> or hf:<path>.")] = None,
+        report_format: Annotated[str, typer.Option("--format", "-f", help="Table printed after the run: codeattack | md | json.")] = "codeattack",
+        limit: LimitOpt = None,
+        db: DbOpt = Path(DEFAULT_DB),
+        run_name: RunNameOpt = None,
+        concurrency: ConcurrencyOpt = 16,
+        base_url: BaseUrlOpt = None,
+        api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+        temperature: TemperatureOpt = 0.0,
+        top_p: TopPOpt = 1.0,
+        max_tokens: MaxTokensOpt = 512,
+        seed: SeedOpt = 0,
+        system_prompt: SystemOpt = None,
+        batch_size: BatchOpt = None,
+        dtype: DtypeOpt = "auto",
+        max_retries: RetriesOpt = 6,
+        timeout: TimeoutOpt = 120.0,
+    ) -> None:
+        """CodeAttack: harmful requests encoded in code (Ren et al. 2024). --judge llm:<spec> scores 1-5 (ASR = share of 5s)."""
+        from ..cli import _attack_context
+        from ..report import RENDERERS
+
+        RENDERERS.split(report_format)  # an unknown format fails before any model call
+
+        opts = EvalOptions(model=model, judge=judge_spec(judge), db=db, run_name=run_name, concurrency=concurrency,
+                           base_url=base_url, api_key_env=api_key_env, temperature=temperature, top_p=top_p,
+                           max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
+                           dtype=dtype, max_retries=max_retries, timeout=timeout,
+                           extra={"translator": translator} if translator else {})
+        task = build_task(variants=variants, attacks=attack, data=data, prompts=prompts, limit=limit)
+        ctx = _attack_context("|".join(attack or []), opts)
+        finish(execute(task, opts, ctx=ctx, report_format=report_format))
