@@ -4,7 +4,8 @@ Spec: `openai:<model>` or `openai:<model>@<base_url>`; otherwise the base URL co
 then $OPENAI_BASE_URL, then OpenAI's. The API key is read from an environment variable at call time and is
 never part of the spec, the identity, the store or a report.
 
-Transient failures (429, 5xx, timeouts, refused connections, garbage bodies) are retried with exponential
+Requests go over lean keep-alive connections (`http.py`), one per concurrency slot, or through httpx when a proxy
+is configured. Transient failures (429, 5xx, timeouts, refused connections, garbage bodies) are retried with exponential
 backoff and full jitter, honouring Retry-After. After the last try the item is returned as an error
 Completion, which the engine stores as an error and retries on the next run.
 """
@@ -16,14 +17,17 @@ import email.utils
 import json
 import os
 import random
+import ssl
 import time
 from typing import Sequence
 
+import certifi
 import httpx
 
 from ..errors import BackendError, SpecError
 from ..types import Completion, Conversation, GenerationConfig
 from .base import MODELS, ModelBackend, ModelOptions
+from .http import Connection, HttpConnectionError, HttpResponse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -76,7 +80,8 @@ class OpenAICompatible(ModelBackend):
         self.spec = f"openai:{model}@{self.base_url}"
         self.identity = self.spec
         self.concurrency = max(1, options.concurrency)
-        self._client: httpx.AsyncClient | None = None
+        self._idle: asyncio.Queue | None = None
+        self._slots: list = []
 
     def _api_key(self) -> str:
         key = os.environ.get(self.options.api_key_env, "")
@@ -84,14 +89,18 @@ class OpenAICompatible(ModelBackend):
             raise BackendError(f"set ${self.options.api_key_env} to call {self.base_url}")
         return key or "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key
 
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=httpx.Timeout(self.options.timeout), limits=limits,
-                headers={"Authorization": f"Bearer {self._api_key()}"},
-            )
-        return self._client
+    def _slot_pool(self) -> asyncio.Queue:
+        """One connection per concurrency slot: the queue bounds requests in flight."""
+        if self._idle is None:
+            headers = {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
+            tls = ssl.create_default_context(cafile=certifi.where())  # shared: building one costs ~30 ms
+            make = HttpxSlot if _proxy_configured() else Connection
+            self._idle = asyncio.Queue()
+            for _ in range(self.concurrency):
+                slot = make(self.base_url, tls, headers)
+                self._slots.append(slot)
+                self._idle.put_nowait(slot)
+        return self._idle
 
     def payload(self, conversation: Conversation, config: GenerationConfig) -> dict:
         return {
@@ -103,20 +112,26 @@ class OpenAICompatible(ModelBackend):
             "seed": config.seed,
         }
 
-    async def _once(self, body: dict) -> Completion:
+    async def _once(self, body: bytes) -> Completion:
+        idle = self._slot_pool()
+        slot = await idle.get()
         try:
-            response = await self._get_client().post("/chat/completions", json=body)
-        except (httpx.TimeoutException, httpx.TransportError) as err:
-            raise TransientError(f"{type(err).__name__}: {err or 'no answer'}") from None
-        if response.status_code in RETRY_STATUS:
-            raise TransientError(f"HTTP {response.status_code}", parse_retry_after(response.headers.get("retry-after")))
-        if response.status_code >= 400:
-            detail = response.text[:200].replace("\n", " ")
-            raise BackendError(f"HTTP {response.status_code} from {self.base_url}: {detail}")
-        return parse_chat_response(response.content)
+            response = await slot.post_json("/chat/completions", body, self.options.timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise TransientError(f"Timeout: no answer within {self.options.timeout:g} s") from None
+        except (HttpConnectionError, OSError, httpx.TransportError) as err:
+            raise TransientError(f"{type(err).__name__}: {err or 'connection failed'}") from None
+        finally:
+            idle.put_nowait(slot)
+        if response.status in RETRY_STATUS:
+            raise TransientError(f"HTTP {response.status}", parse_retry_after(response.headers.get("retry-after")))
+        if response.status >= 400:
+            detail = response.body[:200].decode("utf-8", "replace").replace("\n", " ")
+            raise BackendError(f"HTTP {response.status} from {self.base_url}: {detail}")
+        return parse_chat_response(response.body)
 
     async def complete(self, conversation: Conversation, config: GenerationConfig) -> Completion:
-        body = self.payload(conversation, config)
+        body = json.dumps(self.payload(conversation, config), ensure_ascii=False).encode()
         last = "no attempt"
         for attempt in range(self.options.max_retries + 1):
             try:
@@ -137,9 +152,29 @@ class OpenAICompatible(ModelBackend):
         return list(await asyncio.gather(*(self.complete(c, config) for c in conversations)))
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for slot in self._slots:
+            slot.close()
+            await asyncio.sleep(0)
+        self._slots, self._idle = [], None
+
+
+def _proxy_configured() -> bool:
+    return any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
+
+
+class HttpxSlot:
+    """The same interface as `http.Connection`, through httpx, which honours proxy settings."""
+
+    def __init__(self, base_url: str, tls: ssl.SSLContext, headers: dict[str, str]):
+        self.client = httpx.AsyncClient(base_url=base_url, verify=tls, headers=headers, trust_env=True,
+                                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    async def post_json(self, path: str, body: bytes, timeout: float) -> HttpResponse:
+        response = await self.client.post(path, content=body, timeout=timeout, headers={"Content-Type": "application/json"})
+        return HttpResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+
+    def close(self) -> None:
+        asyncio.ensure_future(self.client.aclose())
 
 
 @MODELS.register("openai", takes_argument=True, summary="An OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp, Ollama).", example="openai:gpt-4o-mini@http://127.0.0.1:8000/v1")
