@@ -112,5 +112,8 @@ class Connection:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except RuntimeError:  # its event loop is already closed: the socket went with it
+                pass
         self.reader = self.writer = None

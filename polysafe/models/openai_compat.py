@@ -82,6 +82,7 @@ class OpenAICompatible(ModelBackend):
         self.concurrency = max(1, options.concurrency)
         self._idle: asyncio.Queue | None = None
         self._slots: list = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _api_key(self) -> str:
         key = os.environ.get(self.options.api_key_env, "")
@@ -91,7 +92,13 @@ class OpenAICompatible(ModelBackend):
 
     def _slot_pool(self) -> asyncio.Queue:
         """One connection per concurrency slot: the queue bounds requests in flight."""
+        loop = asyncio.get_running_loop()
+        if self._idle is not None and self._loop is not loop:  # used from a new asyncio.run(): start afresh
+            for slot in self._slots:
+                slot.close()
+            self._slots, self._idle = [], None
         if self._idle is None:
+            self._loop = loop
             headers = {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
             tls = ssl.create_default_context(cafile=certifi.where())  # shared: building one costs ~30 ms
             make = HttpxSlot if _proxy_configured() else Connection
@@ -174,7 +181,10 @@ class HttpxSlot:
         return HttpResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
 
     def close(self) -> None:
-        asyncio.ensure_future(self.client.aclose())
+        try:
+            asyncio.get_running_loop().create_task(self.client.aclose())
+        except RuntimeError:  # no loop running any more: nothing left to flush
+            pass
 
 
 @MODELS.register("openai", takes_argument=True, summary="An OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp, Ollama).", example="openai:gpt-4o-mini@http://127.0.0.1:8000/v1")
