@@ -30,7 +30,7 @@ _PY_LITERAL = (r"(?:[rRuUbBfF]{0,2})(?:\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''(?:[^\\]|\
 _C_LITERAL = r"(?:\"(?:[^\"\\\n]|\\.)*\"|`[^`]*`)"
 _ANY_LITERAL = re.compile(f"{_PY_LITERAL}|{_C_LITERAL}", re.DOTALL)
 _UNTERMINATED = re.compile(r"""(?:output\w*\s*\.\s*(?:append|push_back|emplace_back)\(|append\(\s*output\w*\s*,)\s*"""
-                           r"""[rRuUbBfF]{0,2}(["'`])((?:[^\\\n]|\\.)*)\Z""", re.IGNORECASE | re.DOTALL)
+                           r"""[rRuUbBfF]{0,2}(["'`])((?:(?!\1)[^\\\n]|\\.)*)\Z""", re.IGNORECASE | re.DOTALL)
 
 
 def extract_output(response: str) -> str:

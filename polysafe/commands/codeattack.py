@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt, EvalOptions,
-                      JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt, SeedOpt, SystemOpt,
+                      JudgeOpt, LimitOpt, MaxTokensOpt, RetriesOpt, RunNameOpt, SeedOpt, SystemOpt,
                       TemperatureOpt, TimeoutOpt, TopPOpt, execute, finish)
 
 DEFAULT_VARIANTS = "python_string,python_list,python_stack,cpp_string,go_string"
@@ -52,7 +52,7 @@ def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, p
 def register(apps) -> None:
     @apps.eval.command("codeattack")
     def eval_codeattack(
-        model: ModelOpt = "smollm2",
+        model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Target model spec (smollm2, hf:<path|id>, openai:<model>[@url], ...+lora:<dir>); repeat it for a variant x model table.")] = None,
         variants: Annotated[str, typer.Option("--variants", "-v", help="Comma-separated: python_string, python_list, python_stack, cpp_string, go_string (+ python_*_plus).")] = DEFAULT_VARIANTS,
         attack: Annotated[Optional[list[str]], typer.Option("--attack", "-a", help="An attack chain instead of --variants, e.g. 'translate:sw|codeattack:python_stack'; repeatable.")] = None,
         judge: JudgeOpt = "refusal",
@@ -82,11 +82,28 @@ def register(apps) -> None:
 
         RENDERERS.split(report_format)  # an unknown format fails before any model call
 
-        opts = EvalOptions(model=model, judge=judge_spec(judge), db=db, run_name=run_name, concurrency=concurrency,
-                           base_url=base_url, api_key_env=api_key_env, temperature=temperature, top_p=top_p,
-                           max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
-                           dtype=dtype, max_retries=max_retries, timeout=timeout,
-                           extra={"translator": translator} if translator else {})
+        models = model or ["smollm2"]
         task = build_task(variants=variants, attacks=attack, data=data, prompts=prompts, limit=limit)
-        ctx = _attack_context("|".join(attack or []), opts)
-        finish(execute(task, opts, ctx=ctx, report_format=report_format))
+        summaries = []
+        for index, spec in enumerate(models):
+            name = run_name if not run_name or len(models) == 1 else f"{run_name}-{index + 1}"
+            opts = EvalOptions(model=spec, judge=judge_spec(judge), db=db, run_name=name, concurrency=concurrency,
+                               base_url=base_url, api_key_env=api_key_env, temperature=temperature, top_p=top_p,
+                               max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
+                               dtype=dtype, max_retries=max_retries, timeout=timeout,
+                               extra={"translator": translator} if translator else {})
+            ctx = _attack_context("|".join(attack or []), opts)
+            summaries.append(execute(task, opts, ctx=ctx, report_format=report_format))
+        if len(models) > 1:
+            typer.echo("\n## variant x model\n\n" + _combined_table(db, [s.run for s in summaries]))
+        for summary in summaries:
+            finish(summary)
+
+
+def _combined_table(db: Path, run_names: list[str]) -> str:
+    from ..engine.store import Store
+    from ..report.base import load_report_input
+    from ..report.codeattack import codeattack_table
+
+    with Store(db) as store:
+        return codeattack_table([load_report_input(store, name, db.parent) for name in run_names])

@@ -7,6 +7,8 @@ columns read n/a and the unsafe rate is the measure.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
 
@@ -17,18 +19,19 @@ def _distribution(stats: GroupStats) -> str:
     return " ".join(f"{score}:{stats.score_counts.get(score, 0)}" for score in range(1, 6))
 
 
-def codeattack_table(data: ReportInput) -> str:
-    stats = sorted(summarize(data.rows, by_scenario_language), key=lambda s: s.group)
+def codeattack_table(runs: Sequence[ReportInput]) -> str:
+    """One row per model x variant x language; several runs (one per model) make the variant x model view."""
     head = ["model", "variant", "language", "n", "ASR (score 5) % [95% CI]", "scores 1:…5:", "mean score",
             "unsafe % [95% CI]", "error %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for s in stats:
-        variant, language = s.group
-        lines.append("| " + " | ".join([
-            f"`{data.run.model}`", f"`{variant}`", language, str(s.judged), s.asr.pct() if s.asr else "n/a",
-            _distribution(s), f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a", s.unsafe.pct(),
-            f"{100 * s.error.value:.1f}",
-        ]) + " |")
+    for data in runs:
+        for s in sorted(summarize(data.rows, by_scenario_language), key=lambda s: s.group):
+            variant, language = s.group
+            lines.append("| " + " | ".join([
+                f"`{data.run.model}`", f"`{variant}`", language, str(s.judged), s.asr.pct() if s.asr else "n/a",
+                _distribution(s), f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a", s.unsafe.pct(),
+                f"{100 * s.error.value:.1f}",
+            ]) + " |")
     return "\n".join(lines)
 
 
@@ -37,6 +40,6 @@ def _codeattack():
     def render(data: ReportInput) -> str:
         title = (f"## {data.run.name}\n\ntask `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`"
                  " · ASR = share of responses scored 5 (Wilson 95% CI); errors are left out of every rate\n\n")
-        return title + codeattack_table(data)
+        return title + codeattack_table([data])
 
     return render
