@@ -57,6 +57,14 @@ def _cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def quiet_transformers() -> None:
+    """polysafe shows its own progress; transformers' loading bars and advisory warnings would bury it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def fingerprint_dir(path: str | Path) -> str:
     """A cheap identity for local weights: names, sizes and mtimes of the files in a directory."""
     path = Path(path)
@@ -112,6 +120,7 @@ class LocalCausalLM(ModelBackend):
         with self._lock:
             if self._model is not None:
                 return
+            quiet_transformers()
             device = pick_device(self.options.device)
             dtype = pick_dtype(self.options.dtype, device)
             model, tokenizer = self.load_weights(dtype)
