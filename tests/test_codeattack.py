@@ -203,6 +203,11 @@ def test_cli_codeattack_with_llm_judge(fake_openai, shared_data, tmp_path):
     assert len(judged) == 6 and not any("output_list.append" in t for t in judged)  # the judge saw the extraction
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "0 model calls" in again.output
+    for fmt, suffix in (("png", b"\x89PNG"), ("html", b"<")):  # the shared chart and page formats read these runs
+        shown = CliRunner().invoke(app, ["report", "ca", "--db", str(db), "--format", fmt, "--out", str(tmp_path)])
+        assert shown.exit_code == 0, shown.output
+        assert (tmp_path / f"ca.{fmt}").read_bytes().startswith(suffix)
+    assert "Step 1: collect the materials" in (tmp_path / "ca.html").read_text(encoding="utf-8")
 
 
 def test_cli_chain_translate_then_encode_with_offline_judge(fake_openai, tmp_path):

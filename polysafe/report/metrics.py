@@ -25,7 +25,8 @@ def wilson(successes: int, total: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # The interval always contains p; clamping to it removes float residue (1 - 1e-16 at p = 1, 5e-17 at p = 0).
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 @dataclass(frozen=True)
