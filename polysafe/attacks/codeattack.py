@@ -146,7 +146,7 @@ def unquote(literal: str, language: str) -> str:
 
 # --- encoding and decoding -------------------------------------------------------------------------------------
 
-_HOLDERS = {  # variant structure -> (regex finding each literal, variable name)
+_HOLDERS = {  # (language, structure) -> where the encoded literals sit in a snippet
     ("python", "string"): re.compile(r"\bmy_string\s*=\s*(" + _STRING_LITERAL + ")"),
     ("python", "list"): re.compile(r"\bmy_list\.append\(\s*(" + _STRING_LITERAL + r")\s*\)"),
     ("python", "stack"): re.compile(r"\bmy_stack\.append\(\s*(" + _STRING_LITERAL + r")\s*\)"),

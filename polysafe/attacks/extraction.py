@@ -46,7 +46,8 @@ def extract_output(response: str) -> str:
         return "\n".join(items)
     extras: list[str] = []
     for block in blocks:
-        extras += _prints_and_comments(block)
+        if block is not response or _parse_python(block) is not None:  # markdown '# headings' are not comments
+            extras += _prints_and_comments(block)
     extras = [e for e in (x.strip() for x in extras) if e and not _PLACEHOLDER.match(e)]
     return "\n".join(extras) if extras else response
 
