@@ -8,10 +8,11 @@ anything it already answered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 from ...data.ctrl_sets import CleanText
 from ...engine.keys import content_key
@@ -39,6 +40,53 @@ class CurationConfig:
                 for t in self.temperatures for p in self.top_ps]
 
 
+class Coalescer:
+    """Gathers the revision requests of beam searches running side by side into one model call.
+
+    Searches advance in lockstep (score, then revise), so a flush waits until every active search has asked,
+    or until no request arrived for `idle` seconds. One big batch keeps a local model's forward passes full.
+    """
+
+    def __init__(self, flush: Callable[[list], Awaitable[list]], *, idle: float = 0.2):
+        self.flush, self.idle = flush, idle
+        self.active = 1
+        self._pending: list[tuple[list, asyncio.Future]] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, requests: list) -> list:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((requests, future))
+        self._arrived.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        return await future
+
+    def finished_one(self) -> None:
+        self.active -= 1
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        while len(self._pending) < self.active:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), self.idle)
+            except asyncio.TimeoutError:
+                break
+        batch, self._pending, self._task = self._pending, [], None
+        flat = [r for requests, _ in batch for r in requests]
+        try:
+            results = await self.flush(flat)
+        except Exception as err:  # every waiting search sees the failure
+            for _, future in batch:
+                future.set_exception(err)
+            return
+        start = 0
+        for requests, future in batch:
+            future.set_result(results[start : start + len(requests)])
+            start += len(requests)
+
+
 class CachedReviser:
     """Samples revisions from a model over the grid; each (prompt, sampling setting) is asked once, ever."""
 
@@ -47,25 +95,39 @@ class CachedReviser:
     def __init__(self, model: ModelBackend, store: Store, phrases: Sequence[str], config: CurationConfig):
         self.model, self.store, self.phrases, self.config = model, store, tuple(phrases), config
         self.calls = 0  # conversations sent to the model in this process
+        self.coalescer: Coalescer | None = None
 
     async def revise(self, query: str, answers: Sequence[str]) -> list[list[str]]:
         prompts = [revision_prompt(query, a, self.phrases) for a in answers]
-        out: list[list[str]] = [[] for _ in answers]
+        if self.coalescer is None:
+            texts = await self._sample(prompts)
+        else:
+            texts = await self.coalescer.submit(prompts)
+        return [[clean_revision(t) for t in per_prompt] for per_prompt in texts]
+
+    async def _sample(self, prompts: list) -> list[list[str]]:
+        """For each prompt, one raw sample per grid setting (cached ones from the store)."""
+        out: list[list[str]] = [[] for _ in prompts]
         for gen in self.config.grid():
             keys = [content_key(self.namespace, self.model.identity, [m.to_dict() for m in p], gen) for p in prompts]
             cached = self.store.memo_get_many(self.namespace, keys)
             missing = [i for i, k in enumerate(keys) if k not in cached]
-            if missing:
-                self.calls += len(missing)
-                completions = await self.model.generate([prompts[i] for i in missing], gen)
-                for i, completion in zip(missing, completions):
+            unique = list({keys[i]: i for i in missing}.values())
+            if unique:
+                self.calls += len(unique)
+                completions = await self.model.generate([prompts[i] for i in unique], gen)
+                failed = None
+                for i, completion in zip(unique, completions):
                     if not completion.ok:
-                        raise BackendError(f"reviser {self.model.spec} failed: {completion.error} "
-                                           "(everything before is cached; run again to resume)")
+                        failed = failed or completion.error
+                        continue
                     cached[keys[i]] = completion.text
                     self.store.memo_put(self.namespace, keys[i], completion.text)
+                if failed:  # the answers that did come are stored above, so a rerun asks only for the rest
+                    raise BackendError(f"reviser {self.model.spec} failed: {failed} "
+                                       "(everything answered is cached; run again to resume)")
             for i, key in enumerate(keys):
-                out[i].append(clean_revision(cached[key]))
+                out[i].append(cached[key])
         return out
 
 
@@ -132,14 +194,27 @@ async def curate(
     config: CurationConfig,
     *,
     on_text: Callable[[CuratedText], None] | None = None,
+    parallel: int = 32,
 ) -> list[CuratedText]:
-    out = []
-    for text in texts:
-        result: BeamResult = await beam_search(text.query, text.answer, reviser, scorer, config.beam)
-        curated = CuratedText(text.id, text.query, result.original, result.best, result.dropped)
-        out.append(curated)
-        if on_text:
-            on_text(curated)
+    """Beam-search every text; `parallel` searches run side by side with their revisions batched together."""
+    out: list[CuratedText] = []
+    for start in range(0, len(texts), parallel):
+        group = texts[start : start + parallel]
+        reviser.coalescer = Coalescer(reviser._sample)
+        reviser.coalescer.active = len(group)
+
+        async def one(text: CleanText) -> CuratedText:
+            try:
+                result: BeamResult = await beam_search(text.query, text.answer, reviser, scorer, config.beam)
+            finally:
+                reviser.coalescer.finished_one()
+            return CuratedText(text.id, text.query, result.original, result.best, result.dropped)
+
+        for curated in await asyncio.gather(*(one(t) for t in group)):
+            out.append(curated)
+            if on_text:
+                on_text(curated)
+    reviser.coalescer = None
     return out
 
 
