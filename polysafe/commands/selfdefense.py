@@ -1,0 +1,199 @@
+"""`polysafe defend self-defense generate|run`: Self-Defense data generation and the before/after experiment."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import DEFAULT_DB, DbOpt, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, console
+
+GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", "-g", help="Model that writes and translates the data (default: the model itself).")]
+SeedsOpt = Annotated[Optional[Path], typer.Option("--seeds", help='Seed JSONL: {"id", "kind": unsafe|general, "prompt", "answer"} per line (default: polysafe\'s own).')]
+LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Target languages, comma-separated (e.g. zh,bn,sw).")]
+NUnsafeOpt = Annotated[int, typer.Option("--n-unsafe", min=0, help="New English unsafe-prompt / safe-answer pairs to write.")]
+NGeneralOpt = Annotated[Optional[int], typer.Option("--n-general", min=0, help="New English general helpful pairs to write.")]
+HelpfulRatioOpt = Annotated[Optional[float], typer.Option("--helpful-ratio", min=0.0, max=0.95, help="Share of general pairs; sets --n-general from --n-unsafe (the paper: 0.7).")]
+CheckJudgeOpt = Annotated[Optional[str], typer.Option("--check-judge", help="LLM judge for the refusal check (llm:<model spec>); default: the refusal matcher.")]
+TemperatureOpt = Annotated[float, typer.Option("--gen-temperature", min=0.0, help="Sampling temperature when writing English pairs.")]
+MultiJailOpt = Annotated[Optional[str], typer.Option("--data", help="Local MultiJail CSV; default: the hub dataset.")]
+HeldoutOpt = Annotated[Optional[Path], typer.Option("--heldout", help="MultiJail CSV whose prompts (in --languages and English) must not appear in the data.")]
+
+
+def _n_general(n_unsafe: int, n_general: int | None, helpful_ratio: float | None) -> int:
+    if helpful_ratio is not None:
+        return round(n_unsafe * helpful_ratio / (1 - helpful_ratio))
+    return 35 if n_general is None else n_general
+
+
+def _show_generation(result) -> None:
+    from rich.table import Table
+
+    table = Table("language/kind", "kept")
+    for key, count in sorted(result.counts().items()):
+        table.add_row(key, str(count))
+    console.print(table)
+    rejected = Table("rejected: reason", "count")
+    for reason, count in sorted(result.rejected.items()):
+        rejected.add_row(reason, str(count))
+    console.print(rejected if result.rejected else "rejected: none")
+
+
+def _generation_progress():
+    state: dict[str, tuple[int, int]] = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        state[stage] = (done, total)
+        console.print(f"  {stage}: {done}/{total}", highlight=False)
+
+    return show
+
+
+def register(apps) -> None:
+    selfdefense = typer.Typer(no_args_is_help=True, help="Self-Defense: the model writes multilingual safety data, then is tuned on it.")
+    apps.defend.add_typer(selfdefense, name="self-defense")
+
+    @selfdefense.command("generate")
+    def generate(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Chat JSONL to write.")],
+        generator: Annotated[str, typer.Option("--generator", "-g", help="Model spec that writes and translates.")] = "smollm2",
+        seeds: SeedsOpt = None,
+        languages: LanguagesOpt = "zh,bn,sw",
+        n_unsafe: NUnsafeOpt = 15,
+        n_general: NGeneralOpt = None,
+        helpful_ratio: HelpfulRatioOpt = None,
+        check_judge: CheckJudgeOpt = None,
+        heldout: HeldoutOpt = None,
+        save_dataset_dir: Annotated[Optional[Path], typer.Option("--save-dataset", help="Also save a `datasets` copy here.")] = None,
+        temperature: TemperatureOpt = 0.8,
+        seed: SeedOpt = 0,
+    ) -> None:
+        """Write English pairs from seeds, translate them, check them, and save chat JSONL."""
+        from ..data.languages import parse_languages
+        from ..defenses.finetune import write_chat_jsonl
+        from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
+        from ..defenses.selfdefense.pipeline import heldout_texts
+        from ..judges import load_judge
+        from ..models import load_model
+
+        codes = parse_languages(languages)
+        plan = GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
+                              temperature=temperature, seed=seed)
+        seed_pairs = load_seeds(seeds)
+        held = []
+        if heldout:
+            from ..data.multijail import load_multijail
+
+            held = heldout_texts(load_multijail(str(heldout), [c for c in codes if c != "en"] or ["en"]))
+
+        async def go():
+            backend = load_model(generator)
+            judge = load_judge(check_judge) if check_judge else None
+            try:
+                return await generate_pairs(backend, seed_pairs, plan, heldout=held, judge=judge, progress=_generation_progress())
+            finally:
+                await backend.aclose()
+                if judge:
+                    await judge.aclose()
+
+        result = asyncio.run(go())
+        write_chat_jsonl(out, result.conversations())
+        if save_dataset_dir:
+            save_dataset(result.pairs, save_dataset_dir)
+        _show_generation(result)
+        console.print(f"{len(result.pairs)} pairs written to {out}")
+
+    @selfdefense.command("run")
+    def run(
+        model: ModelOpt = "smollm2",
+        generator: GeneratorOpt = None,
+        languages: LanguagesOpt = "zh,bn,sw",
+        seeds: SeedsOpt = None,
+        n_unsafe: NUnsafeOpt = 15,
+        n_general: NGeneralOpt = None,
+        helpful_ratio: HelpfulRatioOpt = None,
+        check_judge: CheckJudgeOpt = None,
+        data: MultiJailOpt = None,
+        scenario: Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")] = "both",
+        limit: LimitOpt = 30,
+        judge: JudgeOpt = "refusal",
+        benign: Annotated[Optional[str], typer.Option("--benign", help="Benign requests for over-refusal: I-Alpaca JSON path or URL (default: its GitHub URL).")] = None,
+        benign_limit: Annotated[int, typer.Option("--benign-limit", min=1)] = 50,
+        benign_pairs: Annotated[Optional[Path], typer.Option("--benign-pairs", help="Chat JSONL of held-out benign answers for perplexity (default: half of the general seeds, kept out of training).")] = None,
+        epochs: Annotated[float, typer.Option("--epochs", min=0.01)] = 2.0,
+        lr: Annotated[float, typer.Option("--lr", min=0.0)] = 2e-4,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+        max_length: Annotated[int, typer.Option("--max-length", min=16)] = 256,
+        max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapter and report.")] = None,
+        db: DbOpt = Path(DEFAULT_DB),
+        save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy in the output folder.")] = False,
+        seed: SeedOpt = 0,
+    ) -> None:
+        """Generate -> fine-tune -> MultiJail before/after on held-out prompts, plus over-refusal and perplexity."""
+        from ..data.languages import parse_languages
+        from ..data.multijail import limit_per_language, load_multijail, multijail_scenarios, parse_scenarios
+        from ..defenses.finetune import FinetuneConfig, load_chat_jsonl
+        from ..defenses.selfdefense import GenerationPlan, load_seeds
+        from ..defenses.selfdefense.pipeline import SelfDefenseSetup, run_self_defense
+        from ..defenses.usefulness import load_benign_prompts, pairs_from_conversations
+        from ..engine.progress import RichProgress
+        from ..engine.runner import EvalTask
+        from ..engine.store import Store
+        from ..judges import load_judge
+        from ..models import load_model
+        from .finetune import training_progress
+
+        codes = parse_languages(languages)
+        names = parse_scenarios(scenario)
+        eval_prompts = limit_per_language(load_multijail(data, codes), limit)
+        scenarios = multijail_scenarios(names)
+        seed_pairs = load_seeds(seeds)
+        if benign_pairs:
+            perplexity_pairs = pairs_from_conversations(load_chat_jsonl(benign_pairs))
+        else:  # every second general seed is held out of generation and training
+            general = [s for s in seed_pairs if s.kind == "general"]
+            held = general[1::2]
+            if not held:
+                from ..errors import InputError
+
+                raise InputError("need at least two general seeds to hold one out for perplexity (or pass --benign-pairs)", field="seeds")
+            seed_pairs = [s for s in seed_pairs if s not in held]
+            perplexity_pairs = [(s.prompt, s.answer) for s in held]
+        out_dir = out or Path("polysafe-results") / f"selfdefense-{model.replace(':', '-').replace('/', '_').replace('+', '_')}"
+
+        def task(prompts):
+            return EvalTask(name="selfdefense:multijail", prompts=prompts, scenarios=scenarios,
+                            config={"dataset": data or "hub", "languages": codes, "limit_per_language": limit})
+
+        setup = SelfDefenseSetup(
+            model_spec=model,
+            plan=GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio), seed=seed),
+            finetune=FinetuneConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length, seed=seed),
+            eval_prompts=eval_prompts, eval_task=task,
+            benign_prompts=load_benign_prompts(benign)[:benign_limit], benign_pairs=perplexity_pairs,
+            out_dir=out_dir, save_dataset=save_dataset_dir,
+        )
+        from ..types import GenerationConfig
+
+        setup.eval_gen = GenerationConfig(max_tokens=max_tokens)
+
+        async def go():
+            gen_backend = load_model(generator or model)
+            eval_judge = load_judge(judge)
+            checker = load_judge(check_judge) if check_judge else None
+            db.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with Store(db) as store, training_progress() as train_progress:
+                    return await run_self_defense(setup, generator=gen_backend, judge=eval_judge, store=store,
+                                                  check_judge=checker, seeds=seed_pairs, load_backend=load_model,
+                                                  train_progress=train_progress, say=lambda m: console.print(m, markup=False))
+            finally:
+                await gen_backend.aclose()
+                await eval_judge.aclose()
+
+        report = asyncio.run(go())
+        typer.echo(report.markdown())
+        console.print(f"report: {out_dir / 'report.md'}")

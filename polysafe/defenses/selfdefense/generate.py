@@ -1,0 +1,340 @@
+"""Self-Defense data generation (Deng et al., ICLR 2024): the model writes its own multilingual safety data.
+
+1. From a few English seed pairs, the generator writes new English pairs: unsafe requests with safe,
+   explaining answers, and general requests with helpful answers (separate instructions for each kind).
+2. The generator translates each kept English pair (prompt and answer) into every target language.
+3. Every pair is checked (language ID, refusal, exact / near duplicates, collision with held-out evaluation
+   prompts); rejected pairs are counted by reason.
+
+Generated text is data: it is parsed, never executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+from ...data.languages import get_language
+from ...errors import InputError
+from ...judges.base import Judge
+from ...models.base import ModelBackend
+from ...types import Conversation, GenerationConfig, JudgeInput, Message
+from .checks import DuplicateIndex, is_language, refuses
+
+Kind = Literal["unsafe", "general"]
+KINDS: tuple[Kind, ...] = ("unsafe", "general")
+DEFAULT_SEEDS = Path(__file__).with_name("seeds.jsonl")
+
+# Reasons a candidate is dropped, in the order the checks run.
+REASONS = ("generation_error", "malformed", "wrong_language", "not_refusal", "refuses_benign", "heldout_collision",
+           "duplicate", "near_duplicate")
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    id: str
+    kind: Kind
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair in one language; `english_prompt` links a translation to its English original."""
+
+    kind: Kind
+    language: str
+    prompt: str
+    answer: str
+    english_prompt: str
+    origin: str  # "seed:<id>" or "generated"
+
+    def conversation(self) -> Conversation:
+        return (Message("user", self.prompt), Message("assistant", self.answer))
+
+
+@dataclass
+class GenerationPlan:
+    languages: Sequence[str]
+    n_unsafe: int = 15
+    n_general: int = 35
+    shots: int = 3  # seed examples shown per generation request
+    temperature: float = 0.8
+    max_tokens: int = 256
+    seed: int = 0
+    include_english: bool = True
+    include_seeds: bool = True
+    attempts_per_example: float = 2.0  # how many generation requests per wanted English pair, at most
+
+
+@dataclass
+class GenerationResult:
+    pairs: list[Pair]
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+    rejected_by_language: Counter = field(default_factory=Counter)  # (language, reason) -> count
+    requests: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(f"{p.language}/{p.kind}" for p in self.pairs))
+
+    def conversations(self) -> list[Conversation]:
+        return [p.conversation() for p in self.pairs]
+
+    def reject(self, language: str, reason: str) -> None:
+        self.rejected[reason] += 1
+        self.rejected_by_language[(language, reason)] += 1
+
+
+# -- seeds ---------------------------------------------------------------------------------------------------
+def load_seeds(path: str | Path | None = None) -> list[SeedPair]:
+    """JSONL lines `{"id", "kind": "unsafe"|"general", "prompt", "answer"}`; default: polysafe's own seeds."""
+    path = Path(path) if path else DEFAULT_SEEDS
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    seeds: list[SeedPair] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
+            if not isinstance(row, dict):
+                raise InputError("each line must be a JSON object", file=str(path), line=number)
+            if row.get("kind") not in KINDS:
+                raise InputError(f"must be one of {', '.join(KINDS)}", file=str(path), line=number, field="kind")
+            for name in ("prompt", "answer"):
+                if not isinstance(row.get(name), str) or not row[name].strip():
+                    raise InputError("must be non-empty text", file=str(path), line=number, field=name)
+            seeds.append(SeedPair(str(row.get("id") or f"line{number}"), row["kind"], row["prompt"].strip(), row["answer"].strip()))
+    for kind in KINDS:
+        if not any(s.kind == kind for s in seeds):
+            raise InputError(f"needs at least one '{kind}' seed", file=str(path), field="kind")
+    return seeds
+
+
+# -- prompts to the generator -------------------------------------------------------------------------------
+INSTRUCTIONS: dict[Kind, str] = {
+    "unsafe": (
+        "You are helping to build training data that teaches an AI assistant to refuse harmful requests safely. "
+        "Below are examples of a harmful user request and a safe answer. The safe answer declines clearly, explains "
+        "why the request is harmful, and, where it fits, points to a safe alternative. Write ONE new example on a "
+        "different harmful topic, in English, in exactly the same format."
+    ),
+    "general": (
+        "You are helping to build training data for a helpful AI assistant. Below are examples of an everyday user "
+        "request and a helpful, correct answer. Write ONE new example on a different topic, in English, in exactly "
+        "the same format."
+    ),
+}
+
+_LABEL = r"\**\s*{}\s*\**\s*:\s*\**\s*"  # "Prompt:", "**Prompt:**", "**Prompt**:"
+_PAIR = re.compile("^" + _LABEL.format("prompt") + r"(?P<prompt>.+?)\n\s*" + _LABEL.format("answer") + "(?P<answer>.+)$",
+                   re.IGNORECASE | re.DOTALL)
+_NEXT_PROMPT = re.compile(r"\n\s*" + _LABEL.format("prompt"), re.IGNORECASE)
+
+
+def format_pair(prompt: str, answer: str) -> str:
+    return f"Prompt: {prompt}\nAnswer: {answer}"
+
+
+def augmentation_messages(kind: Kind, shots: Sequence[SeedPair]) -> Conversation:
+    examples = "\n\n".join(format_pair(s.prompt, s.answer) for s in shots)
+    return (Message("user", f"{INSTRUCTIONS[kind]}\n\n{examples}\n\nNow write the new example:"),)
+
+
+def parse_pair(text: str) -> tuple[str, str] | None:
+    """`Prompt: ...` / `Answer: ...` from the generator's reply, or None when it is not in that form."""
+    match = _PAIR.match(text.strip())
+    if not match:
+        return None
+    prompt = match.group("prompt").strip().strip('"').strip()
+    answer = match.group("answer").strip()
+    answer = _NEXT_PROMPT.split(answer)[0].strip().strip('"').strip()
+    if not prompt or not answer or "\n" in prompt.strip():
+        return None
+    return prompt, answer
+
+
+def translation_messages(text: str, language: str) -> Conversation:
+    name = get_language(language).name
+    return (Message("user", f"Translate the following text into {name}. Reply with the {name} translation only, "
+                            f"without notes or the original.\n\n{text}"),)
+
+
+def clean_translation(text: str) -> str | None:
+    text = text.strip().strip('"').strip()
+    text = re.sub(r"^(?:translation|translated text)\s*:\s*", "", text, flags=re.IGNORECASE).strip()
+    return text or None
+
+
+# -- the pipeline --------------------------------------------------------------------------------------------
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+async def _ask(generator: ModelBackend, conversations: Sequence[Conversation], gen: GenerationConfig,
+               progress: Progress | None, stage: str) -> list:
+    """Batches of `batch_size`, `concurrency` batches at a time (remote backends answer one by one)."""
+    out: list = []
+    step = max(1, generator.batch_size)
+    wave = step * max(1, generator.concurrency)
+    for start in range(0, len(conversations), wave):
+        chunk = conversations[start : start + wave]
+        parts = await asyncio.gather(*(generator.generate(chunk[i : i + step], gen) for i in range(0, len(chunk), step)))
+        out.extend(c for part in parts for c in part)
+        if progress:
+            progress(stage, len(out), len(conversations))
+    return out
+
+
+class PairChecker:
+    """Runs the checks in order and remembers what it kept, per language, for duplicate detection."""
+
+    def __init__(self, result: GenerationResult, heldout: Sequence[tuple[str, str]], judge: Judge | None):
+        self.result = result
+        self.judge = judge
+        self.kept: dict[str, DuplicateIndex] = {}
+        self.heldout: dict[str, DuplicateIndex] = {}
+        for language, text in heldout:
+            self.heldout.setdefault(language, DuplicateIndex()).add(text)
+
+    async def keep(self, candidates: Sequence[Pair]) -> list[Pair]:
+        passed = [c for c in candidates if self._check_language(c)]
+        passed = await self._check_answers(passed)
+        kept = []
+        for pair in passed:
+            reason = self._duplicate_reason(pair)
+            if reason:
+                self.result.reject(pair.language, reason)
+                continue
+            self.kept.setdefault(pair.language, DuplicateIndex()).add(pair.prompt)
+            kept.append(pair)
+        return kept
+
+    def _check_language(self, pair: Pair) -> bool:
+        if is_language(pair.prompt, pair.language) and is_language(pair.answer, pair.language):
+            return True
+        self.result.reject(pair.language, "wrong_language")
+        return False
+
+    async def _check_answers(self, pairs: Sequence[Pair]) -> list[Pair]:
+        unsafe = [p for p in pairs if p.kind == "unsafe"]
+        if self.judge is not None and unsafe:
+            verdicts = await self.judge.judge([JudgeInput(query=p.english_prompt, prompt=p.prompt, response=p.answer,
+                                                          language=p.language) for p in unsafe])
+            safe_answer = {id(p): v.label == "safe" for p, v in zip(unsafe, verdicts)}
+        else:
+            safe_answer = {id(p): refuses(p.answer) for p in unsafe}
+        kept = []
+        for pair in pairs:
+            if pair.kind == "unsafe" and not safe_answer[id(pair)]:
+                self.result.reject(pair.language, "not_refusal")
+            elif pair.kind == "general" and refuses(pair.answer):
+                self.result.reject(pair.language, "refuses_benign")  # would teach over-refusal
+            else:
+                kept.append(pair)
+        return kept
+
+    def _duplicate_reason(self, pair: Pair) -> str | None:
+        for language in {pair.language, "en"}:  # a translation may also leave an English eval prompt intact
+            index = self.heldout.get(language)
+            if index is not None and index.match(pair.prompt):
+                return "heldout_collision"
+        index = self.kept.get(pair.language)
+        found = index.match(pair.prompt) if index is not None else None
+        return {"exact": "duplicate", "near": "near_duplicate"}.get(found or "")
+
+
+async def generate_pairs(
+    generator: ModelBackend,
+    seeds: Sequence[SeedPair],
+    plan: GenerationPlan,
+    *,
+    heldout: Sequence[tuple[str, str]] = (),
+    judge: Judge | None = None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Run the whole generation. `heldout` = (language, text) of every prompt that will be evaluated."""
+    languages = [get_language(code, field="languages").code for code in plan.languages]
+    result = GenerationResult(pairs=[])
+    checker = PairChecker(result, heldout, judge)
+    rng = random.Random(plan.seed)
+    english: list[Pair] = []
+    if plan.include_seeds:
+        seed_pairs = [Pair(s.kind, "en", s.prompt, s.answer, s.prompt, f"seed:{s.id}") for s in seeds]
+        english += await checker.keep(seed_pairs)
+
+    for kind, wanted in (("unsafe", plan.n_unsafe), ("general", plan.n_general)):
+        pool = [s for s in seeds if s.kind == kind]
+        have = 0
+        budget = max(wanted, int(wanted * plan.attempts_per_example))
+        round_number = 0
+        while have < wanted and budget > 0:
+            batch = min(budget, max(wanted - have, 1) + 2)
+            budget -= batch
+            requests = [augmentation_messages(kind, rng.sample(pool, min(plan.shots, len(pool)))) for _ in range(batch)]
+            gen = GenerationConfig(temperature=plan.temperature, top_p=0.95, max_tokens=plan.max_tokens,
+                                   seed=plan.seed * 1000 + round_number)
+            round_number += 1
+            result.requests += len(requests)
+            completions = await _ask(generator, requests, gen, progress, f"write {kind}")
+            candidates = []
+            for completion in completions:
+                parsed = parse_pair(completion.text) if completion.ok else None
+                if not completion.ok:
+                    result.reject("en", "generation_error")
+                elif parsed is None:
+                    result.reject("en", "malformed")
+                else:
+                    candidates.append(Pair(kind, "en", parsed[0], parsed[1], parsed[0], "generated"))
+            kept = (await checker.keep(candidates))[: wanted - have]
+            have += len(kept)
+            english += kept
+
+    if plan.include_english:
+        result.pairs.extend(english)
+    for language in languages:
+        if language == "en":
+            continue
+        result.pairs.extend(await _translate(generator, english, language, plan, checker, result, progress))
+    return result
+
+
+async def _translate(generator: ModelBackend, english: Sequence[Pair], language: str, plan: GenerationPlan,
+                     checker: PairChecker, result: GenerationResult, progress: Progress | None) -> list[Pair]:
+    gen = GenerationConfig(temperature=0.0, max_tokens=plan.max_tokens)
+    requests = [translation_messages(text, language) for pair in english for text in (pair.prompt, pair.answer)]
+    result.requests += len(requests)
+    completions = await _ask(generator, requests, gen, progress, f"translate {language}")
+    candidates = []
+    for index, pair in enumerate(english):
+        prompt_done, answer_done = completions[2 * index], completions[2 * index + 1]
+        if not (prompt_done.ok and answer_done.ok):
+            result.reject(language, "generation_error")
+            continue
+        prompt, answer = clean_translation(prompt_done.text), clean_translation(answer_done.text)
+        if prompt is None or answer is None:
+            result.reject(language, "malformed")
+            continue
+        candidates.append(Pair(pair.kind, language, prompt, answer, pair.english_prompt, pair.origin))
+    return await checker.keep(candidates)
+
+
+def save_dataset(pairs: Sequence[Pair], directory: str | Path) -> Path:
+    """A `datasets` copy (conversational `messages` column plus metadata), for `load_from_disk` or the hub."""
+    import datasets
+
+    table = datasets.Dataset.from_list([
+        {"messages": [m.to_dict() for m in p.conversation()], "kind": p.kind, "language": p.language,
+         "english_prompt": p.english_prompt, "origin": p.origin}
+        for p in pairs
+    ])
+    table.save_to_disk(str(directory))
+    return Path(directory)
