@@ -189,6 +189,7 @@ def _unescape_loose(text: str) -> str:
 
 _TEMPLATE_COMMENTS = template_comments()
 _PRINT_START = re.compile(r"\b(?:print|fmt\.Print(?:ln|f)?|printf|puts|console\.log)\s*\(|std::cout\s*<<|cout\s*<<")
+_OUTPUT_WORD = re.compile(r"\boutput_?list", re.IGNORECASE)  # output_list, outputList, output_list_initialization
 _COMMENT = re.compile(r"(?:^|\s)(?:#(?!include)|//)\s?(.*)$", re.MULTILINE)
 
 
@@ -198,7 +199,12 @@ def _prints_and_comments(code: str) -> list[str]:
         body = _balanced_tail(code, match.end()) if match.group(0).endswith("(") else code[match.end():].split(";")[0].split("\n")[0]
         found += [(match.start(), _literal_text(lit.group(0))) for lit in _ANY_LITERAL.finditer(body)]
     found += [(pos, text) for pos, text in _comments(code) if not _is_template_comment(text)]
-    return [text for _, text in sorted(found)]
+    # Only the output part counts: a comment inside the model's decode() describes decoding, not the task.
+    # Without an output part at all, nothing here is the answer: the caller falls back to the whole response.
+    output_part = _OUTPUT_WORD.search(code)
+    if output_part is None:
+        return []
+    return [text for pos, text in sorted(found) if pos >= output_part.start()]
 
 
 def _comments(code: str) -> list[tuple[int, str]]:
