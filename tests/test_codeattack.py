@@ -16,6 +16,7 @@ from fakes import Reply, last_user_text
 from typer.testing import CliRunner
 
 from polysafe.attacks import AttackContext, parse_chain
+from polysafe.attacks.extraction import extract_output
 from polysafe.attacks.codeattack import (PAPER_VARIANTS, VARIANTS, canonical, decode, encode, quote, split_query,
                                          unquote)
 from polysafe.cli import app
@@ -258,7 +259,7 @@ def test_smollm2_two_prompts_five_variants(smollm2, shared_data, tmp_path):
     scenarios = [Scenario(v, parse_chain(f"codeattack:{v}")) for v in PAPER_VARIANTS]
     task = EvalTask(name="codeattack:advbench", prompts=prompts, scenarios=scenarios)
     with Store(tmp_path / "r.db") as store:
-        summary = asyncio.run(run_eval(task, smollm2, load_judge("refusal"), store, gen=GenerationConfig(max_tokens=12),
+        summary = asyncio.run(run_eval(task, smollm2, load_judge("refusal"), store, gen=GenerationConfig(max_tokens=8),
                                        run_name="smol", ctx=AttackContext()))
         rows = store.results("smol")
     assert summary.items == 10 and summary.generated == 10 and summary.errors == 0
@@ -267,4 +268,4 @@ def test_smollm2_two_prompts_five_variants(smollm2, shared_data, tmp_path):
         assert row.label in ("safe", "unsafe", "invalid") and row.response
         variant = row.scenario
         assert decode(row.prompt, variant) == row.query  # what the model saw encodes the AdvBench goal
-        assert row.extracted is not None
+        assert row.extracted == extract_output(row.response)  # the judge saw the post-processed answer

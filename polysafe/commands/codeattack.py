@@ -33,8 +33,6 @@ def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, p
     if data and prompts:
         raise InputError("give --data (an AdvBench-style CSV) or --prompts (a polysafe prompt file), not both",
                          field="prompts")
-    source = FilePromptSet(prompts) if prompts else AdvBench(path=data)
-    rows = source.load()[: limit or None]
     if attacks:
         chains = [parse_chain(spec) for spec in attacks]
         scenarios = [Scenario(chain.spec, chain) for chain in chains]
@@ -45,6 +43,8 @@ def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, p
         scenarios = [Scenario(get_variant(n).name, parse_chain(f"codeattack:{get_variant(n).name}")) for n in names]
     if len({s.name for s in scenarios}) != len(scenarios):
         raise InputError("the same variant or chain is given twice", field="variants")
+    source = FilePromptSet(prompts) if prompts else AdvBench(path=data)  # specs are checked first: loading may download
+    rows = source.load()[: limit or None]
     config = {"prompt_set": source.name, "limit": limit, "data": str(data or prompts or "")}
     return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
 
