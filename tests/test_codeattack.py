@@ -244,6 +244,26 @@ def test_cli_variant_by_model_table(fake_openai, tmp_path):
     assert f"| `openai:complier@{server.url}` | `python_stack` | en | 1 | n/a | n/a | n/a | 100.0 [" in combined
 
 
+def test_cli_multijail_human_translations_in_code(fake_openai, shared_data, tmp_path):
+    server = fake_openai(_target_or_judge)
+    db = tmp_path / "r.db"
+    result = CliRunner().invoke(app, [
+        "eval", "codeattack", "--model", f"openai:fake@{server.url}", "--prompt-set", "multijail",
+        "--data", str(shared_data / "multijail" / "MultiJail.csv"), "--languages", "bn,zh", "--limit", "2",
+        "--variants", "python_list", "--db", str(db), "--run-name", "mj"])
+    assert result.exit_code == 0, result.output
+    assert "| `python_list` | bn | 2 |" in result.output and "| `python_list` | zh | 2 |" in result.output
+    with Store(db) as store:
+        rows = store.results("mj")
+    assert len(rows) == 4 and {r.language for r in rows} == {"bn", "zh"}
+    sent = {last_user_text(b) for b in server.requests}
+    assert all(r.prompt in sent for r in rows)
+    for r in rows:
+        original = decode(r.prompt, "python_list")
+        assert original and original != r.query  # the native-language text is encoded; the judge reads English
+        assert ("no separator" in r.prompt) == (r.language == "zh")
+
+
 def test_cli_bad_input_exits_2(tmp_path):
     bad = tmp_path / "b.csv"
     bad.write_text("prompt\nx\n", encoding="utf-8")

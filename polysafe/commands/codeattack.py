@@ -21,11 +21,16 @@ def judge_spec(spec: str) -> str:
 
 
 def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, prompts: Path | None,
-               limit: int | None):
-    """The EvalTask: one scenario per variant (named after it), or per --attack chain (named after the chain)."""
+               limit: int | None, prompt_set: str = "advbench", languages: str | None = None):
+    """The EvalTask: one scenario per variant (named after it), or per --attack chain (named after the chain).
+
+    Prompts come from a prompt set (AdvBench by default; `multijail` gives human translations, so code x language
+    needs no machine translation) or from a polysafe prompt file. `limit` counts per language.
+    """
     from ..attacks import parse_chain
     from ..attacks.codeattack import get_variant
-    from ..data.advbench import AdvBench
+    from ..data import PROMPT_SETS
+    from ..data.languages import parse_languages
     from ..data.prompts import FilePromptSet
     from ..engine.runner import EvalTask, Scenario
     from ..errors import InputError
@@ -43,10 +48,31 @@ def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, p
         scenarios = [Scenario(get_variant(n).name, parse_chain(f"codeattack:{get_variant(n).name}")) for n in names]
     if len({s.name for s in scenarios}) != len(scenarios):
         raise InputError("the same variant or chain is given twice", field="variants")
-    source = FilePromptSet(prompts) if prompts else AdvBench(path=data)  # specs are checked first: loading may download
-    rows = source.load()[: limit or None]
-    config = {"prompt_set": source.name, "limit": limit, "data": str(data or prompts or "")}
+    codes = parse_languages(languages) if languages else None
+    name, argument = PROMPT_SETS.split(prompt_set)
+    if prompts or name == "file":
+        source = FilePromptSet(prompts or argument)
+    else:  # specs are checked before this: loading may download
+        source = PROMPT_SETS.create(prompt_set, path=data, source=str(data) if data else None, languages=codes)
+    rows = _first_per_language(source.load(), limit)
+    if codes:
+        rows = [p for p in rows if p.language in codes]
+    if not rows:
+        raise InputError(f"no prompts in {', '.join(codes or [])}", field="languages")
+    config = {"prompt_set": source.name, "limit": limit, "data": str(data or prompts or ""), "languages": codes}
     return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
+
+
+def _first_per_language(rows, limit: int | None) -> list:
+    if not limit:
+        return list(rows)
+    taken: dict[str, int] = {}
+    out = []
+    for row in rows:
+        taken[row.language] = taken.get(row.language, 0) + 1
+        if taken[row.language] <= limit:
+            out.append(row)
+    return out
 
 
 def register(apps) -> None:
@@ -56,7 +82,9 @@ def register(apps) -> None:
         variants: Annotated[str, typer.Option("--variants", "-v", help="Comma-separated: python_string, python_list, python_stack, cpp_string, go_string (+ python_*_plus).")] = DEFAULT_VARIANTS,
         attack: Annotated[Optional[list[str]], typer.Option("--attack", "-a", help="An attack chain instead of --variants, e.g. 'translate:sw|codeattack:python_stack'; repeatable.")] = None,
         judge: JudgeOpt = "refusal",
-        data: Annotated[Optional[Path], typer.Option("--data", help="Local AdvBench CSV (a 'goal' column) instead of the public one.")] = None,
+        prompt_set: Annotated[str, typer.Option("--prompt-set", help="advbench (public CSV) or multijail (hub); see 'polysafe plugins'.")] = "advbench",
+        data: Annotated[Optional[Path], typer.Option("--data", help="Local copy of the prompt set: AdvBench CSV with a 'goal' column, or MultiJail CSV.")] = None,
+        languages: Annotated[Optional[str], typer.Option("--languages", "-l", help="Only these languages, e.g. 'en,bn,sw' (prompt sets with languages).")] = None,
         prompts: Annotated[Optional[Path], typer.Option("--prompts", "-p", help="A polysafe prompt file (id, text [, language, category]) instead of AdvBench.")] = None,
         translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> or hf:<path>.")] = None,
         report_format: Annotated[str, typer.Option("--format", "-f", help="Table printed after the run: codeattack | md | json.")] = "codeattack",
@@ -83,7 +111,8 @@ def register(apps) -> None:
         RENDERERS.split(report_format)  # an unknown format fails before any model call
 
         models = model or ["smollm2"]
-        task = build_task(variants=variants, attacks=attack, data=data, prompts=prompts, limit=limit)
+        task = build_task(variants=variants, attacks=attack, data=data, prompts=prompts, limit=limit,
+                          prompt_set=prompt_set, languages=languages)
         summaries = []
         for index, spec in enumerate(models):
             name = run_name if not run_name or len(models) == 1 else f"{run_name}-{index + 1}"
