@@ -173,17 +173,17 @@ def test_tier_figures_are_plain_means_with_pooled_wilson():
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_on_smollm2(tmp_path, csv_path, smollm2):
+def test_cli_end_to_end_on_smollm2(tmp_path, csv_path):
     from polysafe.cli import app
 
     db = tmp_path / "results.db"
-    args = ["eval", "multijail", "--model", "smollm2", "--scenario", "both", "--languages", "en,bn", "--limit", "2",
+    args = ["eval", "multijail", "--model", "smollm2", "--scenario", "both", "--languages", "en,jv", "--limit", "2",
             "--max-tokens", "24", "--data", str(csv_path), "--db", str(db)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "| intentional | bn | 2 |" in out and "| unintentional | en | 2 |" in out
-    assert "| unintentional | LRL | bn |" in out and "| intentional | English | en |" in out
+    assert "| intentional | jv | 2 |" in out and "| unintentional | en | 2 |" in out
+    assert "| unintentional | LRL | jv |" in out and "| intentional | English | en |" in out
     html_path = Path(out.split("HTML report: ")[1].split()[0])
     assert html_path.is_file() and "<img id=\"chart\"" in html_path.read_text(encoding="utf-8")
 
@@ -194,9 +194,9 @@ def test_cli_end_to_end_on_smollm2(tmp_path, csv_path, smollm2):
         rows = store.results(run.name)
     assert count == 8 and all(r.response is not None and r.label in ("safe", "unsafe", "invalid") for r in rows)
     sent = {(r.scenario, r.language, r.prompt_id): r.prompt for r in rows}
-    bn = {p.id: p for p in load_multijail(csv_path, ["bn"])}
-    assert sent[("unintentional", "bn", "0")] == bn["0"].text
-    assert sent[("intentional", "bn", "1")] == POLYSAFE_TEMPLATE.replace("{prompt}", bn["1"].text)
+    jv = {p.id: p for p in load_multijail(csv_path, ["jv"])}
+    assert sent[("unintentional", "jv", "0")] == jv["0"].text
+    assert sent[("intentional", "jv", "1")] == POLYSAFE_TEMPLATE.replace("{prompt}", jv["1"].text)
     # The same command again asks nothing new: everything is reused from the store.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "0 model calls" in again.output
