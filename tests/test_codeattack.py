@@ -221,6 +221,8 @@ def test_cli_chain_translate_then_encode_with_offline_judge(fake_openai, tmp_pat
         "--attack", "translate:bn|codeattack:python_stack", "--attack", "codeattack:go_string",
         "--translator", f"llm:openai:fake@{server.url}", "--db", str(db), "--run-name", "chain", "--format", "json"])
     assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(app, ["report", "chain", "--db", str(db), "--format", "codeattack"])
+    assert "| `translate:bn\\|codeattack:python_stack` | bn | 2 |" in shown.output  # the chain's | is escaped
     table = json.loads(result.output[result.output.index("{"):])
     groups = {(r["scenario"], r["language"]): r for r in table["rows"]}
     assert groups[("translate:bn|codeattack:python_stack", "bn")]["counts"]["unsafe"] == 2

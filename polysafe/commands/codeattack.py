@@ -1,4 +1,4 @@
-"""`polysafe eval codeattack`: CodeAttack variants (or chains ending in one) on AdvBench or a prompt file."""
+"""`polysafe eval codeattack`: CodeAttack variants (or chains ending in one) on AdvBench, MultiJail or a prompt file."""
 
 from __future__ import annotations
 
@@ -120,13 +120,21 @@ def register(apps) -> None:
                                base_url=base_url, api_key_env=api_key_env, temperature=temperature, top_p=top_p,
                                max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
                                dtype=dtype, max_retries=max_retries, timeout=timeout,
-                               extra={"translator": translator} if translator else {})
+                               extra=_translation_extra(translator, prompt_set, data))
             ctx = _attack_context("|".join(attack or []), opts)
             summaries.append(execute(task, opts, ctx=ctx, report_format=report_format))
         if len(models) > 1:
             typer.echo("\n## variant x model\n\n" + _combined_table(db, [s.run for s in summaries]))
         for summary in summaries:
             finish(summary)
+
+
+def _translation_extra(translator: str | None, prompt_set: str, data: Path | None) -> dict:
+    """Settings the translation layer reads: the translator, and MultiJail's CSV for `precomputed`."""
+    extra: dict = {"translator": translator} if translator else {}
+    if data and prompt_set == "multijail":
+        extra["data"] = str(data)
+    return extra
 
 
 def _combined_table(db: Path, run_names: list[str]) -> str:

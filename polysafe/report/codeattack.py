@@ -19,6 +19,11 @@ def _distribution(stats: GroupStats) -> str:
     return " ".join(f"{score}:{stats.score_counts.get(score, 0)}" for score in range(1, 6))
 
 
+def _cell(text: str) -> str:
+    """Code-formatted table cell; a chain's `|` is escaped so it does not split the Markdown column."""
+    return "`" + text.replace("|", "\\|") + "`"
+
+
 def codeattack_table(runs: Sequence[ReportInput]) -> str:
     """One row per model x variant x language; several runs (one per model) make the variant x model view."""
     head = ["model", "variant", "language", "n", "ASR (score 5) % [95% CI]", "scores 1:…5:", "mean score",
@@ -28,7 +33,7 @@ def codeattack_table(runs: Sequence[ReportInput]) -> str:
         for s in sorted(summarize(data.rows, by_scenario_language), key=lambda s: s.group):
             variant, language = s.group
             lines.append("| " + " | ".join([
-                f"`{data.run.model}`", f"`{variant}`", language, str(s.judged), s.asr.pct() if s.asr else "n/a",
+                _cell(data.run.model), _cell(variant), language, str(s.judged), s.asr.pct() if s.asr else "n/a",
                 _distribution(s), f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a", s.unsafe.pct(),
                 f"{100 * s.error.value:.1f}",
             ]) + " |")
