@@ -64,7 +64,7 @@ def chart_png(rows: Sequence[ResultRow], title: str = "") -> bytes:
     groups = scenarios if single_language else languages
     series = [languages[0]] if single_language else scenarios
 
-    fig = Figure(figsize=(max(6.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4.2), dpi=110)
+    fig = Figure(figsize=(max(6.0, 0.6 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(series))
