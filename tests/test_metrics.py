@@ -50,3 +50,12 @@ def test_groups_by_scenario_and_language():
     rows = [row("safe", "en"), row("unsafe", "bn"), row("unsafe", "bn", "intentional")]
     groups = {s.group: s.unsafe.value for s in summarize(rows, by_scenario_language)}
     assert groups == {("s", "en"): 0.0, ("s", "bn"): 1.0, ("intentional", "bn"): 1.0}
+
+
+def test_markdown_cells_escape_chain_pipes():
+    from polysafe.report.metrics import group_stats
+    from polysafe.report.tables import markdown_table
+
+    table = markdown_table([group_stats(("translate:bn|codeattack:python_list", "bn"), [row("unsafe", "bn")])])
+    body = table.splitlines()[2]
+    assert body.count(" | ") == table.splitlines()[0].count(" | ")  # same column count as the header

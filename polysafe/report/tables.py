@@ -15,7 +15,7 @@ def markdown_table(stats: Sequence[GroupStats], columns: Sequence[str] = ("scena
         head += ["ASR (score 5) % [95% CI]", "mean score"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for s in stats:
-        cells = [*s.group, str(s.judged), s.unsafe.pct(), s.invalid.pct(), f"{100 * s.error.value:.1f}"]
+        cells = [*(cell.replace("|", "\\|") for cell in s.group), str(s.judged), s.unsafe.pct(), s.invalid.pct(), f"{100 * s.error.value:.1f}"]
         if scored:
             cells += [s.asr.pct() if s.asr else "n/a", f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
