@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 from fakes import Reply, last_user_text
-from test_ctrl_perplexity import build_tiny_llama
+from test_ctrl_perplexity import load_tiny
 
 from polysafe.data.ctrl_sets import CleanText
 from polysafe.defenses.ctrl.beam import BeamConfig
@@ -49,9 +49,8 @@ def request_id(body: dict) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    folder = build_tiny_llama(tmp_path_factory.mktemp("tiny-target"))
-    return load_model(f"hf:{folder}", ModelOptions(dtype="float32", device="cpu"))
+def target():
+    return load_tiny()
 
 
 def run_curation(store, reviser_url, judge_url, target):

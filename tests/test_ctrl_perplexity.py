@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,12 +37,23 @@ def build_tiny_llama(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+@functools.lru_cache(maxsize=1)
+def tiny_llama_dir() -> Path:
+    """Built once per test session and shared by the CTRL test modules; removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="tiny-llama-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return build_tiny_llama(folder)
+
+
+def load_tiny():
     from polysafe.models import ModelOptions, load_model
 
-    folder = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-    return load_model(f"hf:{folder}", ModelOptions(dtype="float32", device="cpu"))
+    return load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype="float32", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_tiny()
 
 
 def hand_perplexity(backend, query: str, answer: str) -> tuple[float, float]:
