@@ -13,8 +13,8 @@ import typer
 
 from .commands._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt,
                                EvalOptions, JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt,
-                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, console, error_line, execute,
-                               finish)
+                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, attack_context, console, error_line,
+                               execute, finish)
 from .errors import PolysafeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -69,21 +69,7 @@ def eval_file(
     chain = parse_chain(attack)
     task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
                     config={"prompts": str(prompts), "limit": limit})
-    finish(execute(task, opts, ctx=_attack_context(attack, opts)))
-
-
-def _attack_context(attack: str, opts: EvalOptions):
-    """Chains that translate need a translator; it comes from the translation layer when present."""
-    from .attacks.base import AttackContext
-
-    ctx = AttackContext()
-    if "translate" in attack:
-        try:
-            from .data.translation import translator_from_options
-        except ImportError:
-            return ctx
-        ctx.translator = translator_from_options(opts)
-    return ctx
+    finish(execute(task, opts, ctx=attack_context(attack, opts)))
 
 
 @app.command("runs")

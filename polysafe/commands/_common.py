@@ -76,6 +76,16 @@ class EvalOptions:
                                 seed=self.seed, system_prompt=self.system_prompt)
 
 
+def attack_context(attack: str, opts: EvalOptions) -> AttackContext:
+    """Chains that translate need a translator (`--translator`, default: MultiJail's human translations)."""
+    from ..data.translation import translator_from_options
+
+    ctx = AttackContext()
+    if any(step.strip().startswith("translate:") for step in attack.split("|")):
+        ctx.translator = translator_from_options(opts)
+    return ctx
+
+
 def default_run_name(task: EvalTask, opts: EvalOptions) -> str:
     digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
                          [(p.id, p.language) for p in task.prompts], opts.model, opts.judge, opts.generation())[:8]

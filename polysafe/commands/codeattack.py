@@ -105,7 +105,7 @@ def register(apps) -> None:
         timeout: TimeoutOpt = 120.0,
     ) -> None:
         """CodeAttack: harmful requests encoded in code (Ren et al. 2024). --judge llm:<spec> scores 1-5 (ASR = share of 5s)."""
-        from ..cli import _attack_context
+        from ._common import attack_context
         from ..report import RENDERERS
 
         RENDERERS.split(report_format)  # an unknown format fails before any model call
@@ -121,7 +121,7 @@ def register(apps) -> None:
                                max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
                                dtype=dtype, max_retries=max_retries, timeout=timeout,
                                extra=_translation_extra(translator, prompt_set, data))
-            ctx = _attack_context("|".join(attack or []), opts)
+            ctx = attack_context("|".join(attack or []), opts)
             summaries.append(execute(task, opts, ctx=ctx, report_format=report_format))
         if len(models) > 1:
             typer.echo("\n## variant x model\n\n" + _combined_table(db, [s.run for s in summaries]))
