@@ -130,6 +130,7 @@ def register(apps) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapter and report.")] = None,
         db: DbOpt = Path(DEFAULT_DB),
         save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy in the output folder.")] = False,
+        gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
         seed: SeedOpt = 0,
     ) -> None:
         """Generate -> fine-tune -> MultiJail before/after on held-out prompts, plus over-refusal and perplexity."""
@@ -170,7 +171,8 @@ def register(apps) -> None:
 
         setup = SelfDefenseSetup(
             model_spec=model,
-            plan=GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio), seed=seed),
+            plan=GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
+                                seed=seed, max_tokens=gen_max_tokens),
             finetune=FinetuneConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length, seed=seed),
             eval_prompts=eval_prompts, eval_task=task,
             benign_prompts=load_benign_prompts(benign)[:benign_limit], benign_pairs=perplexity_pairs,

@@ -163,7 +163,7 @@ def _collate(batch: Sequence[Encoded], pad_id: int):
 def plan_steps(n_examples: int, config: FinetuneConfig) -> int:
     batches_per_epoch = math.ceil(n_examples / config.batch_size)
     steps = max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
-    return min(steps, config.max_steps) if config.max_steps else steps
+    return config.max_steps or steps  # like transformers: max_steps overrides epochs
 
 
 def finetune(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ...engine.keys import content_key
 from ...engine.runner import EvalTask, run_eval
 from ...engine.store import ResultRow, Store
 from ...judges.base import Judge
@@ -100,7 +101,7 @@ async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, 
     out.mkdir(parents=True, exist_ok=True)
     say(f"generating with {generator.spec} ...")
     generation = await generate_pairs(generator, seeds, setup.plan, heldout=heldout_texts(setup.eval_prompts),
-                                      judge=check_judge)
+                                      judge=check_judge, progress=lambda stage, done, total: say(f"  {stage}: {done}/{total}"))
     if not generation.pairs:
         from ...errors import PolysafeError
 
@@ -120,8 +121,9 @@ async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, 
         say(f"evaluating {phase}: {spec}")
         backend = load_backend(spec)
         task = setup.eval_task(setup.eval_prompts)
-        run_name = f"selfdefense-{phase}-{out.name}"
-        await run_eval(task, backend, judge, store, gen=setup.eval_gen, run_name=run_name, progress=progress)
+        run_name = f"selfdefense-{phase}-{out.name}-{content_key(backend.identity, task.config, setup.eval_gen)[:8]}"
+        summary = await run_eval(task, backend, judge, store, gen=setup.eval_gen, run_name=run_name, progress=progress)
+        say(f"  {summary.items} items, {summary.generated} generated, {summary.errors} errors (run {run_name})")
         rows: list[ResultRow] = store.results(run_name)
         results[phase] = summarize(rows, lambda r: (r.scenario, r.language))
         refused = await over_refusal_async(backend, setup.benign_prompts)
