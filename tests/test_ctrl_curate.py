@@ -136,3 +136,18 @@ def test_output_records_original_and_curated_versions(fake_openai, target, tmp_p
     assert {(b["temperature"], b["top_p"]) for b in reviser.requests} == {(0.4, 0.9), (1.0, 0.9)}
     phrases = load_seed_phrases()
     assert all(sum(p in last_user_text(b) for p in phrases) >= 3 for b in reviser.requests)
+
+
+def test_rating_parser_and_the_labelled_heuristic():
+    from polysafe.defenses.ctrl.scoring import HEURISTIC_NOTE, HeuristicHelpfulness, parse_rating
+
+    parsed = parse_rating('Sure: {"relevance": 5, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}')
+    assert parsed.mean == 4.0 and parsed.method == "llm"
+    assert parse_rating("Relevance: 2\nClarity: 3\nComprehensiveness: 4\nUsefulness: 3").mean == 3.0
+    assert parse_rating('{"relevance": 5, "clarity": 4, "usefulness": 4}') is None  # a rubric is missing
+    assert parse_rating('{"relevance": 9, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}') is None
+    on_topic = HeuristicHelpfulness.rate_one("How do bees make honey?", "Bees make honey from nectar, which they " * 3)
+    off_topic = HeuristicHelpfulness.rate_one("How do bees make honey?", "Cars need fuel.")
+    assert on_topic.mean > off_topic.mean and on_topic.method == "heuristic"
+    meta = curation_meta(CONFIG, target="t", reviser="r", helpfulness=HeuristicHelpfulness())
+    assert meta["helpfulness"] == "heuristic" and meta["helpfulness_note"] == HEURISTIC_NOTE and "weaker" in HEURISTIC_NOTE
