@@ -73,6 +73,8 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
         unique.setdefault(item.record.response_key, item)
     stored = store.ok_response_keys(unique)
     pending = [item for key, item in unique.items() if key not in stored]
+    if model.batch_size > 1:  # batches of similar length waste less compute on padding
+        pending.sort(key=lambda it: sum(len(m["content"]) for m in it.request["messages"]))
     progress.start("generate", len(pending))
 
     async def work(batch: Sequence[_Item]) -> list[Completion]:
