@@ -41,6 +41,7 @@ def eval_file(
     model: ModelOpt = "smollm2",
     judge: JudgeOpt = "refusal",
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.")] = "none",
+    translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> | hf:<seq2seq path>.")] = None,
     limit: LimitOpt = None,
     db: DbOpt = Path(DEFAULT_DB),
     run_name: RunNameOpt = None,
@@ -64,7 +65,8 @@ def eval_file(
 
     opts = EvalOptions(model=model, judge=judge, db=db, run_name=run_name, concurrency=concurrency, base_url=base_url,
                        api_key_env=api_key_env, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                       system_prompt=system_prompt, batch_size=batch_size, dtype=dtype, max_retries=max_retries, timeout=timeout)
+                       system_prompt=system_prompt, batch_size=batch_size, dtype=dtype, max_retries=max_retries, timeout=timeout,
+                       extra={"translator": translator} if translator else {})
     rows = load_prompt_file(prompts)[: limit or None]
     chain = parse_chain(attack)
     task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],

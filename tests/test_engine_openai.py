@@ -188,3 +188,21 @@ def test_endpoint_down_gives_one_line_error_and_keeps_the_store(fake_openai, tmp
     with Store(db) as store:
         labels = {r.query: r.label for r in store.results("x")}
     assert labels == {"first": "safe", "second": "error"}
+
+
+def test_eval_file_translates_with_the_chosen_translator(fake_openai, tmp_path):
+    def reply(body):
+        text = " ".join(m["content"] for m in body["messages"])
+        return "Habari, naomba msaada" if "Swahili" in text else "Samahani, siwezi."
+
+    server = fake_openai(reply)
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("id,text\n1,Hello I need help\n")
+    db = tmp_path / "s.db"
+    out = subprocess.run(_cli("eval", "file", "-p", str(prompts), "-m", f"openai:fake@{server.url}", "--db", str(db),
+                              "--attack", "translate:sw", "--translator", f"llm:openai:fake@{server.url}", "--run-name", "t"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    with Store(db) as store:
+        (row,) = store.results("t")
+    assert row.prompt == "Habari, naomba msaada" and row.language == "sw" and row.label == "safe"
