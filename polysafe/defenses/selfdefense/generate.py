@@ -78,6 +78,7 @@ class GenerationResult:
     pairs: list[Pair]
     rejected: Counter = field(default_factory=Counter)  # reason -> count
     rejected_by_language: Counter = field(default_factory=Counter)  # (language, reason) -> count
+    examples: dict[str, str] = field(default_factory=dict)  # "language/reason" -> first rejected text, for reports
     requests: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -86,9 +87,11 @@ class GenerationResult:
     def conversations(self) -> list[Conversation]:
         return [p.conversation() for p in self.pairs]
 
-    def reject(self, language: str, reason: str) -> None:
+    def reject(self, language: str, reason: str, text: str = "") -> None:
         self.rejected[reason] += 1
         self.rejected_by_language[(language, reason)] += 1
+        if text:
+            self.examples.setdefault(f"{language}/{reason}", text[:300])
 
 
 # -- seeds ---------------------------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ class PairChecker:
     def _check_language(self, pair: Pair) -> bool:
         if is_language(pair.prompt, pair.language) and is_language(pair.answer, pair.language):
             return True
-        self.result.reject(pair.language, "wrong_language")
+        self.result.reject(pair.language, "wrong_language", f"{pair.prompt}\n=> {pair.answer}")
         return False
 
     async def _check_answers(self, pairs: Sequence[Pair]) -> list[Pair]:
@@ -235,9 +238,9 @@ class PairChecker:
         kept = []
         for pair in pairs:
             if pair.kind == "unsafe" and not safe_answer[id(pair)]:
-                self.result.reject(pair.language, "not_refusal")
+                self.result.reject(pair.language, "not_refusal", f"{pair.prompt}\n=> {pair.answer}")
             elif pair.kind == "general" and refuses(pair.answer):
-                self.result.reject(pair.language, "refuses_benign")  # would teach over-refusal
+                self.result.reject(pair.language, "refuses_benign", pair.answer)  # would teach over-refusal
             else:
                 kept.append(pair)
         return kept
@@ -291,7 +294,7 @@ async def generate_pairs(
                 if not completion.ok:
                     result.reject("en", "generation_error")
                 elif parsed is None:
-                    result.reject("en", "malformed")
+                    result.reject("en", "malformed", completion.text)
                 else:
                     candidates.append(Pair(kind, "en", parsed[0], parsed[1], parsed[0], "generated"))
             kept = (await checker.keep(candidates))[: wanted - have]

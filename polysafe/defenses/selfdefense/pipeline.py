@@ -65,6 +65,7 @@ class SelfDefenseReport:
             "before": [s.to_dict() for s in self.before], "after": [s.to_dict() for s in self.after],
             "usefulness_before": asdict(self.usefulness_before), "usefulness_after": asdict(self.usefulness_after),
             "generation": {"pairs": self.generation.counts(), "rejected": dict(self.generation.rejected),
+                           "rejected_examples": self.generation.examples,
                            "requests": self.generation.requests},
             "training": {"steps": self.training.steps, "seconds": self.training.seconds, "losses": self.training.losses},
             "tuned_spec": self.tuned_spec, "data_file": str(self.data_file),
