@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import time
 
 PROMPTS = [
@@ -31,12 +32,16 @@ def embedded(prompts, max_tokens, batch, dtype) -> tuple[int, float]:
 
     backend = load_model("smollm2", ModelOptions(batch_size=batch, dtype=dtype))
     backend.model  # load outside the timing
-    conversations = [(Message("user", p),) for p in prompts]
-    config = GenerationConfig(max_tokens=max_tokens)
-    asyncio.run(backend.generate(conversations[:1], GenerationConfig(max_tokens=4)))  # warm-up
-    start = time.perf_counter()
-    completions = asyncio.run(backend.generate(conversations, config))
-    return sum(c.completion_tokens for c in completions), time.perf_counter() - start
+    try:
+        conversations = [(Message("user", p),) for p in prompts]
+        config = GenerationConfig(max_tokens=max_tokens)
+        asyncio.run(backend.generate(conversations[:1], GenerationConfig(max_tokens=4)))  # warm-up
+        start = time.perf_counter()
+        completions = asyncio.run(backend.generate(conversations, config))
+        return sum(c.completion_tokens for c in completions), time.perf_counter() - start
+    finally:
+        del backend
+        gc.collect()
 
 
 def llama_cpp(prompts, max_tokens) -> tuple[int, float] | None:
@@ -65,14 +70,15 @@ def main() -> None:
     prompts = [PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f" ({i})") for i in range(args.prompts)]
 
     rows = []
-    reference = llama_cpp(prompts[:16], args.max_tokens)
-    if reference:
-        rows.append(("llama.cpp single-stream (Q4_1, 2 threads)", *reference))
     for dtype in args.dtypes.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             subset = prompts[: max(batch, min(len(prompts), 2 * batch))] if batch < 8 else prompts
             subset = subset[:8] if batch == 1 else subset
             rows.append((f"polysafe smollm2 {dtype} batch {batch}", *embedded(subset, args.max_tokens, batch, dtype)))
+    # llama.cpp runs last: its worker threads can keep spinning after a call and would slow what follows.
+    reference = llama_cpp(prompts[:16], args.max_tokens)
+    if reference:
+        rows.insert(0, ("llama.cpp single-stream (Q4_1, 2 threads)", *reference))
 
     base = rows[0][1] / rows[0][2] if reference else None
     print(f"local_throughput: greedy, max {args.max_tokens} new tokens")
