@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from fakes import Reply, last_user_text
 
 from polysafe.attacks import parse_chain

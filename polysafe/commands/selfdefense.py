@@ -140,7 +140,6 @@ def register(apps) -> None:
         from ..defenses.selfdefense import GenerationPlan, load_seeds
         from ..defenses.selfdefense.pipeline import SelfDefenseSetup, run_self_defense
         from ..defenses.usefulness import load_benign_prompts, pairs_from_conversations
-        from ..engine.progress import RichProgress
         from ..engine.runner import EvalTask
         from ..engine.store import Store
         from ..judges import load_judge

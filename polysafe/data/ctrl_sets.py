@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
+from .jsonl import parse_messages
 from ..types import Conversation, Message, Prompt
 
-ROLES = ("system", "user", "assistant")
 HUB_CLEAN = ("tatsu-lab/alpaca", "databricks/databricks-dolly-15k", "PKU-Alignment/BeaverTails")
 BEAVERTAILS = "PKU-Alignment/BeaverTails"
 BEAVERTAILS_SPLIT = "30k_train"
@@ -65,25 +65,6 @@ def _text(row: dict, name: str, *, file: str, line: int, required: bool = True) 
     if not isinstance(value, str):
         raise InputError("must be text", file=file, line=line, field=name)
     return value.strip()
-
-
-def parse_messages(messages: Any, *, file: str, line: int) -> Conversation:
-    if not isinstance(messages, list) or not messages:
-        raise InputError("must be a non-empty list of messages", file=file, line=line, field="messages")
-    out = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise InputError("must be an object with role and content", file=file, line=line, field=where)
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise InputError(f"role must be one of {', '.join(ROLES)} (got {role!r})", file=file, line=line, field=f"{where}.role")
-        if not isinstance(content, str) or not content.strip():
-            raise InputError("content must be non-empty text", file=file, line=line, field=f"{where}.content")
-        out.append(Message(role, content))
-    if out[-1].role != "assistant":
-        raise InputError("the last message must be the assistant's answer", file=file, line=line, field="messages")
-    return tuple(out)
 
 
 def pair_from_row(row: Any, *, file: str, line: int) -> tuple[str, str]:

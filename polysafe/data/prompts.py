@@ -7,12 +7,12 @@ with the file, the line and the field, before anything is stored.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from ..errors import InputError
 from ..registry import Registry
+from .jsonl import iter_jsonl
 from ..types import Prompt
 from .languages import get_language
 
@@ -61,20 +61,6 @@ def _read_csv(path: Path) -> Iterable[tuple[int, dict]]:
             yield reader.line_num, row
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
-            if not isinstance(row, dict):
-                raise InputError("each line must be a JSON object", file=str(path), line=number)
-            yield number, row
-
-
 def load_prompt_file(path: str | Path, *, default_language: str = "en") -> list[Prompt]:
     path = Path(path)
     if not path.is_file():
@@ -83,7 +69,7 @@ def load_prompt_file(path: str | Path, *, default_language: str = "en") -> list[
     if suffix == ".csv":
         rows = _read_csv(path)
     elif suffix in (".jsonl", ".ndjson"):
-        rows = _read_jsonl(path)
+        rows = iter_jsonl(path)
     else:
         raise InputError("prompt files must be .csv or .jsonl", file=str(path))
     prompts: list[Prompt] = []

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data.jsonl import iter_jsonl, parse_messages
 from ..errors import InputError
-from ..types import Conversation, Message
+from ..types import Conversation
 
 IGNORE_INDEX = -100
-ROLES = ("system", "user", "assistant")
 
 
 @dataclass
@@ -58,43 +58,10 @@ class FinetuneResult:
 # -- chat JSONL ---------------------------------------------------------------------------------------------
 def load_chat_jsonl(path: str | Path) -> list[Conversation]:
     """Read `{"messages": [{"role", "content"}, ...]}` lines (the trl / OpenAI fine-tuning format)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    conversations: list[Conversation] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                conversations.append(_parse_chat_line(raw, file=str(path), line=number))
+    conversations = [parse_messages(row.get("messages"), file=str(path), line=number) for number, row in iter_jsonl(path)]
     if not conversations:
         raise InputError("file has no conversations", file=str(path))
     return conversations
-
-
-def _parse_chat_line(raw: str, *, file: str, line: int) -> Conversation:
-    try:
-        row = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", file=file, line=line) from None
-    if not isinstance(row, dict):
-        raise InputError("each line must be a JSON object", file=file, line=line)
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InputError("must be a non-empty list of messages", file=file, line=line, field="messages")
-    parsed = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise InputError("must be an object with role and content", file=file, line=line, field=where)
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise InputError(f"role must be one of {', '.join(ROLES)} (got {role!r})", file=file, line=line, field=f"{where}.role")
-        if not isinstance(content, str) or not content.strip():
-            raise InputError("content must be non-empty text", file=file, line=line, field=f"{where}.content")
-        parsed.append(Message(role, content))
-    if parsed[-1].role != "assistant":
-        raise InputError("the last message must be the assistant's answer", file=file, line=line, field="messages")
-    return tuple(parsed)
 
 
 def write_chat_jsonl(path: str | Path, conversations: Sequence[Conversation]) -> Path:

