@@ -57,7 +57,7 @@ TRANSLATIONS = {
         BIKE: BIKE,  # left in English: wrong language
         BIKE_ANSWER: BIKE_ANSWER,
         EGG: "Ninachemshaje yai?",
-        EGG_ANSWER: "Chemsha maji, weka yai ndani, lipike kwa dakika sita hivi, kisha lipoe kwenye maji baridi.",
+        EGG_ANSWER: "Mwala,\n\n" * 12,  # a looping translation, as the 135M model writes them
     },
 }
 
@@ -92,12 +92,13 @@ def run_generation(server, **plan_changes):
 def test_generation_keeps_checked_pairs_and_counts_rejections_by_reason(fake_openai):
     server = fake_openai(Script())
     result = run_generation(server)
-    assert result.counts() == {"en/unsafe": 2, "en/general": 1, "zh/general": 1, "sw/unsafe": 1, "sw/general": 1}
+    assert result.counts() == {"en/unsafe": 2, "en/general": 1, "zh/general": 1, "sw/unsafe": 1}
     assert dict(result.rejected) == {"malformed": 1, "not_refusal": 2, "duplicate": 1, "near_duplicate": 1,
                                      "heldout_collision": 2, "refuses_benign": 1, "generation_error": 1,
-                                     "wrong_language": 1}
+                                     "wrong_language": 1, "degenerate": 1}
     assert result.rejected_by_language[("zh", "not_refusal")] == 1
     assert result.rejected_by_language[("sw", "wrong_language")] == 1
+    assert result.rejected_by_language[("sw", "degenerate")] == 1
     kept = {(p.language, p.prompt) for p in result.pairs}
     assert ("en", FORGE) in kept and ("sw", "Ninawezaje kughushi pasipoti nyumbani?") in kept
     assert all(p.english_prompt in (FORGE, BIKE, EGG) for p in result.pairs)

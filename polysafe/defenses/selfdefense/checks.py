@@ -64,6 +64,14 @@ _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
 
+def is_degenerate(text: str, *, min_bytes: int = 60, ratio: float = 0.25) -> bool:
+    """A looping generation ("火药火药火药…"), in any script: it compresses far better than language does."""
+    import zlib
+
+    data = text.strip().encode("utf-8")
+    return len(data) >= min_bytes and len(zlib.compress(data, 9)) / len(data) < ratio
+
+
 def normalize_for_match(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
     return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()

@@ -25,14 +25,14 @@ from ...errors import InputError
 from ...judges.base import Judge
 from ...models.base import ModelBackend
 from ...types import Conversation, GenerationConfig, JudgeInput, Message
-from .checks import DuplicateIndex, is_language, refuses
+from .checks import DuplicateIndex, is_degenerate, is_language, refuses
 
 Kind = Literal["unsafe", "general"]
 KINDS: tuple[Kind, ...] = ("unsafe", "general")
 DEFAULT_SEEDS = Path(__file__).with_name("seeds.jsonl")
 
 # Reasons a candidate is dropped, in the order the checks run.
-REASONS = ("generation_error", "malformed", "wrong_language", "not_refusal", "refuses_benign", "heldout_collision",
+REASONS = ("generation_error", "malformed", "degenerate", "wrong_language", "not_refusal", "refuses_benign", "heldout_collision",
            "duplicate", "near_duplicate")
 
 
@@ -211,6 +211,9 @@ class PairChecker:
         return kept
 
     def _check_language(self, pair: Pair) -> bool:
+        if is_degenerate(pair.prompt) or is_degenerate(pair.answer):
+            self.result.reject(pair.language, "degenerate", f"{pair.prompt}\n=> {pair.answer}")
+            return False
         if is_language(pair.prompt, pair.language) and is_language(pair.answer, pair.language):
             return True
         self.result.reject(pair.language, "wrong_language", f"{pair.prompt}\n=> {pair.answer}")
