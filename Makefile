@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.polysafe-installed
 SHARED ?= ../shared/data
 # The demo reads MultiJail from the Hugging Face hub, or from a local copy when one sits beside the checkout.
 MULTIJAIL ?= $(if $(wildcard $(SHARED)/multijail/MultiJail.csv),--data $(SHARED)/multijail/MultiJail.csv,)
-DEMO_LIMIT ?= 3
+DEMO_LIMIT ?= 5
 
 .PHONY: setup demo test bench browser clean
 
