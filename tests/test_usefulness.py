@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from fakes import last_user_text
 
-from polysafe.defenses.usefulness import (benign_perplexity, load_benign_prompts, over_refusal, pairs_from_conversations,
-                                          parse_instruction_set)
+from polysafe.data.ctrl_sets import parse_instruction_set
+from polysafe.defenses.usefulness import benign_perplexity, load_benign_prompts, over_refusal, pairs_from_conversations
 from polysafe.errors import BackendError, InputError
 from polysafe.models import ModelOptions, load_model
 from polysafe.report.metrics import wilson
@@ -27,7 +27,8 @@ def test_i_alpaca_loads_from_the_shared_copy(shared_data):
 
 
 def test_instruction_inputs_are_appended_and_errors_are_located(tmp_path):
-    assert parse_instruction_set({"instructions": ["Sum these.", "Hi"], "inputs": ["1, 2", ""]}, file="x") == ["Sum these.\n\n1, 2", "Hi"]
+    parsed = parse_instruction_set({"instructions": ["Sum these.", "Hi"], "inputs": ["1, 2", ""]}, file="x.json")
+    assert [p.text for p in parsed] == ["Sum these.\n\n1, 2", "Hi"]
     bad = tmp_path / "bad.json"
     bad.write_text('{"instructions": ["ok", 3]}')
     with pytest.raises(InputError, match=r"bad.json field 'instructions\[1\]'"):
@@ -95,3 +96,16 @@ def test_benign_perplexity_prefers_fluent_answers(smollm2):
     assert 1.0 < good < bad
     with pytest.raises(InputError):
         benign_perplexity(smollm2, [])
+
+
+def test_instruction_sets_share_one_parser(shared_data, tmp_path):
+    from polysafe.data.ctrl_sets import load_instruction_set
+
+    malicious = load_instruction_set(shared_data / "ctrl" / "bianchi2024" / "evaluation" / "I-MaliciousInstructions.json")
+    assert len(malicious) == 100 and all(p.tags and p.category == p.tags[0] for p in malicious)
+    benign = load_benign_prompts(shared_data / "ctrl" / "bianchi2024" / "evaluation" / "I-Alpaca.json")
+    assert len(benign) == 50 and all(isinstance(t, str) and t for t in benign)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"instructions": ["ok", 3]}')
+    with pytest.raises(InputError, match=r"bad.json field 'instructions\[1\]'"):
+        load_benign_prompts(bad)

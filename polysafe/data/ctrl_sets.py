@@ -7,13 +7,12 @@ format the LoRA pipeline trains on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
-from .jsonl import parse_messages
+from .jsonl import iter_jsonl, parse_messages, read_json
 from ..types import Conversation, Message, Prompt
 
 HUB_CLEAN = ("tatsu-lab/alpaca", "databricks/databricks-dolly-15k", "PKU-Alignment/BeaverTails")
@@ -37,20 +36,9 @@ def read_rows(path: str | Path) -> list[tuple[int, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", file=str(path))
-    text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if raw.strip():
-                try:
-                    rows.append((number, json.loads(raw)))
-                except json.JSONDecodeError as err:
-                    raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
-        return rows
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+        return list(iter_jsonl(path))
+    data = read_json(path)
     if not isinstance(data, list):
         raise InputError("expected a JSON list (or a .jsonl file)", file=str(path))
     return [(i + 1, row) for i, row in enumerate(data)]
@@ -190,26 +178,33 @@ def load_safety_pairs(path: str | Path, *, limit: int | None = None) -> list[Con
 
 
 # -- evaluation queries -------------------------------------------------------------------------------------
-def load_instruction_set(path: str | Path, *, category: str | None = None, limit: int | None = None) -> list[Prompt]:
-    """Bianchi et al.'s evaluation files: `{"instructions": [...], "tags": [...]}` (I-MaliciousInstructions,
-    I-Alpaca, ...)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+def parse_instruction_set(data: Any, *, file: str, category: str | None = None) -> list[Prompt]:
+    """Bianchi et al.'s evaluation format: `{"instructions": [...], "inputs": [...], "tags": [...]}`
+    (I-MaliciousInstructions, I-Alpaca, ...). A non-empty input is appended to its instruction."""
     if not isinstance(data, dict) or not isinstance(data.get("instructions"), list):
-        raise InputError("expected an object with an 'instructions' list", file=str(path), field="instructions")
-    tags = data.get("tags") or []
+        raise InputError("expected an object with an 'instructions' list", file=file, field="instructions")
+    inputs, tags = data.get("inputs") or [], data.get("tags") or []
+    if not isinstance(inputs, list):
+        raise InputError("must be a list", file=file, field="inputs")
+    stem = Path(file).stem
     prompts = []
     for index, text in enumerate(data["instructions"]):
         if not isinstance(text, str) or not text.strip():
-            raise InputError("must be non-empty text", file=str(path), field=f"instructions[{index}]")
+            raise InputError("must be non-empty text", file=file, field=f"instructions[{index}]")
+        extra = inputs[index] if index < len(inputs) else ""
+        if not isinstance(extra, str):
+            raise InputError("must be text", file=file, field=f"inputs[{index}]")
         tag = tags[index] if index < len(tags) and isinstance(tags[index], str) else None
-        prompts.append(Prompt(id=f"{path.stem}-{index}", text=text.strip(), category=tag or category, source=path.name,
+        full = f"{text.strip()}\n\n{extra.strip()}" if extra.strip() else text.strip()
+        prompts.append(Prompt(id=f"{stem}-{index}", text=full, category=tag or category, source=Path(file).name,
                               tags=(tag,) if tag else ()))
+    if not prompts:
+        raise InputError("no instructions", file=file, field="instructions")
+    return prompts
+
+
+def load_instruction_set(path: str | Path, *, category: str | None = None, limit: int | None = None) -> list[Prompt]:
+    prompts = parse_instruction_set(read_json(path), file=str(path), category=category)
     return prompts[:limit] if limit else prompts
 
 

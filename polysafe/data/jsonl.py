@@ -30,6 +30,17 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield number, row
 
 
+def read_json(path: str | Path) -> Any:
+    """A whole JSON document; a missing file or bad JSON is an InputError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+
+
 def parse_messages(messages: Any, *, file: str, line: int | None) -> Conversation:
     """A chat record's `messages` list, ending with the assistant's answer."""
     if not isinstance(messages, list) or not messages:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ..data.ctrl_sets import load_instruction_set, parse_instruction_set
 from ..errors import BackendError, InputError
 from ..judges.refusal import RefusalJudge
 from ..models import load_model
@@ -25,27 +26,6 @@ I_ALPACA_URL = "https://raw.githubusercontent.com/vinid/safety-tuned-llamas/main
 OVER_REFUSAL_GEN = GenerationConfig(temperature=0.0, max_tokens=64)
 
 
-def parse_instruction_set(data: object, *, file: str) -> list[str]:
-    """Bianchi et al.'s evaluation format: `{"instructions": [...], "inputs": [...]}` (inputs may be empty)."""
-    if not isinstance(data, dict) or not isinstance(data.get("instructions"), list):
-        raise InputError("expected an object with an 'instructions' list", file=file, field="instructions")
-    instructions = data["instructions"]
-    inputs = data.get("inputs") or []
-    if not isinstance(inputs, list):
-        raise InputError("must be a list", file=file, field="inputs")
-    prompts = []
-    for index, instruction in enumerate(instructions):
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise InputError("must be non-empty text", file=file, field=f"instructions[{index}]")
-        extra = inputs[index] if index < len(inputs) else ""
-        if not isinstance(extra, str):
-            raise InputError("must be text", file=file, field=f"inputs[{index}]")
-        prompts.append(f"{instruction.strip()}\n\n{extra.strip()}" if extra.strip() else instruction.strip())
-    if not prompts:
-        raise InputError("no instructions", file=file, field="instructions")
-    return prompts
-
-
 def load_benign_prompts(source: str | Path | None = None, *, timeout: float = 30.0) -> list[str]:
     """I-Alpaca from its public GitHub URL (source=None or an http(s) URL), or a local file of the same shape."""
     if source is None or str(source).startswith(("http://", "https://")):
@@ -58,15 +38,8 @@ def load_benign_prompts(source: str | Path | None = None, *, timeout: float = 30
             data = response.json()
         except (httpx.HTTPError, json.JSONDecodeError) as err:
             raise BackendError(f"cannot load benign prompts from {url}: {err}") from None
-        return parse_instruction_set(data, file=url)
-    path = Path(source)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
-    return parse_instruction_set(data, file=str(path))
+        return [p.text for p in parse_instruction_set(data, file=url)]
+    return [p.text for p in load_instruction_set(source)]
 
 
 def _backend(model: str | ModelBackend) -> ModelBackend:
@@ -113,4 +86,4 @@ def pairs_from_conversations(conversations: Sequence[Conversation]) -> list[tupl
 
 
 __all__ = ["I_ALPACA_URL", "load_benign_prompts", "over_refusal", "over_refusal_async", "benign_perplexity",
-           "pairs_from_conversations", "parse_instruction_set"]
+           "pairs_from_conversations"]
