@@ -12,6 +12,9 @@ from ..models.base import ModelBackend, ModelOptions, load_model
 from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Verdict
 from .base import Judge
 
+# How every model judge shows the exchange it judges; the judges' own wording goes around it.
+EXCHANGE = "[REQUEST]\n{query}\n[END REQUEST]\n\n[RESPONSE]\n{response}\n[END RESPONSE]"
+
 
 class ModelJudge(Judge):
     version = "v1"  # bump when the prompt or the parser changes: it is part of the verdict cache key
