@@ -5,16 +5,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .commands._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt,
-                               EvalOptions, JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt,
-                               SeedOpt, SystemOpt, TemperatureOpt, TimeoutOpt, TopPOpt, attack_context, console, error_line,
-                               execute, finish)
+from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, attack_context, console,
+                               error_line, execute, finish, with_eval_options)
 from .errors import PolysafeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -36,6 +34,7 @@ class Apps:
 
 
 @eval_app.command("file")
+@with_eval_options()
 def eval_file(
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="CSV or JSONL with id, text [, language, category].")],
     model: ModelOpt = "smollm2",
@@ -43,30 +42,14 @@ def eval_file(
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.")] = "none",
     translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> | hf:<seq2seq path>.")] = None,
     limit: LimitOpt = None,
-    db: DbOpt = Path(DEFAULT_DB),
-    run_name: RunNameOpt = None,
-    concurrency: ConcurrencyOpt = 16,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    temperature: TemperatureOpt = 0.0,
-    top_p: TopPOpt = 1.0,
-    max_tokens: MaxTokensOpt = 256,
-    seed: SeedOpt = 0,
-    system_prompt: SystemOpt = None,
-    batch_size: BatchOpt = None,
-    dtype: DtypeOpt = "auto",
-    max_retries: RetriesOpt = 6,
-    timeout: TimeoutOpt = 120.0,
+    opts: EvalOptions = EvalOptions(),
 ) -> None:
     """Evaluate a model on your own prompt file."""
     from .attacks import parse_chain
     from .data.prompts import load_prompt_file
     from .engine.runner import EvalTask, Scenario
 
-    opts = EvalOptions(model=model, judge=judge, db=db, run_name=run_name, concurrency=concurrency, base_url=base_url,
-                       api_key_env=api_key_env, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                       system_prompt=system_prompt, batch_size=batch_size, dtype=dtype, max_retries=max_retries, timeout=timeout,
-                       extra={"translator": translator} if translator else {})
+    opts = replace(opts, model=model, judge=judge, extra={"translator": translator} if translator else {})
     rows = load_prompt_file(prompts)[: limit or None]
     chain = parse_chain(attack)
     task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],

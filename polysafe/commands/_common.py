@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -74,6 +76,41 @@ class EvalOptions:
     def generation(self) -> GenerationConfig:
         return GenerationConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                                 seed=self.seed, system_prompt=self.system_prompt)
+
+
+# Options every eval command takes, with the defaults of EvalOptions; a command may change a default.
+_SHARED_OPTIONS = {
+    "db": DbOpt, "run_name": RunNameOpt, "concurrency": ConcurrencyOpt, "base_url": BaseUrlOpt,
+    "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
+    "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
+    "max_retries": RetriesOpt, "timeout": TimeoutOpt,
+}
+
+
+def with_eval_options(**defaults):
+    """Give a typer command the shared eval options; it receives them as `opts: EvalOptions`.
+
+    The command's own parameters come first in --help; the shared ones follow.
+    """
+    base = EvalOptions()
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)  # typer reads annotations from the signature
+        own = [p for p in signature.parameters.values() if p.name != "opts"]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                    default=defaults.get(name, getattr(base, name)))
+                  for name, annotation in _SHARED_OPTIONS.items()]
+
+        @functools.wraps(func)
+        def command(**kwargs):
+            chosen = {name: kwargs.pop(name) for name in _SHARED_OPTIONS}
+            return func(**kwargs, opts=EvalOptions(**chosen))
+
+        command.__signature__ = signature.replace(parameters=own + shared)
+        command.__annotations__ = {**{k: v for k, v in func.__annotations__.items() if k != "opts"}, **_SHARED_OPTIONS}
+        return command
+
+    return decorate
 
 
 def attack_context(attack: str, opts: EvalOptions) -> AttackContext:

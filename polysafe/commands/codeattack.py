@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt, EvalOptions,
-                      JudgeOpt, LimitOpt, MaxTokensOpt, RetriesOpt, RunNameOpt, SeedOpt, SystemOpt,
-                      TemperatureOpt, TimeoutOpt, TopPOpt, execute, finish)
+from ._common import EvalOptions, JudgeOpt, LimitOpt, execute, finish, with_eval_options
 
 DEFAULT_VARIANTS = "python_string,python_list,python_stack,cpp_string,go_string"
 
@@ -77,6 +76,7 @@ def _first_per_language(rows, limit: int | None) -> list:
 
 def register(apps) -> None:
     @apps.eval.command("codeattack")
+    @with_eval_options(max_tokens=512)
     def eval_codeattack(
         model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Target model spec (smollm2, hf:<path|id>, openai:<model>[@url], ...+lora:<dir>); repeat it for a variant x model table.")] = None,
         variants: Annotated[str, typer.Option("--variants", "-v", help="Comma-separated: python_string, python_list, python_stack, cpp_string, go_string (+ python_*_plus).")] = DEFAULT_VARIANTS,
@@ -89,20 +89,7 @@ def register(apps) -> None:
         translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> or hf:<path>.")] = None,
         report_format: Annotated[str, typer.Option("--format", "-f", help="Table printed after the run: codeattack | md | json.")] = "codeattack",
         limit: LimitOpt = None,
-        db: DbOpt = Path(DEFAULT_DB),
-        run_name: RunNameOpt = None,
-        concurrency: ConcurrencyOpt = 16,
-        base_url: BaseUrlOpt = None,
-        api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-        temperature: TemperatureOpt = 0.0,
-        top_p: TopPOpt = 1.0,
-        max_tokens: MaxTokensOpt = 512,
-        seed: SeedOpt = 0,
-        system_prompt: SystemOpt = None,
-        batch_size: BatchOpt = None,
-        dtype: DtypeOpt = "auto",
-        max_retries: RetriesOpt = 6,
-        timeout: TimeoutOpt = 120.0,
+        opts: EvalOptions = EvalOptions(),
     ) -> None:
         """CodeAttack: harmful requests encoded in code (Ren et al. 2024). --judge llm:<spec> scores 1-5 (ASR = share of 5s)."""
         from ._common import attack_context
@@ -115,16 +102,13 @@ def register(apps) -> None:
                           prompt_set=prompt_set, languages=languages)
         summaries = []
         for index, spec in enumerate(models):
-            name = run_name if not run_name or len(models) == 1 else f"{run_name}-{index + 1}"
-            opts = EvalOptions(model=spec, judge=judge_spec(judge), db=db, run_name=name, concurrency=concurrency,
-                               base_url=base_url, api_key_env=api_key_env, temperature=temperature, top_p=top_p,
-                               max_tokens=max_tokens, seed=seed, system_prompt=system_prompt, batch_size=batch_size,
-                               dtype=dtype, max_retries=max_retries, timeout=timeout,
+            name = opts.run_name if not opts.run_name or len(models) == 1 else f"{opts.run_name}-{index + 1}"
+            run_opts = replace(opts, model=spec, judge=judge_spec(judge), run_name=name,
                                extra=_translation_extra(translator, prompt_set, data))
-            ctx = attack_context("|".join(attack or []), opts)
-            summaries.append(execute(task, opts, ctx=ctx, report_format=report_format))
+            ctx = attack_context("|".join(attack or []), run_opts)
+            summaries.append(execute(task, run_opts, ctx=ctx, report_format=report_format))
         if len(models) > 1:
-            typer.echo("\n## variant x model\n\n" + _combined_table(db, [s.run for s in summaries]))
+            typer.echo("\n## variant x model\n\n" + _combined_table(opts.db, [s.run for s in summaries]))
         for summary in summaries:
             finish(summary)
 

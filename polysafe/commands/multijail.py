@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import (DEFAULT_DB, ApiKeyEnvOpt, BaseUrlOpt, BatchOpt, ConcurrencyOpt, DbOpt, DtypeOpt, EvalOptions,
-                      JudgeOpt, LimitOpt, MaxTokensOpt, ModelOpt, RetriesOpt, RunNameOpt, SeedOpt, SystemOpt,
-                      TemperatureOpt, TimeoutOpt, TopPOpt, console, execute, finish)
+from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
+                      console, execute, finish, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
@@ -63,6 +63,7 @@ def _back_translator(opts: EvalOptions, translator: str | None):
 
 def register(apps) -> None:
     @apps.eval.command("multijail")
+    @with_eval_options()
     def eval_multijail(
         model: ModelOpt = "smollm2",
         scenario: ScenarioOpt = "both",
@@ -73,20 +74,7 @@ def register(apps) -> None:
         template_file: TemplateOpt = None,
         translator: TranslatorOpt = None,
         back_translate: BackTranslateOpt = False,
-        db: DbOpt = Path(DEFAULT_DB),
-        run_name: RunNameOpt = None,
-        concurrency: ConcurrencyOpt = 16,
-        base_url: BaseUrlOpt = None,
-        api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-        temperature: TemperatureOpt = 0.0,
-        top_p: TopPOpt = 1.0,
-        max_tokens: MaxTokensOpt = 256,
-        seed: SeedOpt = 0,
-        system_prompt: SystemOpt = None,
-        batch_size: BatchOpt = None,
-        dtype: DtypeOpt = "auto",
-        max_retries: RetriesOpt = 6,
-        timeout: TimeoutOpt = 120.0,
+        opts: EvalOptions = EvalOptions(),
     ) -> None:
         """MultiJail (Deng et al. 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
         from ..attacks.base import AttackContext
@@ -95,10 +83,7 @@ def register(apps) -> None:
         from ..judges.llm import BackTranslatingJudge
         from ..report.base import load_report_input, render
 
-        opts = EvalOptions(model=model, judge=judge, db=db, run_name=run_name, concurrency=concurrency, base_url=base_url,
-                           api_key_env=api_key_env, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                           system_prompt=system_prompt, batch_size=batch_size, dtype=dtype, max_retries=max_retries,
-                           timeout=timeout, extra={"translator": translator or "precomputed", "data": data})
+        opts = replace(opts, model=model, judge=judge, extra={"translator": translator or "precomputed", "data": data})
         task = build_multijail_task(scenario=scenario, languages=languages, limit=limit, data=data,
                                     template=template_file, translator=translator)
         task.config["back_translate"] = back_translate
