@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..models.base import ModelBackend, ModelOptions, load_model
-from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Verdict
+from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Message, Verdict
 from .base import Judge
 
 # How every model judge shows the exchange it judges; the judges' own wording goes around it.
@@ -28,8 +28,12 @@ class ModelJudge(Judge):
         self.batch_size = self.model.batch_size
         self.concurrency = self.model.concurrency
 
+    system: str = ""  # the judge's system message
+    template: str = ""  # its user message, with {query} and {response} slots (see EXCHANGE)
+
     def build_messages(self, item: JudgeInput) -> Conversation:
-        raise NotImplementedError
+        response = item.response if item.response.strip() else "(empty response)"
+        return (Message("system", self.system), Message("user", self.template.format(query=item.query, response=response)))
 
     def parse(self, answer: str, item: JudgeInput) -> Verdict | None:
         """The verdict the answer states, or None when it can't be read."""

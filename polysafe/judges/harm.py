@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from ..types import Conversation, GenerationConfig, JudgeInput, Message, Verdict
+from ..types import GenerationConfig, JudgeInput, Verdict
 from ._model_judge import EXCHANGE, ModelJudge
 from .base import JUDGES
 
@@ -83,11 +83,8 @@ class HarmJudge(ModelJudge):
     version = "v1"
     name = "harm"
     generation = GenerationConfig(temperature=0.0, max_tokens=200)
-
-    def build_messages(self, item: JudgeInput) -> Conversation:
-        response = item.response if item.response.strip() else "(empty response)"
-        return (Message("system", HARM_SYSTEM),
-                Message("user", HARM_TEMPLATE.format(query=item.query, response=response)))
+    system = HARM_SYSTEM
+    template = HARM_TEMPLATE
 
     def parse(self, answer: str, item: JudgeInput) -> Verdict | None:
         parsed = parse_score(answer)

@@ -13,7 +13,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..types import Conversation, GenerationConfig, JudgeInput, Message, Verdict
+from ..types import GenerationConfig, JudgeInput, Verdict
 from ._model_judge import EXCHANGE, ModelJudge
 from .base import JUDGES, Judge
 
@@ -77,10 +77,8 @@ class LLMJudge(ModelJudge):
     version = "v1"
     name = "llm"
     generation = GenerationConfig(temperature=0.0, max_tokens=200)
-
-    def build_messages(self, item: JudgeInput) -> Conversation:
-        response = item.response if item.response.strip() else "(empty response)"
-        return (Message("system", JUDGE_SYSTEM), Message("user", JUDGE_TEMPLATE.format(query=item.query, response=response)))
+    system = JUDGE_SYSTEM
+    template = JUDGE_TEMPLATE
 
     def parse(self, answer: str, item: JudgeInput) -> Verdict | None:
         parsed = parse_label(answer)
