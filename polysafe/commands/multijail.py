@@ -45,8 +45,20 @@ def build_multijail_task(*, scenario: str, languages: str, limit: int | None, da
         prompts = limit_per_language(load_multijail(data, codes), limit)
         scenarios = multijail_scenarios(names, template_path)
     config = {"dataset": data or "hub:DAMO-NLP-SG/MultiJail", "languages": codes, "limit_per_language": limit,
-              "translator": translator or "precomputed", "template": template_path}
+              "translator": translator or "precomputed", "translation": "machine" if machine else "human",
+              "template": template_path, **(_template_identity(template_path) if "intentional" in names else {})}
     return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
+
+
+def _template_identity(template_path: str | None) -> dict:
+    """Name and sha256 of the intentional scenario's template text, for the reports' setup block."""
+    import hashlib
+
+    from ..attacks.jailbreak import POLYSAFE_TEMPLATE, read_template
+
+    text = read_template(template_path) if template_path else POLYSAFE_TEMPLATE
+    return {"template_name": Path(template_path).name if template_path else None,
+            "template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def _back_translator(opts: EvalOptions, translator: str | None):

@@ -90,6 +90,10 @@ class ResultRow:
     rationale: str
     error: str | None
     completion_tokens: int
+    # Added for setup blocks and exports; defaulted so rows built by hand (tests, other tools) keep working.
+    prompt_tokens: int = 0
+    finish_reason: str | None = None  # stop | length | error; None while pending
+    position: int = 0  # the item's place in its run
 
 
 class Store:
@@ -200,7 +204,8 @@ class Store:
     def results(self, run: str) -> list[ResultRow]:
         rows = self.db.execute(
             "SELECT i.prompt_id, i.language, i.scenario, i.chain, i.category, i.tags, i.query, i.prompt, "
-            "r.text, v.extracted, v.label, v.score, v.rationale, r.error, r.completion_tokens "
+            "r.text, v.extracted, v.label, v.score, v.rationale, r.error, r.completion_tokens, r.prompt_tokens, "
+            "r.finish_reason, i.position "
             "FROM items i LEFT JOIN responses r ON r.key = i.response_key LEFT JOIN verdicts v ON v.key = i.verdict_key "
             "WHERE i.run = ? ORDER BY i.position",
             (run,),
@@ -210,7 +215,7 @@ class Store:
             error = r[13]
             label = "error" if error else (r[10] or ("pending" if r[8] is None else "pending"))
             out.append(ResultRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9],
-                                 label, r[11], r[12] or (error or ""), error, r[14] or 0))
+                                 label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17]))
         return out
 
     def _select_in(self, sql: str, keys: Iterable[str], prefix: tuple = ()) -> list[tuple]:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..data.languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIER_NAMES, TIERS, tier_of
+from ..data.languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIERS, tier_of
 from ..engine.store import ResultRow
 from .base import RENDERERS, ReportInput
 from .metrics import Rate, group_stats
+from .setup import describe_setup
+from .tiers import tier_label
 
 TIER_COLOURS = {"baseline": "#7f7f7f", "high": "#1f77b4", "medium": "#ff7f0e", "low": "#d62728", "other": "#9467bd"}
 SCENARIO_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
@@ -52,7 +54,15 @@ def bars(rows: Sequence[ResultRow]) -> list[Bar]:
     return out
 
 
-def chart_png(rows: Sequence[ResultRow], title: str = "") -> bytes:
+def chart_png(rows: Sequence[ResultRow], title: str = "", subtitle: str = "", description: str = "") -> bytes:
+    """The chart as PNG bytes; `description` (e.g. the setup block) goes into the PNG's Description text chunk."""
+    buffer = io.BytesIO()
+    chart_figure(rows, title, subtitle).savefig(buffer, format="png", metadata={"Title": title, "Description": description or subtitle})
+    return buffer.getvalue()
+
+
+def chart_figure(rows: Sequence[ResultRow], title: str = "", subtitle: str = ""):
+    """The bar chart as a matplotlib Figure; `subtitle` (the run's setup, report/setup.py) is printed at its foot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -64,7 +74,8 @@ def chart_png(rows: Sequence[ResultRow], title: str = "") -> bytes:
     groups = scenarios if single_language else languages
     series = [languages[0]] if single_language else scenarios
 
-    fig = Figure(figsize=(max(6.0, 0.6 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4.2), dpi=110)
+    subtitle_lines = subtitle.count("\n") + 1 if subtitle else 0
+    fig = Figure(figsize=(max(6.0, 0.6 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4.2 + 0.15 * subtitle_lines), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(series))
@@ -85,7 +96,7 @@ def chart_png(rows: Sequence[ResultRow], title: str = "") -> bytes:
     if single_language:
         ax.set_xticklabels(groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
     else:
-        ax.set_xticklabels([f"{c}\n{TIER_NAMES.get(tier_of(c), '')}" for c in groups])
+        ax.set_xticklabels([f"{c}\n{tier_label(tier_of(c))}" for c in groups])
         for label, code in zip(ax.get_xticklabels(), groups):
             label.set_color(TIER_COLOURS.get(tier_of(code), "black"))
         _tier_separators(ax, groups)
@@ -93,12 +104,13 @@ def chart_png(rows: Sequence[ResultRow], title: str = "") -> bytes:
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1 or not single_language:
-        ax.legend(title="language" if single_language else "scenario", fontsize=8, loc="upper left")
+        # outside the axes, so it never hides the first bars
+        ax.legend(title="language" if single_language else "scenario", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(title or f"{metric_name(rows)} with Wilson 95% CI", fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    if subtitle:
+        fig.text(0.5, 0.005, subtitle, ha="center", va="bottom", fontsize=7, color="#444444")
+    fig.tight_layout(rect=(0, 0.03 * subtitle_lines + (0.01 if subtitle else 0), 1, 1))
+    return fig
 
 
 def _tier_separators(ax, codes: Sequence[str]) -> None:
@@ -116,10 +128,12 @@ def _png():
     def render(data: ReportInput) -> str:
         data.out_dir.mkdir(parents=True, exist_ok=True)
         path = Path(data.out_dir) / f"{safe_filename(data.run.name)}.png"
-        path.write_bytes(chart_png(data.rows, title=f"{data.run.model} · {data.run.task}"))
+        setup = describe_setup(data.run, data.rows)
+        path.write_bytes(chart_png(data.rows, title=f"{data.run.model} · {data.run.task}", subtitle=setup.subtitle(),
+                                   description="\n".join(setup.lines())))
         return str(path)
 
     return render
 
 
-__all__ = ["chart_png", "bars", "language_order", "LANGUAGES"]
+__all__ = ["chart_png", "chart_figure", "bars", "language_order", "LANGUAGES"]

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
+from .setup import describe_setup
 
 
 def _distribution(stats: GroupStats) -> str:
@@ -45,6 +46,6 @@ def _codeattack():
     def render(data: ReportInput) -> str:
         title = (f"## {data.run.name}\n\ntask `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`"
                  " · ASR = share of responses scored 5 (Wilson 95% CI); errors are left out of every rate\n\n")
-        return title + codeattack_table([data])
+        return title + describe_setup(data.run, data.rows).markdown() + "\n\n" + codeattack_table([data])
 
     return render

@@ -1,26 +1,53 @@
-"""The `md` and `json` report formats: per scenario and language, with Wilson 95% intervals."""
+"""The `md` and `json` report formats: the setup block, then rates per scenario and language (Wilson 95%).
+
+For multilingual runs, the per-scenario Avg over the non-English languages and the adaptive any-language rate
+follow. The paper's per-language figures appear only for comparable scenarios (report/setup.py).
+"""
 
 from __future__ import annotations
 
 from .base import RENDERERS, ReportInput
-from .metrics import by_scenario_language, summarize
+from .metrics import GroupStats, by_scenario_language, summarize
+from .setup import describe_setup
 from .tables import json_table, markdown_table
+from .tiers import (REFERENCE_MODELS, comparable_reference, is_multilingual, shows_reference, summaries_markdown,
+                    summaries_with_reference)
 
 
-@RENDERERS.register("md", summary="Markdown table: rates per scenario and language with Wilson 95% CIs.")
+def _language_reference(setup):
+    def reference(stats: GroupStats) -> dict[str, float]:
+        scenario, language = stats.group
+        return comparable_reference(setup, scenario, language, [language])
+
+    return reference
+
+
+@RENDERERS.register("md", summary="Markdown: setup block, rates per scenario and language with Wilson 95% CIs, Avg and adaptive.")
 def _markdown():
     def render(data: ReportInput) -> str:
+        setup = describe_setup(data.run, data.rows)
         stats = summarize(data.rows, by_scenario_language)
-        title = f"## {data.run.name}\n\ntask `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`\n\n"
-        return title + markdown_table(stats)
+        reference = _language_reference(setup)
+        extra = ([(f"{m} (paper)", lambda s, m=m: f"{reference(s)[m]:.2f}" if m in reference(s) else "")
+                  for m in REFERENCE_MODELS] if shows_reference(setup) else [])
+        parts = [f"## {data.run.name}", f"task `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`",
+                 setup.markdown(), markdown_table(stats, extra=extra)]
+        if is_multilingual(data.rows):
+            parts.append(summaries_markdown(summaries_with_reference(data.rows, setup), shows_reference(setup)))
+        return "\n\n".join(parts)
 
     return render
 
 
-@RENDERERS.register("json", summary="JSON: the same table, machine-readable.")
+@RENDERERS.register("json", summary="JSON: the setup, the same table and the per-scenario summaries, machine-readable.")
 def _json():
     def render(data: ReportInput) -> str:
+        setup = describe_setup(data.run, data.rows)
         stats = summarize(data.rows, by_scenario_language)
-        return json_table(stats, run=data.run.name, task=data.run.task, model=data.run.model, judge=data.run.judge)
+        reference = _language_reference(setup)
+        summaries = summaries_with_reference(data.rows, setup) if is_multilingual(data.rows) else []
+        return json_table(stats, row_extra=lambda s: {"reference": reference(s)}, run=data.run.name, task=data.run.task,
+                          model=data.run.model, judge=data.run.judge, setup=setup.to_dict(),
+                          scenarios=[s.to_dict() for s in summaries])
 
     return render

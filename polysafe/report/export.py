@@ -1,0 +1,151 @@
+"""Per-response export: one row per item of a run, as JSONL, CSV, Parquet or a Hugging Face `datasets` dataset.
+
+Columns (EXPORT_COLUMNS, same order and types in every format):
+run, model, benchmark (the task's family: multijail, codeattack, file, ...), task, judge, item (its place in the
+run), prompt_id, language, tier (English/HRL/MRL/LRL/other), scenario (scenario or CodeAttack variant), chain,
+category, tags, english_source (the English wording of the request when the set has one, else the prompt text),
+prompt (what was sent), response, back_translation (the English text the judge read, for back-translated runs),
+extracted (what the judge read when post-processing such as CodeAttack's extraction changed the response),
+label, score, rationale, error, prompt_tokens, completion_tokens, finish_reason.
+
+The judge's input is stored once per verdict (`extracted`); it is shown as `back_translation` in a back-translated
+run (outside English) and as `extracted` otherwise, and left empty where it equals the response.
+
+CSV and spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to
+Excel, LibreOffice and Google Sheets, and model output is hostile. Every such text cell, and every text cell
+starting with `'`, gets one leading `'` (OWASP's advice), so a spreadsheet shows the text and runs nothing.
+`read_csv` removes exactly that one `'`, so the CSV round-trips; other readers (pandas) see the `'`.
+Tags are a JSON list in CSV. In every format, text that does not apply (no back-translation, a pending
+response) is an empty string, and `score` is null (an empty CSV cell) when the judge gives none.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..data.languages import tier_of
+from ..engine.store import ResultRow, RunRecord
+from .tiers import tier_label
+
+# (name, type): str, int or list (of str). Only `score` may be None.
+EXPORT_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("run", str), ("model", str), ("benchmark", str), ("task", str), ("judge", str), ("item", int),
+    ("prompt_id", str), ("language", str), ("tier", str), ("scenario", str), ("chain", str), ("category", str),
+    ("tags", list), ("english_source", str), ("prompt", str), ("response", str), ("back_translation", str),
+    ("extracted", str), ("label", str), ("score", int), ("rationale", str), ("error", str),
+    ("prompt_tokens", int), ("completion_tokens", int), ("finish_reason", str),
+)
+FORMATS = ("jsonl", "csv", "parquet")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def export_rows(run: RunRecord, rows: Sequence[ResultRow]) -> list[dict]:
+    back_translated = bool(run.config.get("back_translate")) or "+back-translate:" in run.judge
+    out = []
+    for row in rows:
+        judged_text = row.extracted if row.extracted is not None and row.extracted != row.response else None
+        back = judged_text if back_translated and row.language != "en" else None
+        record = {
+            "run": run.name, "model": run.model, "benchmark": run.task.split(":")[0], "task": run.task, "judge": run.judge,
+            "item": row.position, "prompt_id": row.prompt_id, "language": row.language, "tier": tier_label(tier_of(row.language)),
+            "scenario": row.scenario, "chain": row.chain, "category": row.category, "tags": list(row.tags),
+            "english_source": row.query, "prompt": row.prompt, "response": row.response, "back_translation": back,
+            "extracted": None if back is not None else judged_text, "label": row.label, "score": row.score,
+            "rationale": row.rationale, "error": row.error, "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens, "finish_reason": row.finish_reason,
+        }
+        out.append({name: _missing_as_empty(record[name], kind) for name, kind in EXPORT_COLUMNS})
+    return out
+
+
+def _missing_as_empty(value, kind: type):
+    """Missing text is "" in every format (the label says pending or error), so CSV round-trips exactly."""
+    return "" if value is None and kind is str else value
+
+
+# -- JSONL ------------------------------------------------------------------------------------------------
+
+
+def write_jsonl(rows: Iterable[dict], handle: io.TextIOBase) -> None:
+    for row in rows:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# -- CSV --------------------------------------------------------------------------------------------------
+
+
+def guard_cell(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def unguard_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
+def _csv_cell(value, kind: type) -> str:
+    if value is None:  # only `score` can be None
+        return ""
+    if kind is list:
+        return guard_cell(json.dumps(value, ensure_ascii=False))
+    return guard_cell(value) if kind is str else str(value)
+
+
+def write_csv(rows: Iterable[dict], handle: io.TextIOBase) -> None:
+    writer = csv.writer(handle, lineterminator="\r\n")  # RFC 4180; fields with newlines or quotes are quoted
+    writer.writerow([name for name, _ in EXPORT_COLUMNS])
+    for row in rows:
+        writer.writerow([_csv_cell(row[name], kind) for name, kind in EXPORT_COLUMNS])
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Read back a CSV written by `write_csv`: the formula guard undone, types restored."""
+    kinds = dict(EXPORT_COLUMNS)
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [{name: _from_cell(cell, kinds[name]) for name, cell in record.items()} for record in csv.DictReader(handle)]
+
+
+def _from_cell(cell: str, kind: type):
+    if kind is int:
+        return int(cell) if cell else None
+    text = unguard_cell(cell)
+    return json.loads(text) if kind is list else text
+
+
+# -- Parquet and Hugging Face datasets -------------------------------------------------------------------
+
+
+def arrow_schema():
+    import pyarrow as pa
+
+    types = {str: pa.string(), int: pa.int64(), list: pa.list_(pa.string())}
+    return pa.schema([pa.field(name, types[kind]) for name, kind in EXPORT_COLUMNS])
+
+
+def write_parquet(rows: Sequence[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(list(rows), schema=arrow_schema()), path)
+
+
+def write_hf_dataset(rows: Sequence[dict], directory: Path) -> None:
+    """A `datasets.Dataset` saved with `save_to_disk`; `datasets.load_from_disk(directory)` reads it back."""
+    from datasets import Dataset, Features
+
+    Dataset.from_list(list(rows), features=Features.from_arrow_schema(arrow_schema())).save_to_disk(str(directory))
+
+
+def write_export(rows: Sequence[dict], fmt: str, path: Path) -> None:
+    if fmt == "parquet":
+        write_parquet(rows, path)
+        return
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, handle)
+
+
+__all__ = ["EXPORT_COLUMNS", "FORMATS", "export_rows", "write_jsonl", "write_csv", "read_csv", "write_parquet",
+           "write_hf_dataset", "write_export", "guard_cell", "unguard_cell", "arrow_schema"]

@@ -1,0 +1,252 @@
+"""What produced a run, as every report states it, and whether it is comparable with the MultiJail paper.
+
+`describe_setup(run, rows)` reads the run's stored config (and, when given, its rows for the share of responses
+cut at max_tokens) and returns a `Setup`: `.lines()` for text reports, `.to_dict()` for JSON, `.subtitle()` for
+charts, and `.paper_comparability(scenario)` for the verdict that gates the paper's reference figures.
+
+The paper's setup (Deng et al., ICLR 2024; see shared/methods/multijail.md), checked conservatively:
+human translations, a 3-way LLM judge (`llm:<model>`) that reads responses back-translated into English,
+temperature 0, no system prompt, and for the intentional scenario a jailbreak template file (the paper used
+AIM; polysafe cannot tell that a user's file is AIM, so the verdict says it assumes so).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from ..engine.store import ResultRow, RunRecord
+
+PAPER = "Deng et al. 2024, Table 1"
+PAPER_SCENARIOS = ("unintentional", "intentional")
+DEFAULT_TEMPLATE = "polysafe default role-play"
+JUDGE_KINDS = {
+    "llm": "3-way LLM judge: safe/unsafe/invalid",
+    "harm": "1-5 harmfulness LLM judge",
+    "refusal": "offline refusal-phrase matcher",
+}
+BACK_TRANSLATE = "+back-translate:"
+
+
+@dataclass(frozen=True)
+class Template:
+    kind: str  # user | default | none
+    name: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "none":
+            return "none (prompts sent without a jailbreak template)"
+        digest = f"sha256 {self.sha256[:12]}" if self.sha256 else "sha256 not recorded"
+        return f"{DEFAULT_TEMPLATE} ({digest})" if self.kind == "default" else f"user template {self.name} ({digest})"
+
+
+@dataclass(frozen=True)
+class Translations:
+    kind: str  # human | machine | unrecorded | none
+    translator: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "human":
+            return "human (MultiJail's native-speaker translations)"
+        if self.kind == "machine":
+            return f"machine ({self.translator or 'translator not recorded'})"
+        if self.kind == "unrecorded":
+            return ("translate: steps, translator not recorded (MultiJail's human translations unless --translator "
+                    "or POLYSAFE_TRANSLATOR named a machine translator)")
+        return "none (prompts as given)"
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Responses whose generation stopped at max_tokens (finish_reason 'length'), among those received."""
+
+    stopped_at_limit: int
+    responses: int
+
+    @property
+    def share(self) -> float:
+        return self.stopped_at_limit / self.responses if self.responses else 0.0
+
+    def describe(self) -> str:
+        if not self.responses:
+            return "no responses yet"
+        return f"{self.stopped_at_limit} of {self.responses} responses ({100 * self.share:.1f}%)"
+
+
+@dataclass(frozen=True)
+class Comparability:
+    scenario: str
+    comparable: bool
+    reasons: tuple[str, ...] = ()
+    assumption: str | None = None  # what polysafe could not check itself
+
+    def line(self) -> str:
+        if not self.comparable:
+            return f"{self.scenario}: not comparable with the paper: {'; '.join(self.reasons)}"
+        return f"{self.scenario}: comparable with the paper's setup" + (f" ({self.assumption})" if self.assumption else "")
+
+
+@dataclass(frozen=True)
+class Setup:
+    run: str
+    task: str
+    model: str
+    scenarios: tuple[str, ...]
+    template: Template
+    chains: tuple[str, ...]  # the attack chains the scenarios applied
+    translations: Translations
+    judge: str  # the full spec, back-translation included
+    judge_kind: str  # llm | harm | refusal | ...
+    back_translation: bool
+    back_translator: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+    system_prompt: str | None
+    truncation: Truncation | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def multijail(self) -> bool:
+        return self.task.split(":")[0] == "multijail"
+
+    def paper_comparability(self, scenario: str) -> Comparability:
+        """Whether this scenario's figures may be put beside the paper's Table 1 (and its adaptive attack)."""
+        reasons: list[str] = []
+        if not self.multijail:
+            reasons.append(f"task {self.task} is not MultiJail")
+        if scenario not in PAPER_SCENARIOS:
+            reasons.append(f"scenario '{scenario}' is not one of the paper's")
+        if scenario == "intentional" and self.template.kind != "user":
+            reasons.append(f"{DEFAULT_TEMPLATE} template instead of a jailbreak template file (the paper used AIM)")
+        if self.judge_kind != "llm":
+            reasons.append(f"judge {self.judge.split(BACK_TRANSLATE)[0]} is not a 3-way LLM judge (llm:<model>)")
+        if not self.back_translation:
+            reasons.append("responses are not back-translated into English before judging")
+        if self.translations.kind != "human":
+            reasons.append(f"translations: {self.translations.describe()}, not MultiJail's human ones")
+        if self.temperature is None or self.temperature != 0:
+            reasons.append(f"temperature {self.temperature}, not 0")
+        if self.system_prompt:
+            reasons.append("a system prompt was added (the paper sends none)")
+        assumption = (f"assuming {self.template.name} is AIM-type, which polysafe cannot check"
+                      if scenario == "intentional" and self.template.kind == "user" else None)
+        return Comparability(scenario, not reasons, tuple(reasons), assumption if not reasons else None)
+
+    def comparability(self) -> list[Comparability]:
+        return [self.paper_comparability(s) for s in self.scenarios] if self.multijail else []
+
+    def lines(self) -> list[str]:
+        """The setup block, one 'name: value' line each."""
+        out = [f"template: {self.template.describe()}"]
+        if self.chains:
+            out.append(f"attack chains: {', '.join(self.chains)}")
+        out += [
+            f"translations: {self.translations.describe()}",
+            f"judge: {self.judge} ({JUDGE_KINDS.get(self.judge_kind, 'custom judge')})",
+            f"back-translation: {'on (' + (self.back_translator or 'translator not recorded') + ')' if self.back_translation else 'off'}",
+            f"generation: temperature {_number(self.temperature)}, max_tokens {_number(self.max_tokens)}, "
+            f"top_p {_number(self.top_p)}, seed {_number(self.seed)}, "
+            + ("system prompt set" if self.system_prompt else "no system prompt"),
+        ]
+        if self.truncation is not None:
+            out.append(f"stopped at max_tokens: {self.truncation.describe()}")
+        out += [f"paper reference ({PAPER}), {c.line()}" for c in self.comparability()]
+        out += list(self.notes)
+        return out
+
+    def markdown(self) -> str:
+        return "Setup:\n" + "\n".join(f"- {line}" for line in self.lines())
+
+    def subtitle(self, width: int = 120) -> str:
+        """A compact version for chart subtitles, wrapped to `width` characters."""
+        parts = [f"template: {self.template.describe()}", f"translations: {self.translations.kind}",
+                 f"judge: {self.judge}", f"back-translation {'on' if self.back_translation else 'off'}",
+                 f"temperature {_number(self.temperature)}, max_tokens {_number(self.max_tokens)}"]
+        if self.truncation is not None and self.truncation.responses:
+            parts.append(f"{100 * self.truncation.share:.1f}% stopped at max_tokens")
+        return "\n".join(textwrap.wrap(" · ".join(parts), width))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["template"]["description"] = self.template.describe()
+        data["translations"]["description"] = self.translations.describe()
+        if self.truncation is not None:
+            data["truncation"]["share"] = self.truncation.share
+        data["paper_comparability"] = {c.scenario: {"comparable": c.comparable, "reasons": list(c.reasons),
+                                                    "assumption": c.assumption} for c in self.comparability()}
+        data["lines"] = self.lines()
+        return data
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "not recorded"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> Setup:
+    """The setup block of a stored run; pass its rows to include the share of responses cut at max_tokens."""
+    config = run.config or {}
+    chains_by_scenario = config.get("scenarios") or {}
+    scenarios = tuple(dict.fromkeys(r.scenario for r in rows)) if rows else tuple(chains_by_scenario)
+    chains = tuple(dict.fromkeys(chains_by_scenario.values()))
+    if rows:
+        chains = tuple(dict.fromkeys([*chains, *(r.chain for r in rows)]))
+    generation = config.get("generation") or {}
+    base_judge, _, back_translator = run.judge.partition(BACK_TRANSLATE)
+    return Setup(
+        run=run.name, task=run.task, model=run.model, scenarios=scenarios,
+        template=_template(config, chains), chains=chains, translations=_translations(run.task, config, chains),
+        judge=run.judge, judge_kind=base_judge.split(":")[0], back_translation=bool(back_translator or config.get("back_translate")),
+        back_translator=back_translator or None, temperature=generation.get("temperature"), top_p=generation.get("top_p"),
+        max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
+        truncation=truncation(rows) if rows is not None else None,
+    )
+
+
+def truncation(rows: Sequence[ResultRow]) -> Truncation:
+    received = [r for r in rows if r.response is not None and r.error is None]
+    return Truncation(sum(1 for r in received if r.finish_reason == "length"), len(received))
+
+
+def _jailbreak_steps(chains: Sequence[str]) -> list[str]:
+    return [step.strip() for chain in chains for step in chain.split("|")
+            if step.strip() == "jailbreak" or step.strip().startswith("jailbreak:")]
+
+
+def _template(config: dict, chains: Sequence[str]) -> Template:
+    steps = _jailbreak_steps(chains)
+    if not steps:
+        return Template("none")
+    step = steps[0]
+    if step == "jailbreak":
+        return Template("default", DEFAULT_TEMPLATE, config.get("template_sha256") if not config.get("template") else None)
+    path = step.split(":", 1)[1]
+    recorded = config.get("template") == path
+    name = (config.get("template_name") if recorded else None) or path.replace("\\", "/").rsplit("/", 1)[-1]
+    return Template("user", name, config.get("template_sha256") if recorded else None)
+
+
+def _translations(task: str, config: dict, chains: Sequence[str]) -> Translations:
+    if config.get("translation") in ("human", "machine"):
+        kind = config["translation"]
+        return Translations(kind, config.get("translator") if kind == "machine" else None)
+    if any(step.strip().startswith("translate:") for chain in chains for step in chain.split("|")):
+        translator = config.get("translator")
+        if translator == "precomputed":
+            return Translations("human")
+        return Translations("machine", translator) if translator else Translations("unrecorded")
+    if task.split(":")[0] == "multijail" or config.get("prompt_set") == "multijail":
+        translator = config.get("translator")
+        if translator and translator != "precomputed":
+            return Translations("machine", translator)
+        return Translations("human")
+    return Translations("none")
+
+
+__all__ = ["Setup", "Comparability", "Template", "Translations", "Truncation", "describe_setup", "truncation",
+           "PAPER", "DEFAULT_TEMPLATE"]
