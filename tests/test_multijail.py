@@ -166,10 +166,42 @@ def test_tier_figures_are_plain_means_with_pooled_wilson():
     assert math.isclose(tiers["high"].unsafe_pooled.low, centre - half) and math.isclose(tiers["high"].unsafe_pooled.high, centre + half)
     assert math.isclose(centre - half, 0.0889, abs_tol=5e-4) and math.isclose(centre + half, 0.5323, abs_tol=5e-4)
     assert wilson(0, 0) == (0.0, 0.0)
-    assert tiers["high"].reference == {"ChatGPT": 4.34, "GPT-4": 3.60}
-    assert tiers["baseline"].reference == {"ChatGPT": 0.63, "GPT-4": 0.95}
     table = tiers_markdown(report)
-    assert "| unintentional | HRL | zh,it,vi | 25.0 |" in table and "LRL/HRL 2.33x" in table and "ChatGPT 3.44x" in table
+    assert "| unintentional | HRL | zh,it,vi | 25.0 |" in table and "LRL/HRL 2.33x" in table
+
+
+def _table1_from_method_notes(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """The markdown Table 1 in shared/methods/multijail.md, read independently of polysafe's copy."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model / scenario |"))
+    header = [cell.strip() for cell in lines[start].strip("|").split("|")][1:]
+    keys = [{"HRL": "high", "MRL": "medium", "LRL": "low", "Avg (9 non-en)": "avg"}.get(h, h) for h in header]
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        model, scenario = cells[0].rsplit(" ", 1)
+        table[(model, scenario)] = dict(zip(keys, map(float, cells[1:]), strict=True))
+    return table
+
+
+def test_paper_table1_matches_the_method_notes_in_all_56_values(shared_data):
+    from polysafe.report.tiers import PAPER_TABLE1, paper_reference
+
+    notes = _table1_from_method_notes(shared_data.parent / "methods" / "multijail.md")
+    assert len(notes) == 4 and sum(len(row) for row in notes.values()) == 56
+    assert PAPER_TABLE1 == notes  # every one of the 56 values, and nothing more
+    for (model, scenario), row in notes.items():
+        for key, value in row.items():
+            assert paper_reference(scenario, key)[model] == value
+        # the paper's own arithmetic holds on the transcription: each language's figure is k/315, and the tiers and
+        # the Avg are the plain means of those exact rates, rounded to two decimals
+        counts = {code: round(row[code] * 3.15) for code in "en zh it vi ar ko th bn sw jv".split()}
+        assert all(round(100 * k / 315, 2) == row[code] for code, k in counts.items()), (model, scenario)
+        for key, codes in (("high", "zh it vi"), ("medium", "ar ko th"), ("low", "bn sw jv"), ("avg", "zh it vi ar ko th bn sw jv")):
+            codes = codes.split()
+            assert round(100 * sum(counts[c] for c in codes) / (315 * len(codes)), 2) == row[key], (model, scenario, key)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ outcomes are correlated (a prompt that is unsafe in zh tends to be unsafe in vi)
      e_j = (1/k) * sum over languages i where prompt j was judged of (y_ij - p_i) / n_i, and
      Var = m/(m-1) * sum_j e_j^2, with k languages, m prompts, n_i judged responses and p_i the rate in language i;
   2. the effective sample size n_eff = Avg(1-Avg)/Var, kept between m (outcomes identical in every language) and
-     the number of responses N (independent), and m when Avg is 0 or 1 (no variance to read it from);
+     the number of judged responses N (N when Var is 0), and m when Avg is 0 or 1 (no variance to read it from);
   3. the interval is Wilson's at (Avg, n_eff), so it stays inside [0, 1] and is not empty at 0.
 A pooled Wilson interval over all k*m responses would treat correlated answers as independent and be too narrow.
 
@@ -92,8 +92,8 @@ def mean_of_rates(rows: Sequence[ResultRow]) -> MeanRate | None:
         residual[row.prompt_id] += ((row.label == "unsafe") - rates[row.language]) / (n_i * k)
     m, total = len(residual), len(judged)
     variance = m / (m - 1) * sum(e * e for e in residual.values()) if m > 1 else 0.0
-    if 0 < value < 1 and variance > 0:
-        effective_n = min(float(total), max(float(m), value * (1 - value) / variance))
+    if 0 < value < 1:  # no variance between prompts at all: as precise as independent responses
+        effective_n = min(float(total), max(float(m), value * (1 - value) / variance)) if variance > 0 else float(total)
     else:
         effective_n = float(m)
     low, high = wilson(value * effective_n, effective_n)  # type: ignore[arg-type]  # Wilson holds for real n
