@@ -31,13 +31,15 @@ BACK_TRANSLATE = "+back-translate:"
 
 @dataclass(frozen=True)
 class Template:
-    kind: str  # user | default | none
+    kind: str  # user | default | codeattack | none
     name: str | None = None
     sha256: str | None = None
 
     def describe(self) -> str:
         if self.kind == "none":
             return "none (prompts sent without a jailbreak template)"
+        if self.kind == "codeattack":
+            return f"polysafe's CodeAttack code templates: {self.name}"
         digest = f"sha256 {self.sha256[:12]}" if self.sha256 else "sha256 not recorded"
         return f"{DEFAULT_TEMPLATE} ({digest})" if self.kind == "default" else f"user template {self.name} ({digest})"
 
@@ -221,7 +223,9 @@ def _jailbreak_steps(chains: Sequence[str]) -> list[str]:
 def _template(config: dict, chains: Sequence[str]) -> Template:
     steps = _jailbreak_steps(chains)
     if not steps:
-        return Template("none")
+        variants = [step.strip().split(":", 1)[1] for chain in chains for step in chain.split("|")
+                    if step.strip().startswith("codeattack:")]
+        return Template("codeattack", ", ".join(dict.fromkeys(variants))) if variants else Template("none")
     step = steps[0]
     if step == "jailbreak":
         return Template("default", DEFAULT_TEMPLATE, config.get("template_sha256") if not config.get("template") else None)
