@@ -178,8 +178,10 @@ def test_hugging_face_dataset_round_trip(store_run, tmp_path):
 
     db, run = store_run
     folder = tmp_path / "hf"
-    result = CliRunner().invoke(app, ["export", run, "--out", str(tmp_path / "x.jsonl"), "--hf", str(folder), "--db", str(db)])
+    result = CliRunner().invoke(app, ["export", run, "--hf", str(folder), "--db", str(db)])
     assert result.exit_code == 0, result.output
+    default = db.parent / "exports" / "export-run.jsonl"  # the JSONL goes beside the store unless --out says otherwise
+    assert result.output.split() == [str(default), str(folder)] and default.is_file()
     loaded = datasets.load_from_disk(str(folder))
     assert loaded.num_rows == 8 and loaded.to_list() == stored_rows(db, run)
 

@@ -134,9 +134,16 @@ def write_parquet(rows: Sequence[dict], path: Path) -> None:
 
 def write_hf_dataset(rows: Sequence[dict], directory: Path) -> None:
     """A `datasets.Dataset` saved with `save_to_disk`; `datasets.load_from_disk(directory)` reads it back."""
-    from datasets import Dataset, Features
+    import datasets
 
-    Dataset.from_list(list(rows), features=Features.from_arrow_schema(arrow_schema())).save_to_disk(str(directory))
+    was_enabled = datasets.is_progress_bar_enabled()  # no progress bar in the middle of a command's output
+    datasets.disable_progress_bars()
+    try:
+        dataset = datasets.Dataset.from_list(list(rows), features=datasets.Features.from_arrow_schema(arrow_schema()))
+        dataset.save_to_disk(str(directory))
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def write_export(rows: Sequence[dict], fmt: str, path: Path) -> None:
