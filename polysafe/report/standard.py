@@ -22,14 +22,18 @@ def _language_reference(setup):
     return reference
 
 
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 @RENDERERS.register("md", summary="Markdown: setup block, rates per scenario and language with Wilson 95% CIs, Avg and adaptive.")
 def _markdown():
     def render(data: ReportInput) -> str:
         setup = describe_setup(data.run, data.rows)
         stats = summarize(data.rows, by_scenario_language)
         reference = _language_reference(setup)
-        extra = ([(f"{m} (paper)", lambda s, m=m: f"{reference(s)[m]:.2f}" if m in reference(s) else "")
-                  for m in REFERENCE_MODELS] if shows_reference(setup) else [])
+        extra = ([(f"{m} (paper)", lambda s, m=m: _figure(reference(s).get(m))) for m in REFERENCE_MODELS]
+                 if shows_reference(setup) else [])
         parts = [f"## {data.run.name}", f"task `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`",
                  setup.markdown(), markdown_table(stats, extra=extra)]
         if is_multilingual(data.rows):
