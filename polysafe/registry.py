@@ -97,6 +97,10 @@ class Registry(Generic[T]):
         self._load()
         return self._info[name]
 
+    def factory(self, name: str) -> Callable[..., T]:
+        self._load()
+        return self._factories[name]
+
     def split(self, spec: str) -> tuple[str, str | None]:
         self._load()
         name, sep, arg = spec.strip().partition(":")
