@@ -72,7 +72,7 @@ class Registry(Generic[T]):
     def register(self, name: str, *, summary: str = "", takes_argument: bool = False, example: str = "",
                  argument_optional: bool = False):
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
-            if not self._loaded and self.package and not factory.__module__.startswith(self.package + "."):
+            if not self._loaded and self.package and not _inside(factory.__module__, self.package):
                 self._load()  # a plugin from elsewhere registers after the built-ins, so it can't take their names
             if name in self._factories:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
@@ -118,6 +118,10 @@ class Registry(Generic[T]):
         name, arg = self.split(spec)
         factory = self._factories[name]
         return factory(arg, **options) if self._info[name].takes_argument else factory(**options)
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def all_registries() -> list[Registry]:
