@@ -71,6 +71,7 @@ def test_morse_round_trips_latin_text_and_refuses_other_scripts():
     assert encoded == "... --- ... --..-- / .... . .-.. .-.. --- / .-- --- .-. .-.. -.. -.-.--\n-. . -..- - / .-.. .. -. ."
     assert decode("morse", encoded) == "sos, hello world!\nnext line"  # small letters, spaces collapsed
     assert decode("morse", encode("morse", "Café déjà vu, Straße")) == "cafe deja vu, strasse"  # accents dropped
+    assert decode("morse", encode("morse", "Pay 5 € <now> # ok")) == "pay 5 now ok"  # so are symbols without a sign
     for text in OTHER_SCRIPTS:
         with pytest.raises(InputError, match=r"Morse code has no sign for '.' \(U\+[0-9A-F]{4}\)"):
             encode("morse", text)

@@ -1,10 +1,12 @@
 """`morse`: International Morse code for Latin letters, digits and common punctuation.
 
 Encoding: letters are separated by a space, words by " / ", lines stay lines. Accents are dropped first
-("é" is sent as "e", "ß" as "ss"); Morse has no signs for other scripts, so a query in Chinese, Bengali,
-Cyrillic, ... is refused with an InputError naming the prompt and the character rather than sent half-encoded
-(put `encode:morse` before a `translate:` step into such a language, or use `encode:base64`).
-Round trip: `decode(encode(t))` is `t` in small letters, accents dropped, runs of spaces as one.
+("é" is sent as "e", "ß" as "ss"), and so are symbols and punctuation Morse has no sign for ("<", "€", "#").
+Morse has no signs for the letters of other scripts, so a query in Chinese, Bengali, Cyrillic, ... is refused
+with an InputError naming the prompt and the character rather than sent half-encoded (put `encode:morse`
+before a `translate:` step into such a language, or use `encode:base64`).
+Round trip: `decode(encode(t))` is `t` in small letters, accents and unsigned symbols dropped, runs of spaces
+as one.
 
 Reading a reply: dots and dashes (also "·", "•", "–", "—") are read letter by letter; words may be separated by
 "/", "|" or two or more spaces. Words in plain text are kept as they are. A reply counts as Morse when at least
@@ -48,7 +50,7 @@ class MorseCipher(Cipher):
                    + "   ".join(f"{char.upper()} {MORSE[char]}" for char in "abcdefghijklmnopqrstuvwxyz"))
 
     def encode(self, text: str) -> str:
-        return "\n".join(" / ".join(" ".join(_code(char) for char in word) for word in line.split())
+        return "\n".join(" / ".join(" ".join(codes) for word in line.split() if (codes := _codes(word)))
                          for line in fold(text).splitlines())
 
     def decode(self, text: str) -> str:
@@ -81,9 +83,12 @@ def fold(text: str) -> str:
     return "".join(char for char in text if not unicodedata.combining(char))
 
 
-def _code(char: str) -> str:
-    code = MORSE.get(char)
-    if code is None:
-        raise InputError(f"Morse code has no sign for '{char}' (U+{ord(char):04X}): it covers Latin letters, digits "
-                         "and common punctuation; use encode:base64 for other scripts")
-    return code
+def _codes(word: str) -> list[str]:
+    codes = []
+    for char in word:
+        if char in MORSE:
+            codes.append(MORSE[char])
+        elif unicodedata.category(char)[0] in "LMN":  # a letter, mark or digit would be lost: refuse
+            raise InputError(f"Morse code has no sign for '{char}' (U+{ord(char):04X}): it covers Latin letters, "
+                             "digits and common punctuation; use encode:base64 for other scripts")
+    return codes  # symbols and punctuation without a sign are left out
