@@ -2,7 +2,9 @@
 
 An attack turns the text that will be sent into another text (translate it, wrap it in a jailbreak template,
 encode it in code). Attacks work on batches because some call a model (translation). An attack may also
-post-process the model's response (`extract`), e.g. pull the filled-in steps out of generated code.
+post-process the model's response (`extract`), e.g. pull the filled-in steps out of generated code, or decode
+an enciphered reply. When the reply can't be read back (it is not in the cipher the attack asked for),
+`extract` raises `Undecodable`: the item is labelled `invalid` with that reason, and no judge sees it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from ..types import Prompt
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.store import Store
+
+
+class Undecodable(Exception):
+    """Raised by `Attack.extract` for a response it cannot post-process; `str(err)` says why."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Attack:
         return [self.transform(item) for item in items]
 
     def extract(self, response: str) -> str:
-        """Response post-processing. The default keeps the response as it is."""
+        """Response post-processing. The default keeps the response as it is. May raise `Undecodable`."""
         return response
 
 

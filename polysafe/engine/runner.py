@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..attacks.base import AttackChain, AttackContext, AttackedPrompt
+from ..attacks.base import AttackChain, AttackContext, AttackedPrompt, Undecodable
 from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
@@ -97,16 +97,25 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
     responses = store.get_responses({it.record.response_key for it in items})
     jobs: list[tuple[str, str, JudgeInput]] = []  # (verdict key, extracted, input)
     links: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str, str, Verdict]] = []  # the attack could not read the reply back: invalid, unjudged
     for item in items:
         completion = responses.get(item.record.response_key)
         if completion is None or not completion.ok:
             continue  # reported as an error; judged once a later run gets an answer
-        extracted = item.scenario.chain.extract(completion.text)
+        try:
+            extracted = item.scenario.chain.extract(completion.text)
+        except Undecodable as why:
+            key = content_key("verdict", "undecodable", item.scenario.chain.spec, completion.text)
+            links.append((item.record.key, key))
+            unreadable.append((key, "undecodable", completion.text, Verdict("invalid", rationale=f"undecodable: {why}")))
+            continue
         judge_input = JudgeInput(query=item.attacked.prompt.reference, prompt=item.attacked.text,
                                  response=extracted, language=item.attacked.language)
         verdict_key = content_key("verdict", judge.identity, judge_input.__dict__)
         links.append((item.record.key, verdict_key))
         jobs.append((verdict_key, extracted, judge_input))
+    if unreadable:
+        store.put_verdicts(unreadable)
     store.set_verdict_keys(run, links)
     done = store.ok_verdict_keys(key for key, _, _ in jobs)
     seen: set[str] = set()

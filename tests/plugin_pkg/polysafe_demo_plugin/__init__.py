@@ -1,0 +1,1 @@
+"""A demo third-party polysafe plugin (tests only)."""
