@@ -15,7 +15,7 @@ class InputError(PolysafeError):
     exit_code = 2
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None):
-        self.file, self.line, self.field = file, line, field
+        self.file, self.line, self.field, self.reason = file, line, field, message
         where = ""
         if file:
             where = f"{file}:{line}" if line is not None else str(file)

@@ -35,7 +35,7 @@ BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-co
 ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable that holds the API key (never stored).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per response.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="New tokens per response (default: the benchmark's, else 256).")]
 SeedOpt = Annotated[int, typer.Option("--seed")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
@@ -55,7 +55,7 @@ class EvalOptions:
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.0
     top_p: float = 1.0
-    max_tokens: int = 256
+    max_tokens: int | None = None
     seed: int = 0
     system_prompt: str | None = None
     batch_size: int | None = None
@@ -73,8 +73,10 @@ class EvalOptions:
         return ModelOptions(api_key_env=self.api_key_env, concurrency=self.concurrency, timeout=self.timeout,
                             max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype)
 
-    def generation(self) -> GenerationConfig:
-        return GenerationConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+    def generation(self, defaults: dict | None = None) -> GenerationConfig:
+        """The sampling settings asked for; what was not given comes from `defaults` (a benchmark's), then 256."""
+        max_tokens = self.max_tokens or (defaults or {}).get("max_tokens") or 256
+        return GenerationConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens,
                                 seed=self.seed, system_prompt=self.system_prompt)
 
 
@@ -171,3 +173,32 @@ def finish(summary: RunSummary) -> None:
 def error_line(message: str) -> None:
     """One line on stderr, never wrapped or styled from its content (it may quote model or user text)."""
     console.print(f"error: {' '.join(message.split())}", style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
+    from ..api import RunOptions
+
+    return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
+                      run_name=opts.run_name)
+
+
+def run_prepared_with_progress(prepared, db: Path) -> RunSummary:
+    """Run one prepared run with progress bars, then print its summary line."""
+    from ..api import run_prepared
+
+    async def go() -> RunSummary:
+        with RichProgress(console) as progress:
+            return await run_prepared(prepared, db, progress=progress)
+
+    summary = asyncio.run(go())
+    console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
+                  f"{summary.cached} reused from {db}, {summary.judged} judged")
+    return summary
+
+
+def print_reports(run: str, db: Path, formats) -> None:
+    with Store(db) as store:
+        data = load_report_input(store, run, db.parent / "reports")
+        for fmt in formats:
+            text = render(fmt, data)
+            typer.echo(f"\nHTML report: {text}" if fmt == "html" else f"\n{text}")

@@ -7,12 +7,10 @@ cost visible. Benign requests default to Bianchi et al.'s I-Alpaca (50 Alpaca in
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 from typing import Sequence
 
-from ..data.ctrl_sets import load_instruction_set, parse_instruction_set
-from ..errors import BackendError, InputError
+from ..data.benign import I_ALPACA_URL, load_benign_prompts
+from ..errors import InputError
 from ..judges.refusal import RefusalJudge
 from ..models import load_model
 from ..models.base import ModelBackend
@@ -20,26 +18,8 @@ from ..models.scoring import corpus_perplexity
 from ..report.metrics import Rate
 from ..types import Conversation, GenerationConfig, JudgeInput
 
-I_ALPACA_URL = "https://raw.githubusercontent.com/vinid/safety-tuned-llamas/main/data/evaluation/I-Alpaca.json"
-
 # A refusal shows in the opening words, so short answers are enough and keep CPU runs quick.
 OVER_REFUSAL_GEN = GenerationConfig(temperature=0.0, max_tokens=64)
-
-
-def load_benign_prompts(source: str | Path | None = None, *, timeout: float = 30.0) -> list[str]:
-    """I-Alpaca from its public GitHub URL (source=None or an http(s) URL), or a local file of the same shape."""
-    if source is None or str(source).startswith(("http://", "https://")):
-        import httpx
-
-        url = str(source or I_ALPACA_URL)
-        try:
-            response = httpx.get(url, timeout=timeout, follow_redirects=True)
-            response.raise_for_status()
-            data = response.json()
-        except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise BackendError(f"cannot load benign prompts from {url}: {err}") from None
-        return [p.text for p in parse_instruction_set(data, file=url)]
-    return [p.text for p in load_instruction_set(source)]
 
 
 def _backend(model: str | ModelBackend) -> ModelBackend:

@@ -1,0 +1,90 @@
+"""The benchmark protocol and its registry.
+
+A benchmark declares:
+- `Params`: its typed parameters (a pydantic model; unknown keys and bad values are one-line input errors);
+- `task(params)`: the EvalTask it runs (prompts x scenarios);
+- `default_judge` and `judge_spec(spec)`: `--judge llm:X` maps to the benchmark's own rubric;
+- `reports`: the report formats printed after a run;
+- `generation_defaults`: settings the paper used (e.g. longer answers for code);
+- `attack_context` / `wrap_judge`: what its chains and judge need (a translator, back-translation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..attacks.base import AttackContext
+from ..engine.runner import EvalTask
+from ..errors import InputError
+from ..judges.base import Judge
+from ..models.base import ModelOptions
+from ..registry import Registry
+
+
+class BenchmarkParams(BaseModel):
+    """Parameters every benchmark takes. Subclasses add their own; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language).")
+
+
+class Benchmark:
+    name: ClassVar[str]
+    Params: ClassVar[type[BenchmarkParams]] = BenchmarkParams
+    default_judge: ClassVar[str] = "refusal"
+    reports: ClassVar[tuple[str, ...]] = ("md",)
+    generation_defaults: ClassVar[dict[str, Any]] = {}
+
+    def params(self, values: Mapping[str, Any] | BenchmarkParams | None = None, *, source: str = "-P",
+               line: int | None = None, prefix: str = "") -> BenchmarkParams:
+        """Validate parameters; an error names the source (a flag, or a config file and its line) and the key."""
+        if isinstance(values, BenchmarkParams):
+            return values
+        try:
+            return self.Params(**dict(values or {}))
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = prefix + (".".join(str(part) for part in first["loc"]) or "params")
+            message = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
+            known = ", ".join(self.Params.model_fields)
+            raise InputError(f"{message} for benchmark '{self.name}' (parameters: {known})", file=source, line=line, field=key) from None
+
+    def task(self, params: BenchmarkParams) -> EvalTask:
+        raise NotImplementedError
+
+    def judge_spec(self, spec: str | None) -> str:
+        return (spec or self.default_judge).strip()
+
+    def attack_context(self, params: BenchmarkParams, options: ModelOptions) -> AttackContext:
+        return AttackContext()
+
+    def wrap_judge(self, judge: Judge, params: BenchmarkParams, options: ModelOptions) -> Judge:
+        return judge
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", package="polysafe.benchmarks")
+
+
+def load_benchmark(spec: str) -> Benchmark:
+    return BENCHMARKS.create(spec)
+
+
+def parse_param_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """`["limit=5", "languages=en,zh"]` -> {"limit": "5", "languages": "en,zh"}; values are coerced by Params."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected key=value, got '{pair}'", field="-P")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def split_list(value: Any) -> Any:
+    """Accept 'a,b' as well as a list, for list-valued parameters given on the command line."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value

@@ -1,0 +1,86 @@
+"""CodeAttack (Ren et al., ACL 2024): the harmful query hidden in a data structure inside a code-completion task.
+
+One scenario per variant (or per attack chain ending in one). Prompts: AdvBench by default, `multijail` for
+code x language on human translations, or a prompt file. `--judge llm:<spec>` is the 1-5 harmfulness judge
+(ASR = share of 5s), as the paper judges.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from ..attacks.base import AttackContext, parse_chain
+from ..engine.runner import EvalTask, Scenario
+from ..errors import InputError
+from ..models.base import ModelOptions
+from .base import BENCHMARKS, Benchmark, BenchmarkParams, split_list
+
+PAPER_VARIANTS = ["python_string", "python_list", "python_stack", "cpp_string", "go_string"]
+
+
+class CodeAttackParams(BenchmarkParams):
+    variants: list[str] = Field(default_factory=lambda: list(PAPER_VARIANTS))
+    attacks: list[str] = Field(default_factory=list, description="Attack chains instead of variants ('|'-joined steps).")
+    prompt_set: str = Field(default="advbench", description="advbench | multijail | file:<path>.")
+    data: str | None = Field(default=None, description="Local copy of the prompt set.")
+    prompts: str | None = Field(default=None, description="A polysafe prompt file instead of the prompt set.")
+    languages: list[str] = Field(default_factory=list, description="Only these languages (prompt sets with languages).")
+    translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<path>.")
+
+    _split = field_validator("variants", "languages", mode="before")(classmethod(lambda cls, v: split_list(v)))
+
+
+@BENCHMARKS.register("codeattack", example="codeattack",
+                     summary="CodeAttack: harmful requests encoded in Python/C++/Go data structures (Ren et al. 2024).")
+class CodeAttack(Benchmark):
+    name = "codeattack"
+    Params = CodeAttackParams
+    default_judge = "refusal"
+    reports = ("codeattack",)
+    generation_defaults = {"max_tokens": 512}  # the paper's targets answered with 512-1000 new tokens
+
+    def judge_spec(self, spec: str | None) -> str:
+        """`llm:<model>` means the 1-5 harmfulness judge here (the paper's judging); other specs pass through."""
+        name, sep, rest = (spec or self.default_judge).strip().partition(":")
+        return f"harm:{rest}" if name == "llm" and sep else (spec or self.default_judge).strip()
+
+    def task(self, params: CodeAttackParams) -> EvalTask:  # type: ignore[override]
+        from ..attacks.codeattack import get_variant
+        from ..data import PROMPT_SETS
+        from ..data.languages import parse_languages
+        from ..data.multijail import limit_per_language
+        from ..data.prompts import FilePromptSet
+
+        if params.data and params.prompts:
+            raise InputError("give data (a prompt-set CSV) or prompts (a polysafe prompt file), not both", field="prompts")
+        if params.attacks:
+            scenarios = [Scenario(chain.spec, chain) for chain in map(parse_chain, params.attacks)]
+        else:
+            if not params.variants:
+                raise InputError("no variant given", field="variants")
+            scenarios = [Scenario(get_variant(n).name, parse_chain(f"codeattack:{get_variant(n).name}")) for n in params.variants]
+        if len({s.name for s in scenarios}) != len(scenarios):
+            raise InputError("the same variant or chain is given twice", field="variants")
+        codes = parse_languages(",".join(params.languages)) if params.languages else None
+        name, argument = PROMPT_SETS.split(params.prompt_set)
+        if params.prompts or name == "file":
+            source = FilePromptSet(params.prompts or argument)
+        else:  # specs are checked before this: loading may download
+            source = PROMPT_SETS.create(params.prompt_set, path=params.data, source=params.data, languages=codes)
+        rows = limit_per_language(source.load(), params.limit)
+        if codes:
+            rows = [p for p in rows if p.language in codes]
+        if not rows:
+            raise InputError(f"no prompts in {', '.join(codes or [])}", field="languages")
+        config = {"prompt_set": source.name, "limit": params.limit, "data": params.data or params.prompts or "",
+                  "languages": codes}
+        return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
+
+    def attack_context(self, params: CodeAttackParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
+        if not any(step.strip().startswith("translate:") for chain in params.attacks for step in chain.split("|")):
+            return AttackContext()
+        from ..data.translation import load_translator
+
+        data = params.data if params.prompt_set == "multijail" else None
+        return AttackContext(translator=load_translator(params.translator or "precomputed", options=options, data=data))
+

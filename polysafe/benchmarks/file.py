@@ -1,0 +1,40 @@
+"""`file`: a user's own prompt file (CSV or JSONL: id, text [, language, category]) through any attack chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from ..attacks.base import AttackContext, parse_chain
+from ..engine.runner import EvalTask, Scenario
+from ..models.base import ModelOptions
+from .base import BENCHMARKS, Benchmark, BenchmarkParams
+
+
+class FileParams(BenchmarkParams):
+    prompts: str = Field(description="CSV or JSONL with id, text [, language, category].")
+    attack: str = Field(default="none", description="Attack chain, e.g. 'translate:bn|codeattack:python_list'.")
+    translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<path>.")
+
+
+@BENCHMARKS.register("file", example="file", summary="Your own prompt file through any attack chain.")
+class PromptFile(Benchmark):
+    name = "file"
+    Params = FileParams
+
+    def task(self, params: FileParams) -> EvalTask:  # type: ignore[override]
+        from ..data.prompts import load_prompt_file
+
+        path = Path(params.prompts)
+        rows = load_prompt_file(path)[: params.limit or None]
+        chain = parse_chain(params.attack)
+        return EvalTask(name=f"file:{path.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
+                        config={"prompts": str(path.resolve()), "limit": params.limit})
+
+    def attack_context(self, params: FileParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
+        if not any(step.strip().startswith("translate:") for step in params.attack.split("|")):
+            return AttackContext()
+        from ..data.translation import load_translator
+
+        return AttackContext(translator=load_translator(params.translator or "precomputed", options=options))

@@ -1,0 +1,78 @@
+"""`polysafe eval <benchmark> [-P key=value ...]` for every registered benchmark, and `polysafe eval --config FILE`.
+
+Benchmarks with a command of their own (multijail, codeattack, file) keep it; every other one, third-party
+ones included, gets a generic command here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import (EvalOptions, ModelOpt, console, finish, print_reports, run_options,
+                      run_prepared_with_progress, with_eval_options)
+
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Benchmark parameter key=value (repeatable); see 'polysafe plugins'.")]
+GenericJudgeOpt = Annotated[Optional[str], typer.Option("--judge", "-j", help="Judge spec (default: the benchmark's own).")]
+
+
+def register(apps) -> None:
+    from ..benchmarks import BENCHMARKS
+
+    taken = {command.name for command in apps.eval.registered_commands}
+    for name in BENCHMARKS.names():
+        if name not in taken:
+            _generic_command(apps, name, BENCHMARKS.info(name).summary)
+
+    @apps.eval.callback(invoke_without_command=True)
+    def eval_group(
+        ctx: typer.Context,
+        config: Annotated[Optional[Path], typer.Option("--config", help="Run every model x benchmark of a YAML or TOML file.")] = None,
+        db: Annotated[Optional[Path], typer.Option("--db", help="SQLite result store (default: the file's db, else polysafe-results/polysafe.db).")] = None,
+    ) -> None:
+        """Evaluate a model on a benchmark: multijail, codeattack, file, ... or a whole config file."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if config is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(0)
+        run_config(config, db)
+
+
+def _generic_command(apps, name: str, summary: str) -> None:
+    @apps.eval.command(name, help=f"{summary} Parameters: -P key=value.")
+    @with_eval_options()
+    def command(model: ModelOpt = "smollm2", judge: GenericJudgeOpt = None, param: ParamOpt = None,
+                opts: EvalOptions = EvalOptions()) -> None:
+        run_benchmark(name, model=model, judge=judge, params=param or [], opts=opts)
+
+
+def run_benchmark(name: str, *, model: str, judge: str | None, params, opts: EvalOptions) -> None:
+    from ..api import prepare
+    from ..benchmarks import load_benchmark, parse_param_pairs
+
+    bench = load_benchmark(name)
+    values = parse_param_pairs(params) if isinstance(params, list) else params
+    generation = opts.generation(defaults=bench.generation_defaults)
+    prepared = prepare(bench, model=model, judge=judge, params=values, options=run_options(opts, generation))
+    summary = run_prepared_with_progress(prepared, opts.db)
+    print_reports(summary.run, opts.db, bench.reports)
+    finish(summary)
+
+
+def run_config(path: Path, db: Path | None) -> None:
+    from ..config import prepare_run_set
+
+    options, prepared = prepare_run_set(path, db=db)
+    console.print(f"{path}: {len(prepared)} runs (models x benchmarks)")
+    summaries = []
+    for run in prepared:
+        summary = run_prepared_with_progress(run, options.db)
+        print_reports(summary.run, options.db, run.benchmark.reports[:1])
+        summaries.append(summary)
+    failed = [s for s in summaries if s.errors]
+    if failed:
+        finish(failed[0])
+

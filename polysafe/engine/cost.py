@@ -1,0 +1,73 @@
+"""Knowing the cost before paying it: token prices, call and cost caps.
+
+Prices are US dollars per million tokens (input, output). The shipped table covers a few well-known models and
+is dated; `--price-in/--price-out` override it for any model. A cost estimate before a run assumes each call
+uses its whole `max_tokens` (an upper bound) and about one token per 4 characters of prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRICES_AS_OF = "2026-11"
+PRICES: dict[str, tuple[float, float]] = {  # model name -> ($ per 1M input tokens, $ per 1M output tokens)
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4-0613": (30.00, 60.00),
+    "gpt-4": (30.00, 60.00),
+    "gpt-3.5-turbo-0613": (1.50, 2.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    per_million_in: float
+    per_million_out: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.per_million_in + completion_tokens * self.per_million_out) / 1e6
+
+
+def price_for(model_spec: str, price_in: float | None = None, price_out: float | None = None) -> Price | None:
+    """The given prices, else the shipped table's for `openai:<name>[@url]`; None when unknown."""
+    if price_in is not None or price_out is not None:
+        return Price(price_in or 0.0, price_out or 0.0)
+    name = model_spec.partition(":")[2].partition("@")[0] if model_spec.startswith("openai:") else ""
+    known = PRICES.get(name)
+    return Price(*known) if known else None
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class Budget:
+    """Caps on the calls and the cost of one invocation. `admit(n)` says whether n more calls may start."""
+
+    def __init__(self, *, max_calls: int | None = None, max_cost: float | None = None, price: Price | None = None,
+                 max_tokens: int = 0):
+        self.max_calls, self.max_cost, self.price, self.max_tokens = max_calls, max_cost, price, max_tokens
+        self.calls = 0
+        self.spent = 0.0
+        self.capped = False
+
+    def admit(self, requests: list[str]) -> bool:
+        """Before a batch: would it stay within the caps, counting its worst case (every call uses max_tokens)?"""
+        if self.capped:
+            return False
+        if self.max_calls is not None and self.calls + len(requests) > self.max_calls:
+            self.capped = True
+        elif self.max_cost is not None and self.price is not None:
+            worst = sum(self.price.cost(estimate_tokens(r), self.max_tokens) for r in requests)
+            if self.spent + worst > self.max_cost:
+                self.capped = True
+        if not self.capped:
+            self.calls += len(requests)
+        return not self.capped
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+        if self.price is not None:
+            self.spent += self.price.cost(prompt_tokens, completion_tokens)
