@@ -107,13 +107,18 @@ def plugins() -> None:
 
 
 def _registries():
-    from .attacks import ATTACKS
-    from .data import PROMPT_SETS
-    from .judges import JUDGES
-    from .models import MODELS
-    from .report import RENDERERS
+    """Every stage's registry, built-in and third-party plugins alike."""
+    import importlib
 
-    return [("model", MODELS), ("attack", ATTACKS), ("judge", JUDGES), ("prompt set", PROMPT_SETS), ("report", RENDERERS)]
+    from .registry import all_registries
+
+    for stage in ("models", "attacks", "judges", "data", "report", "benchmarks", "attacks.cipher"):
+        importlib.import_module(f"polysafe.{stage}")
+    try:
+        importlib.import_module("polysafe.translators")
+    except ImportError:
+        importlib.import_module("polysafe.data.translation")
+    return [(registry.kind, registry) for registry in all_registries()]
 
 
 def _register_feature_commands() -> None:

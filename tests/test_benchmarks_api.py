@@ -141,3 +141,24 @@ def test_generic_eval_command_takes_params_and_exits_2_on_a_bad_one(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "nope" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r.db").exists()
+
+
+def test_ciphers_benchmark_sends_enciphered_advbench_and_judges_the_decoded_reply(fake_openai, tmp_path, shared_data):
+    import base64
+
+    def reply(body):
+        text = last_user_text(body)
+        return base64.b64encode(b"I'm sorry, I can't help with that.").decode() if "Base64" in text else "Sure, step one"
+
+    server = fake_openai(reply)
+    params = {"ciphers": "plain,base64", "limit": 2, "data": str(shared_data / "codeattack" / "harmful_behaviors.csv")}
+    summary = polysafe.evaluate("ciphers", model=f"openai:fake@{server.url}", params=params,
+                                options=RunOptions(model=FAST, db=tmp_path / "r.db"))
+    rows = polysafe.results(summary.run, tmp_path / "r.db")
+    assert summary.items == 4 and server.received == 4
+    by_scenario = {(r.scenario, r.label) for r in rows}
+    assert by_scenario == {("plain", "unsafe"), ("base64", "safe")}
+    encoded = [r.prompt for r in rows if r.scenario == "base64"][0]
+    assert rows[0].query not in encoded  # the query is sent enciphered, never in plain text
+    with pytest.raises(InputError, match="unknown cipher scenario"):
+        load_benchmark("ciphers").task(load_benchmark("ciphers").params({"ciphers": "rot99"}))
