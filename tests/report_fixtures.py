@@ -34,8 +34,8 @@ def counted(language: str, unsafe: int, total: int, **fields) -> list[Item]:
 
 
 def store_run(store: Store, name: str, items: Sequence[Item], *, model: str = "openai:fake", task: str = "multijail",
-              judge: str = "refusal") -> None:
-    store.save_run(RunRecord(name=name, task=task, model=model, judge=judge, config={"note": f"fixture {name}"}))
+              judge: str = "refusal", config: dict | None = None) -> None:
+    store.save_run(RunRecord(name=name, task=task, model=model, judge=judge, config=config or {"note": f"fixture {name}"}))
     records = [ItemRecord(key=f"item-{i}", position=i, prompt_id=str(i), language=it.language, scenario=it.scenario,
                           chain="none", category=it.category, tags=(), query=it.query, prompt=it.prompt or it.query,
                           response_key=f"{name}/response-{i}") for i, it in enumerate(items)]

@@ -105,6 +105,9 @@ class Comparison:
     rows: tuple[CompareRow, ...]
     note: str = ""
 
+    def group_title(self) -> str:
+        return f"scenario · {self.by}" if any(row.scenario is not None for row in self.rows) else self.by
+
     def method(self) -> str:
         return (f"{self.metric} with Wilson 95% CI; Δ = run − {self.runs[0].name}, Newcombe hybrid score 95% CI "
                 f"(method 10); * = significant at α = {self.alpha:g} after {CORRECTION_NAMES[self.correction]} "
@@ -197,8 +200,7 @@ def diff_text(cell: Cell) -> str:
 
 def _header(comparison: Comparison) -> list[str]:
     first = comparison.runs[0].name
-    split = any(r.scenario is not None for r in comparison.rows)
-    head = [f"scenario · {comparison.by}" if split else comparison.by, f"{first} %"]
+    head = [comparison.group_title(), f"{first} %"]
     for run in comparison.runs[1:]:
         head += [f"{run.name} %", f"Δ {run.name} − {first} (pp)"]
     return head
@@ -245,8 +247,8 @@ def comparison_csv(comparison: Comparison) -> str:
             rate, d = cell.rate, cell.diff
             writer.writerow([
                 comparison.by, row.scenario or "", row.group, run.name, run.model, comparison.metric,
-                *(("", "", "", "", "") if rate is None else (rate.count, rate.total, _num(rate.value), _num(rate.low), _num(rate.high))),
-                *(("", "", "", "") if d is None else (_num(d.value), _num(d.low), _num(d.high), _num(d.p))),
+                *(("",) * 5 if rate is None else (rate.count, rate.total, *map(_num, (rate.value, rate.low, rate.high)))),
+                *(("",) * 4 if d is None else map(_num, (d.value, d.low, d.high, d.p))),
                 "" if cell.p_adjusted is None else _num(cell.p_adjusted), comparison.correction,
                 "" if d is None else str(cell.significant).lower(),
             ])

@@ -19,7 +19,7 @@ main{padding:0 2rem 4rem}
 h2{font-size:1.08rem;margin:2.2rem 0 .5rem;font-weight:650}
 p.note{color:var(--muted);margin:.2rem 0 .7rem;max-width:70rem}
 details.setup{display:inline-block;vertical-align:top;margin-left:.6rem}
-details.setup summary{cursor:pointer;color:var(--accent)}
+details>summary{cursor:pointer;color:var(--accent)}
 .run-meta{margin:.15rem 0}.run-meta .meta{display:inline}
 ul.setup{margin:.4rem 0 0;padding-left:1.2rem;color:var(--muted);font-size:13px}
 table{border-collapse:separate;border-spacing:0;font-size:13px;margin:.3rem 0 1rem}

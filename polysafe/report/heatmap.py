@@ -66,9 +66,9 @@ def heatmap_png(comparison: Comparison) -> bytes:
             ax.text(j, i - (0.13 if diff else 0), rate, ha="center", va="center", fontsize=8.5, color=colour, weight="bold")
             if diff:
                 ax.text(j, i + 0.22, diff, ha="center", va="center", fontsize=6.5, color=colour)
-    ax.set_xticks(range(len(runs)), ["\n".join(textwrap.wrap(r.name, 22)[:3]) for r in runs], fontsize=7)
+    ax.set_xticks(range(len(runs)), ["\n".join(textwrap.wrap(_short(r.name, 60), 22)) for r in runs], fontsize=7)
     ax.xaxis.tick_top()
-    ax.set_yticks(range(len(rows)), [row.label for row in rows], fontsize=7.5)
+    ax.set_yticks(range(len(rows)), [_short(row.label, 36) for row in rows], fontsize=7.5)
     ax.tick_params(which="both", length=0)
     ax.set_xticks([x - 0.5 for x in range(1, len(runs))], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
@@ -78,9 +78,14 @@ def heatmap_png(comparison: Comparison) -> bytes:
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     bar.set_label(f"{comparison.metric} (%)", fontsize=7.5)
     bar.ax.tick_params(labelsize=7)
-    ax.set_xlabel(f"small figures: Δ pp vs. {textwrap.shorten(runs[0].name, 40)}; * significant after "
+    ax.set_xlabel(f"small figures: Δ pp vs. {_short(runs[0].name, 40)}; * significant after "
                   f"{'Holm' if comparison.correction == 'holm' else 'Benjamini-Hochberg'}, α = {comparison.alpha:g}",
                   fontsize=7)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _short(text: str, limit: int) -> str:
+    """Labels longer than a figure can hold keep their start and end (run names differ at the end)."""
+    return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2):]

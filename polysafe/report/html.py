@@ -89,13 +89,15 @@ def responses_link(**filters: str) -> str:
 
 
 # -- the query inside the prompt ------------------------------------------------------------------------
-def template_bounds(prompts: Sequence[str]) -> tuple[int, int]:
+def template_bounds(rows: Sequence[ResultRow]) -> tuple[int, int]:
     """Lengths of the text all prompts share before and after the query (a jailbreak or code template).
 
-    Cut at whitespace, so a query that happens to start like the others keeps its first word."""
+    Cut at whitespace, and never past where a row's English query visibly starts or ends, so queries that
+    happen to start alike ("How do I ...") keep their shared words."""
+    prompts = [row.prompt for row in rows]
     if len(set(prompts)) < 2:
         return 0, 0
-    prefix = os.path.commonprefix(list(prompts))
+    prefix = os.path.commonprefix(prompts)
     suffix = os.path.commonprefix([p[::-1] for p in prompts])[::-1]
     head = len(prefix)
     while head and not prefix[head - 1].isspace():
@@ -104,6 +106,10 @@ def template_bounds(prompts: Sequence[str]) -> tuple[int, int]:
     while start < len(suffix) and not suffix[start].isspace():
         start += 1
     tail = len(suffix) - start
+    for row in rows:
+        found = row.prompt.find(row.query) if row.query else -1
+        if found >= 0:
+            head, tail = min(head, found), min(tail, len(row.prompt) - found - len(row.query))
     head = head if head >= TEMPLATE_MIN else 0
     tail = tail if tail >= TEMPLATE_MIN else 0
     return head, min(tail, min(len(p) for p in prompts) - head)
@@ -117,7 +123,7 @@ def query_in_prompts(rows: Sequence[ResultRow]) -> list[str]:
         by_scenario.setdefault(row.scenario, []).append(index)
     out = [row.prompt for row in rows]
     for indexes in by_scenario.values():
-        head, tail = template_bounds([rows[i].prompt for i in indexes])
+        head, tail = template_bounds([rows[i] for i in indexes])
         for i in indexes:
             prompt = rows[i].prompt
             core = prompt[head: len(prompt) - tail].strip() if head or tail else ""
@@ -184,7 +190,8 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
              "category": row.category, "label": row.label}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
     cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
-             td(row.language), td(row.scenario), td(f'<span class="pill {E(row.label)}">{E(row.label)}</span>', sort=row.label, raw=True)]
+             td(row.language), td(row.scenario),
+             td(f'<span class="pill {E(row.label)}">{E(row.label)}</span>', sort=row.label, raw=True)]
     if scored:
         cells.append(td("" if row.score is None else str(row.score), sort="" if row.score is None else row.score, cls="num"))
     cells.append(_text(row.query))
@@ -323,13 +330,13 @@ def heatmap_table(comparison: Comparison) -> str:
             title = f"{run.name} · {row.label}: {rate_text(cell.rate)}" + (f"; Δ {diff_text(cell)}" if cell.diff else "")
             cells.append(_heat_cell(cell.rate, small, responses_link(run=run.name, **row.filters(comparison.by)), title))
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table id="heatmap" class="heat"><thead><tr><th>{E(comparison.by)}</th>{head}</tr></thead>'
+    return (f'<table id="heatmap" class="heat"><thead><tr><th>{E(comparison.group_title())}</th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
 
 
 def comparison_table(comparison: Comparison) -> str:
     first = comparison.runs[0].name
-    head = [comparison.by]
+    head = [comparison.group_title()]
     for index, run in enumerate(comparison.runs):
         head += [f"{run.name} %", "95% CI", "n"]
         if index:
@@ -338,7 +345,8 @@ def comparison_table(comparison: Comparison) -> str:
     for row in comparison.rows:
         cells = [td(row.label, cls="nowrap")]
         for index, cell in enumerate(row.cells):
-            cells += [*rate_cells(cell.rate), td(str(cell.rate.total) if cell.rate else "", sort=cell.rate.total if cell.rate else "", cls="num")]
+            total = cell.rate.total if cell.rate else ""
+            cells += [*rate_cells(cell.rate), td(str(total), sort=total, cls="num")]
             if index:
                 d = cell.diff
                 if d is None:
