@@ -124,6 +124,15 @@ def test_benjamini_hochberg_marks_three(db):
     assert adjusted[("B", "en")] == pytest.approx(0.104534, rel=1e-4)
 
 
+def test_holm_stops_at_the_first_failure_and_bh_steps_up():
+    """p = .01, .04, .045 (m = 3). Holm: 3·.01 = .03; 2·.04 = .08 fails, so .045 (1·.045 alone would pass) gets
+    max(.08, .045) = .08. BH from the top: .045·3/3 = .045; min(.045, .04·3/2 = .06) = .045; min(.045, .03) = .03."""
+    from polysafe.report.stats import benjamini_hochberg, holm
+
+    assert holm([0.045, 0.01, 0.04]) == pytest.approx([0.08, 0.03, 0.08])
+    assert benjamini_hochberg([0.045, 0.01, 0.04]) == pytest.approx([0.045, 0.03, 0.045])
+
+
 def test_by_tier_pools_languages_under_the_papers_names(tmp_path):
     with Store(tmp_path / "t.db") as store:
         store_run(store, "X", counted("en", 1, 4) + counted("it", 1, 4) + counted("zh", 3, 4) + counted("sw", 2, 2))
