@@ -131,6 +131,25 @@ def test_comparison_page_heatmap_cells_open_their_responses(stored, tmp_path, br
     browser.save_screenshot("/tmp/explorer.png")
 
 
+def test_long_tables_are_shown_a_page_at_a_time_and_sorted_as_a_whole(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+
+    with Store(tmp_path / "long.db") as store:
+        store_run(store, "long", [Item("en", "unsafe" if i % 5 == 0 else "safe", query=f"query {i:03d}") for i in range(250)])
+        page = Path(render("html", load_report_input(store, "long", tmp_path)))
+    browser.get(page.as_uri())
+    more = browser.find_element(By.ID, "more")
+    assert len(visible(browser, "#")) == 100 and browser.find_element(By.ID, "shown").text == "250" and more.is_displayed()
+    number = browser.find_elements(By.CSS_SELECTOR, "#responses thead th")[0]
+    click(browser, number)
+    click(browser, number)  # descending: the page now starts at the last row, not at the last of the first page
+    assert visible(browser, "#")[:2] == ["250", "249"] and len(visible(browser, "#")) == 100
+    click(browser, more)
+    assert len(visible(browser, "#")) == 250 and not more.is_displayed()
+    click(browser, browser.find_element(By.CSS_SELECTOR, 'select[data-filter="label"] option[value="unsafe"]'))
+    assert visible(browser, "#")[:2] == ["246", "241"] and len(visible(browser, "#")) == 50
+
+
 def _wait_for(condition, timeout: float = 5.0) -> None:
     import time
 

@@ -75,6 +75,8 @@ ul.ratios{margin:.2rem 0 1rem;color:var(--muted)}
 SCRIPT = """
 (function () {
   'use strict';
+  var PAGE = 100;
+  var onSorted = {};
   function value(row, index) {
     var cell = row.cells[index];
     if (!cell) return '';
@@ -96,12 +98,15 @@ SCRIPT = """
     th.setAttribute('aria-sort', dir);
     var sign = dir === 'ascending' ? 1 : -1;
     var body = table.tBodies[0];
-    Array.prototype.map.call(body.rows, function (r, i) { return [value(r, index), i, r]; })
-      .sort(function (a, b) {
-        if ((a[0] === '') !== (b[0] === '')) return a[0] === '' ? 1 : -1;
-        return sign * order(a[0], b[0]) || a[1] - b[1];
-      })
-      .forEach(function (e) { body.appendChild(e[2]); });
+    var keyed = Array.prototype.map.call(body.rows, function (r, i) { return [value(r, index), i, r]; });
+    keyed.sort(function (a, b) {
+      if ((a[0] === '') !== (b[0] === '')) return a[0] === '' ? 1 : -1;
+      return sign * order(a[0], b[0]) || a[1] - b[1];
+    });
+    table.removeChild(body);  // reorder off the page: one layout instead of one per row
+    keyed.forEach(function (e) { body.appendChild(e[2]); });
+    table.appendChild(body);
+    if (onSorted[table.id]) onSorted[table.id]();
   }
   document.querySelectorAll('table.sortable thead th').forEach(function (th) {
     th.tabIndex = 0;
@@ -114,7 +119,9 @@ SCRIPT = """
   var table = document.getElementById('responses');
   if (!table) return;
   var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  rows.forEach(function (r, i) { r.setAttribute('data-i', String(i)); });
   var texts = null;
+  var limit = PAGE;
   var bar = document.querySelector('.bar');
   function fitHeader() { table.style.setProperty('--bar', bar.offsetHeight + 'px'); }
   window.addEventListener('resize', fitHeader);
@@ -122,21 +129,27 @@ SCRIPT = """
   var selects = document.querySelectorAll('select[data-filter]');
   var search = document.getElementById('search');
   var counter = document.getElementById('shown');
-  function apply() {
+  var more = document.getElementById('more');
+  var paged = document.getElementById('paged');
+  function apply(keepLimit) {
+    if (!keepLimit) limit = PAGE;
     var wanted = {};
     selects.forEach(function (s) { if (s.value) wanted[s.getAttribute('data-filter')] = s.value; });
     var keys = Object.keys(wanted);
     var needle = search.value.trim().toLowerCase();
     if (needle && !texts) texts = rows.map(function (r) { return r.textContent.toLowerCase(); });
-    var shown = 0;
-    rows.forEach(function (r, i) {
+    var matched = 0;
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
       var ok = keys.every(function (k) { return r.getAttribute('data-' + k) === wanted[k]; })
-        && (!needle || texts[i].indexOf(needle) !== -1);
-      r.hidden = !ok;
-      if (ok) shown++;
+        && (!needle || texts[Number(r.getAttribute('data-i'))].indexOf(needle) !== -1);
+      if (ok) matched++;
+      r.hidden = !ok || matched > limit;  // only a page of rows is laid out; the rest wait for 'show more'
     });
-    counter.textContent = String(shown);
+    counter.textContent = String(matched);
+    paged.textContent = matched > limit ? 'showing the first ' + limit + ' · ' : '';
+    more.hidden = matched <= limit;
   }
+  onSorted.responses = function () { apply(true); };
   function has(select, v) {
     return Array.prototype.some.call(select.options, function (o) { return o.value === v; });
   }
@@ -153,8 +166,9 @@ SCRIPT = """
     document.getElementById('responses-section').scrollIntoView();
   }
   var timer = null;
-  selects.forEach(function (s) { s.addEventListener('change', apply); });
-  search.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(apply, 120); });
+  selects.forEach(function (s) { s.addEventListener('change', function () { apply(); }); });
+  search.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(apply, 150); });
+  more.addEventListener('click', function () { limit += 5 * PAGE; apply(true); });
   document.getElementById('reset').addEventListener('click', function () {
     selects.forEach(function (s) { s.value = ''; });
     search.value = '';

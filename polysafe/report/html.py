@@ -34,6 +34,7 @@ from .tiers import REFERENCE_MODELS, is_multilingual, tier_report
 
 E = html.escape
 TEMPLATE_MIN = 24  # shorter shared text is more likely a shared first word than a template
+PAGE = 100  # response rows laid out at first (the script's PAGE); a long table is shown page by page
 
 
 # -- page shell -----------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
     body = []
     for group in groups:
         for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
-            body.append(_response_row(group.name, index, row, focus, scored, judged_text))
+            body.append(_response_row(group.name, index, row, focus, scored, judged_text, hidden=len(body) >= PAGE))
     filters = [
         *([_select("run", [g.name for g in groups if g.name])] if comparing else []),
         _select("language", language_order(list(dict.fromkeys(r.language for r in rows)))),
@@ -173,10 +174,11 @@ def responses_section(groups: Sequence[RunRows]) -> str:
         _select("label", list(dict.fromkeys(r.label for r in rows))),
         '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
         '<button type="button" id="reset">reset</button>',
-        f'<span class="count"><span id="shown">{len(rows)}</span> of {len(rows)} shown</span>',
+        f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
+        f'<button type="button" id="more" hidden>show {5 * PAGE} more</button></span>',
     ]
     head_html = "".join(f"<th>{E(h)}</th>" for h in head)
-    return (f'<section id="responses-section"><h2>Responses</h2><p class="note">Click a column header to sort. '
+    return (f'<section id="responses-section"><h2>Responses</h2><p class="note">Click a column header to sort; filters and sorting apply to all rows, shown a page at a time. '
             "“query in prompt” is the part of the prompt that differs between items (the template around it is "
             "folded into “full prompt”); “judged text” is what the judge read when it differs from the response "
             "(code extraction or back-translation).</p>"
@@ -185,7 +187,8 @@ def responses_section(groups: Sequence[RunRows]) -> str:
             "</table></section>")
 
 
-def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool) -> str:
+def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
+                  hidden: bool) -> str:
     attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
              "category": row.category, "label": row.label}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
@@ -207,7 +210,7 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         shown = row.extracted if row.extracted is not None and row.extracted != row.response else ""
         cells.append(_text(shown))
     cells.append(_text(row.rationale or ""))
-    return f"<tr{data}>" + "".join(cells) + "</tr>"
+    return f"<tr{data}{' hidden' if hidden else ''}>" + "".join(cells) + "</tr>"
 
 
 # -- the run page ---------------------------------------------------------------------------------------
