@@ -56,9 +56,9 @@ table.heat .tier{color:var(--muted);font-weight:400;margin-left:.3rem}
 .bar .count{margin-left:auto;color:var(--muted)}
 #responses thead th{top:var(--bar)}
 #responses{width:100%}
-#responses td.text{min-width:12rem}
+#responses td.text{min-width:9rem}
 #responses td.text .clip{max-height:13.5em;overflow:auto;white-space:pre-wrap;word-break:break-word}
-#responses td.query{min-width:15rem}
+#responses td.query{min-width:12rem}
 #responses td.query .clip{color:#243b63}
 #responses td.text .clip.code{font:12px/1.4 ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;white-space:pre;overflow:auto}
 #responses td.muted .clip{color:var(--muted);font-style:italic}
@@ -148,6 +148,7 @@ SCRIPT = """
     counter.textContent = String(matched);
     paged.textContent = matched > limit ? 'showing the first ' + limit + ' · ' : '';
     more.hidden = matched <= limit;
+    fitHeader();
   }
   onSorted.responses = function () { apply(true); };
   function has(select, v) {

@@ -150,7 +150,7 @@ def _select(name: str, values: Sequence[str], label: str | None = None) -> str:
 
 
 def _text(text: str, cls: str = "text") -> str:
-    return f'<td class="{cls}"><div class="clip">{E(text)}</div></td>'
+    return f'<td class="{cls}"><div dir="auto" class="clip">{E(text)}</div></td>'
 
 
 def responses_section(groups: Sequence[RunRows]) -> str:
@@ -199,9 +199,9 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         cells.append(td("" if row.score is None else str(row.score), sort="" if row.score is None else row.score, cls="num"))
     cells.append(_text(row.query))
     prompt = "" if focus == row.prompt else (f"<details><summary>full prompt ({len(row.prompt)} characters)</summary>"
-                                             f"<pre>{E(row.prompt)}</pre></details>")
+                                             f"<pre dir=\"auto\">{E(row.prompt)}</pre></details>")
     code = " code" if "\n" in focus else ""
-    cells.append(f'<td class="text query"><div class="clip{code}">{E(focus)}</div>{prompt}</td>')
+    cells.append(f'<td class="text query"><div dir="auto" class="clip{code}">{E(focus)}</div>{prompt}</td>')
     if row.response is not None:
         cells.append(_text(row.response))
     else:
