@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 from typer.testing import CliRunner
+
+from report_fixtures import Item, browser, store_run  # noqa: F401 (browser is a fixture)
 
 from polysafe.attacks.base import Attack, AttackChain, AttackedPrompt
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
@@ -49,24 +50,6 @@ def multilingual_run(tmp_path: Path, fake_openai) -> tuple[Path, str]:
     return db, summary.run
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not shutil.which("chromedriver") and not Path("/usr/bin/chromedriver").exists():
-        pytest.fail("chromium-driver is not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    yield driver
-    driver.quit()
-
-
 def test_html_report_shows_tables_and_keeps_injected_script_inert(tmp_path, fake_openai, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -83,9 +66,9 @@ def test_html_report_shows_tables_and_keeps_injected_script_inert(tmp_path, fake
     language_rows = browser.find_elements(By.CSS_SELECTOR, "#languages tbody tr")
     assert len(language_rows) == 3
     cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in language_rows]
-    assert ["unintentional", "en", "2"] == cells[0][:3] and cells[0][3].startswith("50.0 [")
+    assert ["unintentional", "en", "English", "2", "50.0"] == cells[0][:5] and cells[0][5].startswith("[")
     tiers = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#tiers tbody tr")]
-    assert any(t.startswith("unintentional high it") for t in tiers) and any("low bn" in t for t in tiers)
+    assert any(t.startswith("unintentional HRL it") for t in tiers) and any("LRL bn" in t for t in tiers)
     assert browser.execute_script("return document.getElementById('chart').naturalWidth") > 100
     # the injected markup is shown as text, inside its cell
     responses = browser.find_elements(By.CSS_SELECTOR, "#responses tbody tr")
@@ -145,7 +128,7 @@ def test_scored_run_html_and_png_are_generic(tmp_path, fake_openai):
     png = Path(render("png", data))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     page = Path(render("html", data)).read_text(encoding="utf-8")
-    assert "ASR (share of score 5)" in page and "<th>score</th>" in page and "<th>extracted</th>" in page
+    assert "ASR (share of score 5)" in page and "<th>score</th>" in page and "<th>judged text</th>" in page
     assert "&lt;i&gt;steps&lt;/i&gt; 1 2 3" in page and "<i>steps</i>" not in page
     assert 'id="tiers"' not in page  # one language: no tier table
     from polysafe.report.chart import bars
@@ -164,3 +147,48 @@ def test_report_cli_writes_html(tmp_path, fake_openai):
     assert written.parent == tmp_path / "o" and written.suffix == ".html" and "<" not in written.name
     tiers = CliRunner().invoke(app, ["report", run, "--format", "tiers", "--db", str(db)])
     assert "| unintentional | LRL | bn | 50.0 |" in tiers.output
+
+
+HOSTILE = ('<script>window.__pwned = 3;</script><i class="pwn">x</i><img src=x onerror="window.__pwned=4">'
+           '" data-pwn="1 \' data-pwn=\'1 </textarea></details></pre></td></tr></table>&amp;')
+
+
+def test_run_and_comparison_pages_keep_hostile_text_in_every_field_inert(tmp_path, browser):
+    """Every stored string a page shows (names, model, config, query, prompt, response, judged text, rationale,
+    scenario, category) holds markup and attribute breakers; none becomes markup, and links still filter."""
+    from selenium.webdriver.common.by import By
+
+    from polysafe.report.compare import compare
+    from polysafe.report.html import render_comparison_html
+
+    def hostile_items(unsafe: int):
+        return [Item("bn", "unsafe" if i < unsafe else "safe", scenario=f"scen {HOSTILE}", query=f"q{i} {HOSTILE}",
+                     prompt=f"TEMPLATE {HOSTILE} " * 3 + f"q{i} {HOSTILE}", response=f"r{i} {HOSTILE}",
+                     extracted=f"judged {HOSTILE}", rationale=f"why {HOSTILE}", category=f"cat {HOSTILE}") for i in range(4)]
+
+    with Store(tmp_path / "h.db") as store:
+        for name, unsafe in ((f"first{HOSTILE}", 1), (f"second{HOSTILE}", 3)):
+            store_run(store, name, hostile_items(unsafe), model=f"openai:{HOSTILE}", judge=f"llm:{HOSTILE}",
+                      config={"template": HOSTILE, HOSTILE: [HOSTILE]})
+        inputs = [load_report_input(store, name, tmp_path / "out") for name in (f"first{HOSTILE}", f"second{HOSTILE}")]
+    run_page = Path(render("html", inputs[0]))
+    compare_page = tmp_path / "compare.html"
+    compare_page.write_text(render_comparison_html(compare(inputs, by="category"), inputs), encoding="utf-8")
+
+    for path in (run_page, compare_page):
+        source = path.read_text(encoding="utf-8")
+        assert "<script>window.__pwned" not in source and '<i class="pwn">' not in source and 'data-pwn="1' not in source
+        assert source.count("<script>") == 1 and "script-src &#x27;sha256-" in source
+        browser.get(path.as_uri())
+        assert browser.execute_script("return typeof window.__pwned") == "undefined"
+        assert browser.execute_script("return document.querySelectorAll('.pwn, [data-pwn], img[src=x], script').length") == 1
+        assert HOSTILE.replace("&amp;", "&") in browser.find_element(By.CSS_SELECTOR, "#responses tbody tr").text
+        # the page's own script runs (the CSP hash matches): sorting, and cell links whose values hold the markup
+        header = browser.find_elements(By.CSS_SELECTOR, "#responses thead th")[0]
+        header.click()
+        assert header.get_attribute("aria-sort") == "ascending"
+        cell = browser.find_elements(By.CSS_SELECTOR, "table.heat td.cell a")[-1]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
+        cell.click()
+        assert browser.find_element(By.ID, "shown").text == "4"
+        assert browser.execute_script("return typeof window.__pwned") == "undefined"

@@ -1,4 +1,10 @@
-"""The `html` format: one self-contained page with the tables, the chart and every response, browsable.
+"""The `html` format: a results explorer, one self-contained page per run or per comparison of runs.
+
+A page opens from disk with no server: styles and the one script are inline, charts are data: URIs. It has
+sortable tables (click a header), a language x scenario pivot and a heatmap whose cells link to their responses,
+and the responses themselves with filters by run, language, scenario, label and free text. Each response row
+shows the English source, the query as it stands inside the prompt (the full prompt folds out), the response,
+the text the judge read when it differs (an extraction or a back-translation) and the judge's rationale.
 
 Model output and prompts are data: every one goes through `html.escape`, and the page's Content-Security-Policy
 allows only its own script (by hash), so even a missed escape could not run injected code.
@@ -9,150 +15,304 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
+import os
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote, urlencode
 
-from ..engine.store import ResultRow
+from ..engine.store import ResultRow, RunRecord
 from .base import RENDERERS, ReportInput
 from .chart import chart_png, language_order, metric_name, safe_filename
-from .metrics import GroupStats, by_scenario_language, summarize
-from .tables import markdown_table
+from .compare import Comparison, diff_text, rate_text, signed_pp, tier_name
+from .explorer_assets import SCRIPT, STYLE
+from .heatmap import cell_lines, css_colours, heatmap_png
+from .metrics import GroupStats, Rate, by_scenario_language, summarize
 from .tiers import REFERENCE_MODELS, is_multilingual, tier_report
 
 E = html.escape
-
-FILTER_SCRIPT = """
-(function () {
-  var selects = document.querySelectorAll('select[data-filter]');
-  var rows = document.querySelectorAll('#responses tbody tr');
-  var counter = document.getElementById('shown');
-  function apply() {
-    var wanted = {};
-    selects.forEach(function (s) { if (s.value) wanted[s.dataset.filter] = s.value; });
-    var shown = 0;
-    rows.forEach(function (r) {
-      var ok = Object.keys(wanted).every(function (k) { return r.dataset[k] === wanted[k]; });
-      r.hidden = !ok;
-      if (ok) shown++;
-    });
-    counter.textContent = String(shown);
-  }
-  selects.forEach(function (s) { s.addEventListener('change', apply); });
-  apply();
-})();
-"""
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}
-th{background:#f3f3f3}
-td.text{white-space:pre-wrap;max-width:40rem;word-break:break-word}
-.label-unsafe{background:#fde2e1}.label-safe{background:#e3f4e1}.label-invalid{background:#fff4d6}.label-error{background:#eee}
-.filters label{margin-right:1rem}
-img{max-width:100%}
-"""
+TEMPLATE_MIN = 24  # shorter shared text is more likely a shared first word than a template
+PAGE = 100  # response rows laid out at first (the script's PAGE); a long table is shown page by page
 
 
-def _table(head: Sequence[str], body: Sequence[Sequence[str]], *, table_id: str = "") -> str:
+# -- page shell -----------------------------------------------------------------------------------------
+def page(title: str, header: str, sections: Sequence[str]) -> str:
+    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'"
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{E(csp)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{E(title)}</title><style>{STYLE}</style></head><body>",
+        f'<header class="top">{header}</header><main>', *sections, "</main>", f"<script>{SCRIPT}</script>", "</body></html>",
+    ])
+
+
+def _setup_block(run: RunRecord) -> str:
+    """The run's setup, escaped. THE one place to switch to `describe_setup(run).lines()` (report/setup.py)."""
+    lines = [f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)}"
+             for key, value in sorted(run.config.items())]
+    items = "".join(f"<li>{E(line)}</li>" for line in lines)
+    return f'<details class="setup"><summary>setup</summary><ul class="setup">{items}</ul></details>'
+
+
+def _nav(*targets: tuple[str, str]) -> str:
+    return '<nav class="sections">' + "".join(f'<a href="#{E(anchor)}">{E(name)}</a>' for anchor, name in targets) + "</nav>"
+
+
+def td(text: str, *, sort: str | float | None = None, cls: str = "", style: str = "", raw: bool = False) -> str:
+    attrs = (f' class="{E(cls)}"' if cls else "") + (f' style="{E(style)}"' if style else "")
+    if sort is not None:
+        attrs += f' data-v="{E(str(sort))}"'
+    return f"<td{attrs}>{text if raw else E(text)}</td>"
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]], *, table_id: str = "", cls: str = "sortable") -> str:
+    """rows hold ready <td> cells (see `td`)."""
     ident = f' id="{E(table_id)}"' if table_id else ""
-    cells = "".join(f"<th>{E(h)}</th>" for h in head)
-    rows = "".join("<tr>" + "".join(f"<td>{E(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table{ident}><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody></table>"
+    head_html = "".join(f"<th>{E(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
+    return f'<table{ident} class="{E(cls)}"><thead><tr>{head_html}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def language_table(stats: Sequence[GroupStats]) -> str:
-    scored = any(s.asr is not None for s in stats)
-    head = ["scenario", "language", "n", "unsafe % [95% CI]", "invalid % [95% CI]", "error %"]
+def rate_cells(rate: Rate | None) -> list[str]:
+    """A rate as two sortable cells: the value in %, and its 95% interval."""
+    if rate is None or not rate.total:
+        return [td("n/a", sort="", cls="num"), td("", sort="", cls="ci")]
+    return [td(f"{100 * rate.value:.1f}", sort=rate.value, cls="num"),
+            td(f"[{100 * rate.low:.1f}, {100 * rate.high:.1f}]", sort=rate.low, cls="ci")]
+
+
+def responses_link(**filters: str) -> str:
+    return "#responses?" + urlencode(filters, quote_via=quote)
+
+
+# -- the query inside the prompt ------------------------------------------------------------------------
+def template_bounds(rows: Sequence[ResultRow]) -> tuple[int, int]:
+    """Lengths of the text all prompts share before and after the query (a jailbreak or code template).
+
+    Cut at whitespace, and never past where a row's English query visibly starts or ends, so queries that
+    happen to start alike ("How do I ...") keep their shared words."""
+    prompts = [row.prompt for row in rows]
+    if len(set(prompts)) < 2:
+        return 0, 0
+    prefix = os.path.commonprefix(prompts)
+    suffix = os.path.commonprefix([p[::-1] for p in prompts])[::-1]
+    head = len(prefix)
+    while head and not prefix[head - 1].isspace():
+        head -= 1
+    start = 0
+    while start < len(suffix) and not suffix[start].isspace():
+        start += 1
+    tail = len(suffix) - start
+    for row in rows:
+        found = row.prompt.find(row.query) if row.query else -1
+        if found >= 0:
+            head, tail = min(head, found), min(tail, len(row.prompt) - found - len(row.query))
+    head = head if head >= TEMPLATE_MIN else 0
+    tail = tail if tail >= TEMPLATE_MIN else 0
+    return head, min(tail, min(len(p) for p in prompts) - head)
+
+
+def query_in_prompts(rows: Sequence[ResultRow]) -> list[str]:
+    """For each row, the part of its prompt that holds the query: the prompt without the template that the
+    other prompts of its scenario share; else the English query when it appears verbatim; else the prompt."""
+    by_scenario: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_scenario.setdefault(row.scenario, []).append(index)
+    out = [row.prompt for row in rows]
+    for indexes in by_scenario.values():
+        head, tail = template_bounds([rows[i] for i in indexes])
+        for i in indexes:
+            prompt = rows[i].prompt
+            core = prompt[head: len(prompt) - tail].strip() if head or tail else ""
+            if core:
+                first, _, rest = core.partition("\n")  # the cut removed the first line's indent: drop the others'
+                out[i] = first + ("\n" + textwrap.dedent(rest) if rest else "")
+            elif rows[i].query and rows[i].query in prompt:
+                out[i] = rows[i].query
+    return out
+
+
+# -- the responses explorer -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRows:
+    name: str | None  # set on comparison pages, where rows of several runs are mixed
+    rows: Sequence[ResultRow]
+
+
+def _select(name: str, values: Sequence[str], label: str | None = None) -> str:
+    options = "".join(f'<option value="{E(v)}">{E(v)}</option>' for v in values)
+    return (f'<label>{E(label or name)} <select data-filter="{E(name)}"><option value="">all</option>'
+            f"{options}</select></label>")
+
+
+def _text(text: str, cls: str = "text") -> str:
+    return f'<td class="{cls}"><div dir="auto" class="clip">{E(text)}</div></td>'
+
+
+def responses_section(groups: Sequence[RunRows]) -> str:
+    rows = [row for group in groups for row in group.rows]
+    comparing = any(g.name is not None for g in groups)
+    scored = any(r.score is not None for r in rows)
+    judged_text = any(r.extracted is not None and r.extracted != r.response for r in rows)
+    categories = sorted({r.category for r in rows if r.category})
+    head = [*(["run"] if comparing else []), "#", "id", "language", "scenario", "label", *(["score"] if scored else []),
+            "English source", "query in prompt", "response", *(["judged text"] if judged_text else []), "judge rationale"]
+    body = []
+    for group in groups:
+        for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
+            body.append(_response_row(group.name, index, row, focus, scored, judged_text, hidden=len(body) >= PAGE))
+    filters = [
+        *([_select("run", [g.name for g in groups if g.name])] if comparing else []),
+        _select("language", language_order(list(dict.fromkeys(r.language for r in rows)))),
+        _select("tier", list(dict.fromkeys(tier_name(c) for c in language_order(list({r.language for r in rows}))))),
+        _select("scenario", list(dict.fromkeys(r.scenario for r in rows))),
+        *([_select("category", categories)] if categories else []),
+        _select("label", list(dict.fromkeys(r.label for r in rows))),
+        '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
+        '<button type="button" id="reset">reset</button>',
+        f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
+        f'<button type="button" id="more" hidden>show {5 * PAGE} more</button></span>',
+    ]
+    head_html = "".join(f"<th>{E(h)}</th>" for h in head)
+    return (f'<section id="responses-section"><h2>Responses</h2><p class="note">Click a column header to sort; filters and sorting apply to all rows, shown a page at a time. '
+            "“query in prompt” is the part of the prompt that differs between items (the template around it is "
+            "folded into “full prompt”); “judged text” is what the judge read when it differs from the response "
+            "(code extraction or back-translation).</p>"
+            f'<div class="bar">{"".join(filters)}</div>'
+            f'<table id="responses" class="sortable"><thead><tr>{head_html}</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></section>")
+
+
+def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
+                  hidden: bool) -> str:
+    attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
+             "category": row.category, "label": row.label}
+    data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
+    cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
+             td(row.language), td(row.scenario),
+             td(f'<span class="pill {E(row.label)}">{E(row.label)}</span>', sort=row.label, raw=True)]
     if scored:
-        head += ["ASR (score 5) % [95% CI]", "mean score"]
+        cells.append(td("" if row.score is None else str(row.score), sort="" if row.score is None else row.score, cls="num"))
+    cells.append(_text(row.query))
+    prompt = "" if focus == row.prompt else (f"<details><summary>full prompt ({len(row.prompt)} characters)</summary>"
+                                             f"<pre dir=\"auto\">{E(row.prompt)}</pre></details>")
+    code = " code" if "\n" in focus else ""
+    cells.append(f'<td class="text query"><div dir="auto" class="clip{code}">{E(focus)}</div>{prompt}</td>')
+    if row.response is not None:
+        cells.append(_text(row.response))
+    else:
+        cells.append(_text(f"(no response: {row.error or 'pending'})", "text muted"))
+    if judged_text:
+        shown = row.extracted if row.extracted is not None and row.extracted != row.response else ""
+        cells.append(_text(shown))
+    cells.append(_text(row.rationale or ""))
+    return f"<tr{data}{' hidden' if hidden else ''}>" + "".join(cells) + "</tr>"
+
+
+# -- the run page ---------------------------------------------------------------------------------------
+def summary_table(stats: Sequence[GroupStats]) -> str:
+    scored = any(s.asr is not None for s in stats)
+    head = ["scenario", "language", "tier", "n", "unsafe %", "unsafe 95% CI", "invalid %", "invalid 95% CI", "error %"]
+    if scored:
+        head += ["ASR %", "ASR 95% CI", "mean score"]
     body = []
     for s in stats:
-        row = [*s.group, str(s.judged), s.unsafe.pct(), s.invalid.pct(), f"{100 * s.error.value:.1f}"]
+        scenario, language = s.group
+        cells = [td(scenario), td(language), td(tier_name(language)), td(str(s.judged), sort=s.judged, cls="num"),
+                 *rate_cells(s.unsafe), *rate_cells(s.invalid), td(f"{100 * s.error.value:.1f}", sort=s.error.value, cls="num")]
         if scored:
-            row += [s.asr.pct() if s.asr else "n/a", f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a"]
-        body.append(row)
-    return _table(head, body, table_id="languages")
+            cells += [*rate_cells(s.asr), td("n/a" if s.mean_score is None else f"{s.mean_score:.2f}",
+                                             sort="" if s.mean_score is None else s.mean_score, cls="num")]
+        body.append(cells)
+    return table(head, body, table_id="languages")
 
 
 def tier_table(rows: Sequence[ResultRow]) -> str:
     report = tier_report(rows)
-    head = ["scenario", "tier", "languages", "unsafe % (mean)", "unsafe % pooled [95% CI]", "invalid % (mean)",
+    head = ["scenario", "tier", "languages", "unsafe % (mean)", "unsafe % pooled", "pooled 95% CI", "invalid % (mean)",
             *(f"{m} (paper)" for m in REFERENCE_MODELS)]
-    body = [[t.scenario, t.tier, ",".join(t.languages), f"{100 * t.unsafe_mean:.1f}", t.unsafe_pooled.pct(),
-             f"{100 * t.invalid_mean:.1f}", *(f"{t.reference[m]:.2f}" if m in t.reference else "" for m in REFERENCE_MODELS)]
+    body = [[td(t.scenario), td(tier_name_of(t.tier)), td(",".join(t.languages)),
+             td(f"{100 * t.unsafe_mean:.1f}", sort=t.unsafe_mean, cls="num"), *rate_cells(t.unsafe_pooled),
+             td(f"{100 * t.invalid_mean:.1f}", sort=t.invalid_mean, cls="num"),
+             *(td(f"{t.reference[m]:.2f}", sort=t.reference[m], cls="num") if m in t.reference else td("", sort="")
+               for m in REFERENCE_MODELS)]
             for t in report.tiers]
-    ratios = "".join(f"<li>{E(s)}: LRL/HRL {E(_x(r['LRL/HRL']))}, MRL/HRL {E(_x(r['MRL/HRL']))}</li>" for s, r in report.ratios.items())
-    return _table(head, body, table_id="tiers") + f"<ul>{ratios}</ul>"
+    ratios = "".join(f"<li>{E(s)}: LRL/HRL {E(_x(r['LRL/HRL']))}, MRL/HRL {E(_x(r['MRL/HRL']))}</li>"
+                     for s, r in report.ratios.items())
+    return table(head, body, table_id="tiers") + f'<ul class="ratios">{ratios}</ul>'
+
+
+def tier_name_of(tier: str) -> str:
+    from ..data.languages import TIER_NAMES
+
+    return TIER_NAMES.get(tier, tier)
 
 
 def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def _select(name: str, values: Sequence[str]) -> str:
-    options = "".join(f'<option value="{E(v)}">{E(v)}</option>' for v in values)
-    return f'<label>{E(name)} <select data-filter="{E(name)}"><option value="">all</option>{options}</select></label>'
-
-
-def responses_table(rows: Sequence[ResultRow]) -> str:
+def pivot_table(rows: Sequence[ResultRow]) -> str:
+    """Language x scenario, each cell coloured by its rate and linked to its responses."""
     scored = any(r.score is not None for r in rows)
-    extracted = any(r.extracted is not None and r.extracted != r.response for r in rows)
-    head = ["#", "id", "language", "scenario", "label", *(["score"] if scored else []), "prompt sent", "response",
-            *(["extracted"] if extracted else []), "judge rationale"]
-    out = []
-    for index, r in enumerate(rows, 1):
-        response = r.response if r.response is not None else f"(no response: {r.error or 'pending'})"
-        cells = [f"<td>{index}</td>", f"<td>{E(r.prompt_id)}</td>", f"<td>{E(r.language)}</td>", f"<td>{E(r.scenario)}</td>",
-                 f"<td>{E(r.label)}</td>"]
-        if scored:
-            cells.append(f"<td>{E('' if r.score is None else str(r.score))}</td>")
-        cells.append(f'<td class="text"><details><summary>{E(_short(r.prompt))}</summary>{E(r.prompt)}</details></td>')
-        cells.append(f'<td class="text">{E(response)}</td>')
-        if extracted:
-            cells.append(f'<td class="text">{E(r.extracted or "")}</td>')
-        cells.append(f'<td class="text">{E(r.rationale or "")}</td>')
-        out.append(f'<tr class="label-{E(r.label)}" data-language="{E(r.language)}" data-scenario="{E(r.scenario)}" '
-                   f'data-label="{E(r.label)}">' + "".join(cells) + "</tr>")
-    head_html = "".join(f"<th>{E(h)}</th>" for h in head)
-    return f'<table id="responses"><thead><tr>{head_html}</tr></thead><tbody>{"".join(out)}</tbody></table>'
+    stats = {s.group: s for s in summarize(rows, by_scenario_language)}
+    languages = language_order(list(dict.fromkeys(r.language for r in rows)))
+    scenarios = list(dict.fromkeys(r.scenario for r in rows))
+    head = "".join(f"<th>{E(s)}</th>" for s in scenarios)
+    body = []
+    for language in languages:
+        cells = [f'<th class="row">{E(language)}<span class="tier">{E(tier_name(language))}</span></th>']
+        for scenario in scenarios:
+            s = stats.get((scenario, language))
+            rate = (s.asr if scored else s.unsafe) if s else None
+            cells.append(_heat_cell(rate, "", responses_link(language=language, scenario=scenario),
+                                    f"{language} · {scenario}: {rate_text(rate)}"))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table id="pivot" class="heat"><thead><tr><th>language</th>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
 
 
-def _short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _heat_cell(rate: Rate | None, small: str, link: str, title: str) -> str:
+    value = rate.value if rate is not None and rate.total else None
+    background, colour = css_colours(value)
+    big = "n/a" if value is None else f"{100 * value:.1f}"
+    small_html = f'<span class="small">{E(small)}</span>' if small else ""
+    return (f'<td class="cell" style="background:{background};color:{colour}" title="{E(title)}">'
+            f'<a href="{E(link)}"><span class="big">{E(big)}</span>{small_html}</a></td>')
+
+
+def _run_header(title: str, runs: Sequence[RunRecord], nav: str, extra: str = "") -> str:
+    meta = "".join(f'<div class="run-meta"><p class="meta">{"<b>" + E(r.name) + "</b> · " if len(runs) > 1 else ""}'
+                   f"task <code>{E(r.task)}</code> · model <code>{E(r.model)}</code> · judge <code>{E(r.judge)}</code>"
+                   f"</p>{_setup_block(r)}</div>" for r in runs)
+    return f"<h1>{E(title)}</h1>{meta}{extra}{nav}"
 
 
 def render_html(data: ReportInput) -> str:
-    rows = data.rows
-    run = data.run
-    stats = summarize(rows, by_scenario_language)
-    languages = language_order(list(dict.fromkeys(r.language for r in rows)))
-    scenarios = list(dict.fromkeys(r.scenario for r in rows))
-    labels = list(dict.fromkeys(r.label for r in rows))
-    chart = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}")).decode() if rows else ""
-    script_hash = base64.b64encode(hashlib.sha256(FILTER_SCRIPT.encode()).digest()).decode()
-    csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'"
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{E(csp)}">',
-        f"<title>polysafe report: {E(run.name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>polysafe report: {E(run.name)}</h1>",
-        f"<p>task <code>{E(run.task)}</code> · model <code>{E(run.model)}</code> · judge <code>{E(run.judge)}</code> · "
-        f"{len(rows)} items</p>",
-        "<h2>Per language and scenario</h2>", language_table(stats),
-    ]
+    rows, run = data.rows, data.run
+    metric = metric_name(rows)
+    header = _run_header(f"polysafe report: {run.name}", [run],
+                         _nav(("pivot", "overview"), ("summary", "tables"), ("responses-section", "responses")),
+                         f'<p class="meta">{len(rows)} items</p>')
+    chart = ""
+    if rows:
+        png = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}")).decode()
+        chart = f'<img id="chart" class="chart" alt="{E(metric)} chart" src="data:image/png;base64,{png}">'
+    sections = [f'<h2 id="pivot">{E(metric)}: language × scenario</h2>',
+                '<p class="note">Click a cell to see its responses. Bars: Wilson 95% intervals.</p>',
+                f'<div class="overview">{pivot_table(rows)}{chart}</div>',
+                '<h2 id="summary">Per scenario and language</h2>',
+                '<p class="note">Rates over judged answers (invalid included, errors apart), Wilson 95% intervals.</p>',
+                summary_table(summarize(rows, by_scenario_language))]
     if is_multilingual(rows):
-        parts += ["<h2>Per resource tier</h2><p>Tier figure = plain mean of its languages' rates (as the paper); "
-                  "pooled = all the tier's responses together.</p>", tier_table(rows)]
-    if chart:
-        parts += [f"<h2>{E(metric_name(rows))}</h2>", f'<img id="chart" alt="{E(metric_name(rows))} chart" src="data:image/png;base64,{chart}">']
-    parts += [
-        "<h2>Responses</h2>", '<div class="filters">', _select("language", languages), _select("scenario", scenarios),
-        _select("label", labels), f' shown: <span id="shown">{len(rows)}</span></div>', responses_table(rows),
-        f"<script>{FILTER_SCRIPT}</script>", "</body></html>",
-    ]
-    return "\n".join(parts)
+        sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
+                     "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows)]
+    sections.append(responses_section([RunRows(None, rows)]))
+    return page(f"polysafe report: {run.name}", header, sections)
 
 
 def write_html(data: ReportInput) -> Path:
@@ -162,7 +322,66 @@ def write_html(data: ReportInput) -> Path:
     return path
 
 
-@RENDERERS.register("html", summary="Self-contained HTML: tables, chart, browsable responses (all output escaped).")
+# -- the comparison page --------------------------------------------------------------------------------
+def heatmap_table(comparison: Comparison) -> str:
+    head = "".join(f"<th>{E(r.name)}</th>" for r in comparison.runs)
+    body = []
+    for row in comparison.rows:
+        cells = [f'<th class="row">{E(row.label)}</th>']
+        for run, cell in zip(comparison.runs, row.cells):
+            _, small = cell_lines(cell)
+            title = f"{run.name} · {row.label}: {rate_text(cell.rate)}" + (f"; Δ {diff_text(cell)}" if cell.diff else "")
+            cells.append(_heat_cell(cell.rate, small, responses_link(run=run.name, **row.filters(comparison.by)), title))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table id="heatmap" class="heat"><thead><tr><th>{E(comparison.group_title())}</th>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def comparison_table(comparison: Comparison) -> str:
+    first = comparison.runs[0].name
+    head = [comparison.group_title()]
+    for index, run in enumerate(comparison.runs):
+        head += [f"{run.name} %", "95% CI", "n"]
+        if index:
+            head += [f"Δ vs {first} (pp)", "Δ 95% CI", f"p ({comparison.correction})"]
+    body = []
+    for row in comparison.rows:
+        cells = [td(row.label, cls="nowrap")]
+        for index, cell in enumerate(row.cells):
+            total = cell.rate.total if cell.rate else ""
+            cells += [*rate_cells(cell.rate), td(str(total), sort=total, cls="num")]
+            if index:
+                d = cell.diff
+                if d is None:
+                    cells += [td("n/a", sort="", cls="num"), td("", sort="", cls="ci"), td("", sort="", cls="num")]
+                else:
+                    mark = " *" if cell.significant else ""
+                    cells += [td(f"{signed_pp(d.value)}{mark}", sort=d.value, cls="num sig" if cell.significant else "num"),
+                              td(f"[{signed_pp(d.low)}, {signed_pp(d.high)}]", sort=d.low, cls="ci"),
+                              td(f"{cell.p_adjusted:.3g}", sort=cell.p_adjusted, cls="num")]
+        body.append(cells)
+    return table(head, body, table_id="comparison")
+
+
+def render_comparison_html(comparison: Comparison, inputs: Sequence[ReportInput]) -> str:
+    runs = [data.run for data in inputs]
+    title = f"polysafe comparison: {' vs '.join(r.name for r in runs)}"
+    header = _run_header(title, runs, _nav(("heatmap-section", "heatmap"), ("table-section", "table"),
+                                           ("responses-section", "responses")))
+    png = base64.b64encode(heatmap_png(comparison)).decode()
+    sections = [
+        f'<h2 id="heatmap-section">{E(comparison.metric)} by {E(comparison.by)}</h2>',
+        f'<p class="note">{E(comparison.method())}. Small figures: Δ in percentage points. Click a cell to see its '
+        "responses.</p>", heatmap_table(comparison),
+        f'<details><summary>heatmap as a figure (PNG, {6.5:g} in wide)</summary>'
+        f'<img id="heatmap-png" class="chart" alt="heatmap" src="data:image/png;base64,{png}"></details>',
+        '<h2 id="table-section">Rates and differences</h2>', f'<div class="wide">{comparison_table(comparison)}</div>',
+        responses_section([RunRows(data.run.name, data.rows) for data in inputs]),
+    ]
+    return page(title, header, sections)
+
+
+@RENDERERS.register("html", summary="Self-contained HTML explorer: sortable tables, pivot, filterable responses (all escaped).")
 def _html():
     def render(data: ReportInput) -> str:
         return str(write_html(data))
@@ -170,4 +389,4 @@ def _html():
     return render
 
 
-__all__ = ["render_html", "write_html", "markdown_table"]
+__all__ = ["render_html", "write_html", "render_comparison_html", "query_in_prompts"]
