@@ -30,7 +30,8 @@ from .compare import Comparison, diff_text, rate_text, signed_pp, tier_name
 from .explorer_assets import SCRIPT, STYLE
 from .heatmap import cell_lines, css_colours, heatmap_png
 from .metrics import GroupStats, Rate, by_scenario_language, summarize
-from .tiers import REFERENCE_MODELS, is_multilingual, tier_report
+from .setup import Setup, describe_setup
+from .tiers import REFERENCE_MODELS, is_multilingual, shows_reference, summaries_markdown, tier_report
 
 E = html.escape
 TEMPLATE_MIN = 24  # shorter shared text is more likely a shared first word than a template
@@ -50,12 +51,11 @@ def page(title: str, header: str, sections: Sequence[str]) -> str:
     ])
 
 
-def _setup_block(run: RunRecord) -> str:
-    """The run's setup, escaped. THE one place to switch to `describe_setup(run).lines()` (report/setup.py)."""
-    lines = [f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)}"
-             for key, value in sorted(run.config.items())]
-    items = "".join(f"<li>{E(line)}</li>" for line in lines)
-    return f'<details class="setup"><summary>setup</summary><ul class="setup">{items}</ul></details>'
+def _setup_block(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> str:
+    """The run's setup (report/setup.py): what ran, and whether the paper's figures are comparable."""
+    setup = describe_setup(run, rows)
+    items = "".join(f"<li>{E(line)}</li>" for line in setup.lines())
+    return f'<details class="setup" open><summary>setup</summary><ul class="setup">{items}</ul></details>'
 
 
 def _nav(*targets: tuple[str, str]) -> str:
@@ -231,25 +231,26 @@ def summary_table(stats: Sequence[GroupStats]) -> str:
     return table(head, body, table_id="languages")
 
 
-def tier_table(rows: Sequence[ResultRow]) -> str:
-    report = tier_report(rows)
+def tier_table(rows: Sequence[ResultRow], setup: Setup | None = None) -> str:
+    """Tiers, ratios, Avg and adaptive; the paper's columns only where the setup is comparable (report/setup.py)."""
+    report = tier_report(rows, setup)
+    with_reference = shows_reference(setup)
+    models = REFERENCE_MODELS if with_reference else ()
     head = ["scenario", "tier", "languages", "unsafe % (mean)", "unsafe % pooled", "pooled 95% CI", "invalid % (mean)",
-            *(f"{m} (paper)" for m in REFERENCE_MODELS)]
-    body = [[td(t.scenario), td(tier_name_of(t.tier)), td(",".join(t.languages)),
+            *(f"{m} (paper)" for m in models)]
+    body = [[td(t.scenario), td(t.label), td(",".join(t.languages)),
              td(f"{100 * t.unsafe_mean:.1f}", sort=t.unsafe_mean, cls="num"), *rate_cells(t.unsafe_pooled),
              td(f"{100 * t.invalid_mean:.1f}", sort=t.invalid_mean, cls="num"),
              *(td(f"{t.reference[m]:.2f}", sort=t.reference[m], cls="num") if m in t.reference else td("", sort="")
-               for m in REFERENCE_MODELS)]
+               for m in models)]
             for t in report.tiers]
     ratios = "".join(f"<li>{E(s)}: LRL/HRL {E(_x(r['LRL/HRL']))}, MRL/HRL {E(_x(r['MRL/HRL']))}</li>"
                      for s, r in report.ratios.items())
-    return table(head, body, table_id="tiers") + f'<ul class="ratios">{ratios}</ul>'
-
-
-def tier_name_of(tier: str) -> str:
-    from ..data.languages import TIER_NAMES
-
-    return TIER_NAMES.get(tier, tier)
+    summaries = summaries_markdown(report.scenarios, with_reference) if report.scenarios else ""
+    hidden = "" if with_reference else ("<p class=\"note\">The paper's figures are hidden: no scenario's setup is "
+                                        "comparable with the paper's (see setup).</p>")
+    return (table(head, body, table_id="tiers") + f'<ul class="ratios">{ratios}</ul>' + hidden
+            + (f'<pre class="summaries">{E(summaries)}</pre>' if summaries else ""))
 
 
 def _x(value: float | None) -> str:
@@ -285,10 +286,12 @@ def _heat_cell(rate: Rate | None, small: str, link: str, title: str) -> str:
             f'<a href="{E(link)}"><span class="big">{E(big)}</span>{small_html}</a></td>')
 
 
-def _run_header(title: str, runs: Sequence[RunRecord], nav: str, extra: str = "") -> str:
+def _run_header(title: str, runs: Sequence[RunRecord], nav: str, extra: str = "",
+                rows_of: dict[str, Sequence[ResultRow]] | None = None) -> str:
+    rows_of = rows_of or {}
     meta = "".join(f'<div class="run-meta"><p class="meta">{"<b>" + E(r.name) + "</b> · " if len(runs) > 1 else ""}'
                    f"task <code>{E(r.task)}</code> · model <code>{E(r.model)}</code> · judge <code>{E(r.judge)}</code>"
-                   f"</p>{_setup_block(r)}</div>" for r in runs)
+                   f"</p>{_setup_block(r, rows_of.get(r.name))}</div>" for r in runs)
     return f"<h1>{E(title)}</h1>{meta}{extra}{nav}"
 
 
@@ -297,10 +300,11 @@ def render_html(data: ReportInput) -> str:
     metric = metric_name(rows)
     header = _run_header(f"polysafe report: {run.name}", [run],
                          _nav(("pivot", "overview"), ("summary", "tables"), ("responses-section", "responses")),
-                         f'<p class="meta">{len(rows)} items</p>')
+                         f'<p class="meta">{len(rows)} items</p>', {run.name: rows})
     chart = ""
     if rows:
-        png = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}")).decode()
+        png = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}",
+                                         subtitle=describe_setup(run, rows).subtitle())).decode()
         chart = f'<img id="chart" class="chart" alt="{E(metric)} chart" src="data:image/png;base64,{png}">'
     sections = [f'<h2 id="pivot">{E(metric)}: language × scenario</h2>',
                 '<p class="note">Click a cell to see its responses. Bars: Wilson 95% intervals.</p>',
@@ -310,7 +314,7 @@ def render_html(data: ReportInput) -> str:
                 summary_table(summarize(rows, by_scenario_language))]
     if is_multilingual(rows):
         sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
-                     "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows)]
+                     "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows, describe_setup(run, rows))]
     sections.append(responses_section([RunRows(None, rows)]))
     return page(f"polysafe report: {run.name}", header, sections)
 
