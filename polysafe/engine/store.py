@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
 
 SCHEMA = """
@@ -168,8 +169,9 @@ class Store:
             "prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens, "
             "finish_reason=excluded.finish_reason, error=excluded.error, attempts=responses.attempts+1, created=excluded.created "
             "WHERE responses.error IS NOT NULL",  # a stored good answer is never overwritten
-            (key, model, json.dumps(request, ensure_ascii=False), completion.text, completion.prompt_tokens,
-             completion.completion_tokens, completion.finish_reason, completion.error, time.time()),
+            (key, model, json.dumps(request, ensure_ascii=False), redact_known(completion.text), completion.prompt_tokens,
+             completion.completion_tokens, completion.finish_reason,
+             None if completion.error is None else redact(completion.error), time.time()),  # no key ever stored
         )
 
     # -- verdicts ---------------------------------------------------------------------------------------
