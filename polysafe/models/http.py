@@ -74,13 +74,15 @@ class Connection:
             self.close()
         reused = self.writer is not None
         try:
-            return await asyncio.wait_for(self._exchange(path, body), timeout)
+            async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+                return await self._exchange(path, body)
         except _NothingReceived as err:
             if not reused:
                 raise HttpConnectionError(str(err)) from None
         # A kept-alive connection the server closed while idle: one fresh try, no backoff needed.
         try:
-            return await asyncio.wait_for(self._exchange(path, body), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._exchange(path, body)
         except _NothingReceived as err:
             raise HttpConnectionError(str(err)) from None
 

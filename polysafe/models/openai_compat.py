@@ -287,6 +287,8 @@ class OpenAICompatible(ModelBackend):
         return Completion.failed(redact(_one_line(reason)))
 
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
+        if len(conversations) == 1:  # the engine's usual call (batch_size 1): no task to spawn
+            return [await self.complete(conversations[0], config)]
         return list(await asyncio.gather(*(self.complete(c, config) for c in conversations)))
 
     async def aclose(self) -> None:
