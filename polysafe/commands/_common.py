@@ -33,7 +33,7 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="U
 DbOpt = Annotated[Path, typer.Option("--db", help="SQLite result store.")]
 RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Name of the run; default derives from the settings, so the same command resumes the same run.")]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight for remote models.")]
-BaseUrlOpt = Annotated[Optional[list[str]], typer.Option("--base-url", help="OpenAI-compatible endpoint for openai:<model> (vLLM, llama.cpp server, Ollama); repeat it for replicas of one model.")]
+BaseUrlOpt = Annotated[Optional[list[str]], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible endpoint for openai:<model> (vLLM, llama.cpp server, Ollama); repeat it for replicas of one model.")]
 MaxResponseOpt = Annotated[int, typer.Option("--max-response-bytes", min=1024, help="Remote models: a larger answer is stored as an error (default 8 MiB).")]
 ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable that holds the API key (never stored).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
