@@ -1,11 +1,19 @@
-"""Harness overhead: requests/s through the whole engine against a loopback endpoint that answers at once.
+"""Harness overhead: polysafe's whole path against a bare asyncio client, same requests, same loopback server.
 
-A minimal asyncio HTTP/1.1 server (its own process) plays an OpenAI-compatible endpoint; polysafe sends 5,000
-prompts through attacks -> openai backend (httpx) -> SQLite store -> refusal judge -> store, into a fresh
-database. A second run of the same command is timed too: it must make zero calls.
+A minimal asyncio HTTP/1.1 keep-alive server (its own process) plays an OpenAI-compatible endpoint that
+answers at once. Two clients send the same chat-completion requests at the same concurrency:
 
-    python bench/harness_overhead.py [--prompts 5000] [--concurrency 64]
-Target: >= 1,000 requests/s.
+- bare: raw HTTP/1.1 over asyncio streams, one keep-alive connection per slot, the JSON answer parsed, nothing
+  stored (the least any client must do);
+- polysafe: attacks -> openai backend -> SQLite store -> refusal judge -> store, into a fresh database.
+
+Each repeat times both (alternating, so a noisy neighbour hurts both alike). The closing lines give the ratio
+of the best times, the spread of the per-repeat ratios, and the CPU time each client's process used (the
+server runs apart): on a shared machine the CPU figures are the steadier ones. A second polysafe run of the
+same task is timed too: it must make zero calls.
+
+    python bench/harness_overhead.py [--prompts 2000] [--concurrency 64] [--repeat 3]
+Target: polysafe <= 1.25x the bare client's time.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+TARGET_RATIO = 1.25
+ANSWER = "I'm sorry, I can't help with that."
 BODY = json.dumps({
     "id": "x", "object": "chat.completion", "model": "bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "I'm sorry, I can't help with that."}, "finish_reason": "stop"}],
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 5, "completion_tokens": 9},
 }).encode()
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
@@ -50,18 +60,51 @@ def serve(port_queue) -> None:
     asyncio.run(main())
 
 
-async def one_run(url: str, prompts, db: Path, concurrency: int):
+def prompt_texts(n: int) -> list[str]:
+    return [f"Benchmark prompt number {i}: how would one do thing {i}?" for i in range(n)]
+
+
+async def bare_client(port: int, texts: list[str], concurrency: int) -> float:
+    """The reference: the same POSTs polysafe sends, over raw keep-alive HTTP/1.1, answers parsed."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for text in texts:
+        queue.put_nowait(text)
+    answers: list[str] = []
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not queue.empty():
+            text = queue.get_nowait()
+            body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": text}], "temperature": 0.0,
+                               "top_p": 1.0, "max_tokens": 256, "seed": 0}, ensure_ascii=False).encode()
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer EMPTY\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            answers.append(json.loads(await reader.readexactly(length))["choices"][0]["message"]["content"])
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    assert len(answers) == len(texts) and answers[0] == ANSWER
+    return elapsed
+
+
+async def polysafe_run(url: str, texts: list[str], db: Path, concurrency: int):
     from polysafe.attacks import parse_chain
     from polysafe.engine.runner import EvalTask, Scenario, run_eval
     from polysafe.engine.store import Store
     from polysafe.judges import load_judge
     from polysafe.models import ModelOptions, load_model
+    from polysafe.types import Prompt
 
     model = load_model(f"openai:bench@{url}", ModelOptions(concurrency=concurrency))
-    task = EvalTask("bench", prompts, [Scenario("none", parse_chain("none"))])
+    judge = load_judge("refusal")
+    task = EvalTask("bench", [Prompt(id=str(i), text=t) for i, t in enumerate(texts)], [Scenario("none", parse_chain("none"))])
     with Store(db) as store:
         start = time.perf_counter()
-        summary = await run_eval(task, model, load_judge("refusal"), store, run_name="bench")
+        summary = await run_eval(task, model, judge, store, run_name="bench")
         elapsed = time.perf_counter() - start
     await model.aclose()
     return summary, elapsed
@@ -69,31 +112,52 @@ async def one_run(url: str, prompts, db: Path, concurrency: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=5000)
+    parser.add_argument("--prompts", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-
-    from polysafe.types import Prompt
 
     ports = multiprocessing.Queue()
     server = multiprocessing.Process(target=serve, args=(ports,), daemon=True)
     server.start()
-    url = f"http://127.0.0.1:{ports.get(timeout=10)}/v1"
-    prompts = [Prompt(id=str(i), text=f"Benchmark prompt number {i}: how would one do thing {i}?") for i in range(args.prompts)]
+    port = ports.get(timeout=10)
+    url = f"http://127.0.0.1:{port}/v1"
+    texts = prompt_texts(args.prompts)
+    walls: dict[str, list[float]] = {"bare": [], "polysafe": []}
+    cpus: dict[str, list[float]] = {"bare": [], "polysafe": []}
+    ratios = []
+    print(f"harness_overhead: {args.prompts} prompts, concurrency {args.concurrency}, {args.repeat} repeats")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "bench.db"
-            first, cold = asyncio.run(one_run(url, prompts, db, args.concurrency))
-            second, warm = asyncio.run(one_run(url, prompts, db, args.concurrency))
+        asyncio.run(bare_client(port, texts[:200], args.concurrency))  # warm the server and the imports
+        asyncio.run(polysafe_run(url, texts[:200], Path(tempfile.mkdtemp()) / "warm.db", args.concurrency))
+        for repeat in range(args.repeat):
+            cpu = time.process_time()
+            bare = asyncio.run(bare_client(port, texts, args.concurrency))
+            cpus["bare"].append(time.process_time() - cpu)
+            with tempfile.TemporaryDirectory() as tmp:
+                db = Path(tmp) / "bench.db"
+                cpu = time.process_time()
+                first, cold = asyncio.run(polysafe_run(url, texts, db, args.concurrency))
+                cpus["polysafe"].append(time.process_time() - cpu)
+                second, warm = asyncio.run(polysafe_run(url, texts, db, args.concurrency))
+            assert first.generated == args.prompts and first.errors == 0 and first.judged == args.prompts, first
+            assert second.generated == 0, second
+            walls["bare"].append(bare)
+            walls["polysafe"].append(cold)
+            ratios.append(cold / bare)
+            print(f"  repeat {repeat + 1}: bare {bare:5.2f} s ({args.prompts / bare:5.0f} req/s, cpu {cpus['bare'][-1]:.2f} s)   "
+                  f"polysafe {cold:5.2f} s ({args.prompts / cold:5.0f} req/s, cpu {cpus['polysafe'][-1]:.2f} s, store + judge)   "
+                  f"ratio {cold / bare:5.2f}x   rerun {warm:4.2f} s, {second.generated} calls")
     finally:
         server.terminate()
-    assert first.generated == args.prompts and first.errors == 0, first
-    assert second.generated == 0, second
-    rate = args.prompts / cold
-    print(f"harness_overhead: {args.prompts} prompts, concurrency {args.concurrency}")
-    print(f"  first run : {cold:6.2f} s  {rate:8.0f} requests/s (store + refusal judge; target >= 1000)")
-    print(f"  second run: {warm:6.2f} s  {args.prompts / warm:8.0f} items/s, {second.generated} model calls (all from the store)")
-    print(f"  verdict   : {'PASS' if rate >= 1000 else 'BELOW TARGET'}")
+    best = min(walls["polysafe"]) / min(walls["bare"])
+    cpu_ratio = min(cpus["polysafe"]) / min(cpus["bare"])
+    per_request = (min(cpus["polysafe"]) - min(cpus["bare"])) / args.prompts * 1e6
+    print(f"  best times: bare {min(walls['bare']):.2f} s, polysafe {min(walls['polysafe']):.2f} s -> {best:.2f}x "
+          f"(per-repeat ratios {min(ratios):.2f}-{max(ratios):.2f}x)")
+    print(f"  client cpu: bare {min(cpus['bare']):.2f} s, polysafe {min(cpus['polysafe']):.2f} s -> {cpu_ratio:.2f}x "
+          f"({per_request:.0f} us of extra cpu per request)")
+    print(f"  verdict: {'PASS' if best <= TARGET_RATIO else 'ABOVE TARGET'} (target <= {TARGET_RATIO}x, best times)")
 
 
 if __name__ == "__main__":

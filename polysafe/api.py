@@ -42,7 +42,7 @@ class RunOptions:
     run_name: str | None = None
 
     def judge_options(self) -> ModelOptions:
-        return replace(self.model, base_url=None)
+        return replace(self.model, base_url=None, base_urls=())
 
 
 class TaskBenchmark(Benchmark):

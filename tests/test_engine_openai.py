@@ -205,3 +205,20 @@ def test_eval_file_translates_with_the_chosen_translator(fake_openai, tmp_path):
     with Store(db) as store:
         (row,) = store.results("t")
     assert row.prompt == "Habari, naomba msaada" and row.language == "sw" and row.label == "safe"
+
+
+def test_a_store_failure_while_answers_arrive_stops_the_run(fake_openai, tmp_path, monkeypatch):
+    """Answers are committed in one transaction per event-loop turn: a failing commit must not pass silently."""
+    import sqlite3
+
+    import pytest
+
+    server = fake_openai()
+    store = Store(tmp_path / "r.db")
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "put_responses", disk_full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        run(task_of([f"q{i}" for i in range(30)]), f"openai:fake@{server.url}", store)

@@ -19,7 +19,9 @@ from ..engine.runner import EvalTask, run_eval
 from ..engine.store import Store
 from ..judges import load_judge
 from ..models import ModelOptions, load_model
+from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
 from ..report.base import load_report_input, render
+from ..secrets import redact
 from ..types import GenerationConfig, RunSummary
 
 DEFAULT_DB = "polysafe-results/polysafe.db"
@@ -31,7 +33,8 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="U
 DbOpt = Annotated[Path, typer.Option("--db", help="SQLite result store.")]
 RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Name of the run; default derives from the settings, so the same command resumes the same run.")]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight for remote models.")]
-BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint for openai:<model> (vLLM, llama.cpp server, Ollama).")]
+BaseUrlOpt = Annotated[Optional[list[str]], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible endpoint for openai:<model> (vLLM, llama.cpp server, Ollama); repeat it for replicas of one model.")]
+MaxResponseOpt = Annotated[int, typer.Option("--max-response-bytes", min=1024, help="Remote models: a larger answer is stored as an error (default 8 MiB).")]
 ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable that holds the API key (never stored).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
@@ -51,7 +54,7 @@ class EvalOptions:
     db: Path = Path(DEFAULT_DB)
     run_name: str | None = None
     concurrency: int = 16
-    base_url: str | None = None
+    base_url: list[str] | None = None  # several: replicas of one model
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.0
     top_p: float = 1.0
@@ -62,16 +65,19 @@ class EvalOptions:
     dtype: str = "auto"
     max_retries: int = 6
     timeout: float = 120.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
-        return ModelOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                            timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype)
+        return ModelOptions(base_urls=tuple(self.base_url or ()), api_key_env=self.api_key_env, concurrency=self.concurrency,
+                            timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
+                            max_response_bytes=self.max_response_bytes)
 
     def judge_options(self) -> ModelOptions:
         # A judge model's URL comes from its own spec (llm:openai:gpt-4o@http://...), not from --base-url.
         return ModelOptions(api_key_env=self.api_key_env, concurrency=self.concurrency, timeout=self.timeout,
-                            max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype)
+                            max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
+                            max_response_bytes=self.max_response_bytes)
 
     def generation(self, defaults: dict | None = None) -> GenerationConfig:
         """The sampling settings asked for; what was not given comes from `defaults` (a benchmark's), then 256."""
@@ -85,7 +91,7 @@ _SHARED_OPTIONS = {
     "db": DbOpt, "run_name": RunNameOpt, "concurrency": ConcurrencyOpt, "base_url": BaseUrlOpt,
     "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
     "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
-    "max_retries": RetriesOpt, "timeout": TimeoutOpt,
+    "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
 }
 
 
@@ -172,7 +178,7 @@ def finish(summary: RunSummary) -> None:
 
 def error_line(message: str) -> None:
     """One line on stderr, never wrapped or styled from its content (it may quote model or user text)."""
-    console.print(f"error: {' '.join(message.split())}", style="red", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"error: {' '.join(redact(message).split())}", style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):

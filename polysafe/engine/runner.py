@@ -6,8 +6,9 @@ and a run killed at any point resumes where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..attacks.base import AttackChain, AttackContext, AttackedPrompt, Undecodable
 from ..judges.base import Judge
@@ -43,19 +44,21 @@ class _Item:
     request: dict  # what the model is asked: messages and generation config
 
 
-def request_for(model: ModelBackend, gen: GenerationConfig, attacked: AttackedPrompt) -> tuple[str, dict]:
+def request_for(model: ModelBackend, gen: GenerationConfig, attacked: AttackedPrompt, config: dict | None = None) -> tuple[str, dict]:
+    """`config`: `gen.to_dict()`, when the caller already has it (it costs more than the rest)."""
     messages = [m.to_dict() for m in gen.messages(attacked.text)]
-    request = {"messages": messages, "config": gen.to_dict()}
+    request = {"messages": messages, "config": gen.to_dict() if config is None else config}
     return content_key("response", model.identity, request), request
 
 
 async def build_items(task: EvalTask, model: ModelBackend, gen: GenerationConfig, ctx: AttackContext) -> list[_Item]:
     items: list[_Item] = []
+    config = gen.to_dict()
     for scenario in task.scenarios:
         attacked_prompts = await scenario.chain.apply(task.prompts, ctx)
         for attacked in attacked_prompts:
             prompt = attacked.prompt
-            response_key, request = request_for(model, gen, attacked)
+            response_key, request = request_for(model, gen, attacked, config)
             record = ItemRecord(
                 key=content_key("item", prompt.id, prompt.language, scenario.name, scenario.chain.spec),
                 position=len(items), prompt_id=prompt.id, language=attacked.language, scenario=scenario.name,
@@ -64,6 +67,45 @@ async def build_items(task: EvalTask, model: ModelBackend, gen: GenerationConfig
             )
             items.append(_Item(record, attacked, scenario, request))
     return items
+
+
+class _TurnWriter:
+    """Commits the answers that arrive within one event-loop turn in one transaction, early in the next turn.
+
+    Nothing waits between an answer's arrival and its commit (the loop only polls in between), so a killed run
+    loses no more than with a commit per answer, at a fraction of the cost. A store error is raised by the next
+    `add` or by `close`."""
+
+    def __init__(self, write: Callable[[list], None]):
+        self.write = write
+        self.rows: list = []
+        self.error: BaseException | None = None
+        self.scheduled = False
+
+    def add(self, rows: list) -> None:
+        if self.error is not None:
+            raise self.error
+        self.rows.extend(rows)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        try:
+            self.flush()
+        except Exception as err:  # raised in the engine's own task by the next add, or by close
+            self.error = err
+
+    def flush(self) -> None:
+        self.scheduled = False
+        rows, self.rows = self.rows, []
+        if rows:
+            self.write(rows)
+
+    def close(self) -> None:
+        self.flush()
+        if self.error is not None:
+            raise self.error
 
 
 async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: GenerationConfig, store: Store, progress: Progress) -> tuple[int, int]:
@@ -83,12 +125,16 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
         conversations = [tuple(Message(m["role"], m["content"]) for m in it.request["messages"]) for it in batch]
         return await model.generate(conversations, gen)
 
+    writer = _TurnWriter(lambda rows: store.put_responses(model.identity, rows))
+
     def on_done(batch: Sequence[_Item], completions: list[Completion]) -> None:
-        for item, completion in zip(batch, completions):
-            store.put_response(item.record.response_key, model.identity, item.request, completion)
+        writer.add([(item.record.response_key, item.request, c) for item, c in zip(batch, completions)])
         progress.advance("generate", len(batch))
 
-    await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done)
+    try:
+        await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done)
+    finally:
+        writer.close()
     progress.finish("generate")
     return len(pending), len(stored)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
 
 SCHEMA = """
@@ -167,13 +168,20 @@ class Store:
         return {r[0]: Completion(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def put_response(self, key: str, model: str, request: dict, completion: Completion) -> None:
-        self.db.execute(
+        self.put_responses(model, [(key, request, completion)])
+
+    def put_responses(self, model: str, rows: Sequence[tuple[str, dict, Completion]]) -> None:
+        """(key, request, completion) rows in one transaction."""
+        now = time.time()
+        self._tx(
             "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,1,?) ON CONFLICT(key) DO UPDATE SET text=excluded.text, "
             "prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens, "
             "finish_reason=excluded.finish_reason, error=excluded.error, attempts=responses.attempts+1, created=excluded.created "
             "WHERE responses.error IS NOT NULL",  # a stored good answer is never overwritten
-            (key, model, json.dumps(request, ensure_ascii=False), completion.text, completion.prompt_tokens,
-             completion.completion_tokens, completion.finish_reason, completion.error, time.time()),
+            [(key, model, json.dumps(request, ensure_ascii=False), redact_known(completion.text), completion.prompt_tokens,
+              completion.completion_tokens, completion.finish_reason,
+              None if completion.error is None else redact(completion.error), now)  # no key ever stored
+             for key, request, completion in rows],
         )
 
     # -- verdicts ---------------------------------------------------------------------------------------

@@ -10,17 +10,22 @@ from ..registry import Registry
 from ..types import Completion, Conversation, GenerationConfig
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Settings a backend may use; each takes what applies to it."""
 
-    base_url: str | None = None  # OpenAI-compatible endpoints
+    base_url: str | None = None  # OpenAI-compatible endpoints (a comma-separated list names replicas)
+    base_urls: tuple[str, ...] = ()  # replicas of one model, requests spread over them (--base-url, repeated)
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
     concurrency: int = 16  # requests in flight (remote backends)
     timeout: float = 120.0  # seconds per request (remote backends)
     max_retries: int = 6
     backoff_base: float = 1.0  # seconds; doubled per retry, with jitter
     backoff_max: float = 60.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # remote backends: a bigger answer is an error (--max-response-bytes)
     batch_size: int | None = None  # conversations per forward pass (local backends)
     dtype: str = "auto"  # local backends: auto | float32 | bfloat16 | float16
     device: str = "auto"  # local backends: auto | cpu | cuda | mps
