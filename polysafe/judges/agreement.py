@@ -6,12 +6,12 @@ optionally `language`. Judge errors are counted apart and left out of the agreem
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..data.textfile import read_csv
 from ..errors import InputError
 from ..types import JudgeInput
 from .base import Judge
@@ -44,26 +44,17 @@ class Agreement:
 
 
 def load_labels(path: str | Path) -> list[LabelledExample]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
+    table = read_csv(path)
+    table.require("prompt", "response", "label")
     out = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
-        for column in ("prompt", "response", "label"):
-            if column not in header:
-                raise InputError(f"missing column (header has: {', '.join(header) or 'nothing'})", file=str(path), line=1, field=column)
-        line = 2
-        for row in reader:
-            row = {(k or "").strip(): v for k, v in row.items()}
-            label = (row.get("label") or "").strip().lower()
-            if label not in HUMAN_LABELS:
-                raise InputError(f"label must be one of {', '.join(HUMAN_LABELS)}, got {label!r}", file=str(path), line=line, field="label")
-            if not (row.get("prompt") or "").strip():
-                raise InputError("empty prompt", file=str(path), line=line, field="prompt")
-            out.append(LabelledExample(row["prompt"].strip(), row.get("response") or "", label, (row.get("language") or "en").strip() or "en"))
-            line = reader.line_num + 1
+    for line, row in table.rows:
+        label = (row.get("label") or "").strip().lower()
+        if label not in HUMAN_LABELS:
+            raise InputError(f"label must be one of {', '.join(HUMAN_LABELS)}, got {label!r}", file=str(path), line=line, field="label")
+        prompt = (row.get("prompt") or "").strip()
+        if not prompt:
+            raise InputError("empty prompt", file=str(path), line=line, field="prompt")
+        out.append(LabelledExample(prompt, row.get("response") or "", label, (row.get("language") or "en").strip() or "en"))
     if not out:
         raise InputError("no labelled rows", file=str(path))
     return out
