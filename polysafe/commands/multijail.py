@@ -44,9 +44,16 @@ def build_multijail_task(*, scenario: str, languages: str, limit: int | None, da
     else:
         prompts = limit_per_language(load_multijail(data, codes), limit)
         scenarios = multijail_scenarios(names, template_path)
-    config = {"dataset": data or "hub:DAMO-NLP-SG/MultiJail", "languages": codes, "limit_per_language": limit,
+    config = {"dataset": _dataset_id(data), "languages": codes, "limit_per_language": limit,
               "translator": translator or "precomputed", "template": template_path}
     return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
+
+
+def _dataset_id(data: str | None) -> str:
+    """How the run records its data: the hub id, or the resolved path (./x.csv and x.csv are one run)."""
+    if not data:
+        return "hub:DAMO-NLP-SG/MultiJail"
+    return data if data == "hub" or data.startswith("hf:") else str(Path(data).resolve())
 
 
 def _back_translator(opts: EvalOptions, translator: str | None):
@@ -91,7 +98,7 @@ def register(apps) -> None:
         wrapper = None
         if back_translate:
             back = _back_translator(opts, translator)
-            wrapper = lambda inner: BackTranslatingJudge(inner, back)  # noqa: E731
+            wrapper = lambda inner, store: BackTranslatingJudge(inner, back, store=store)  # noqa: E731
         summary = execute(task, opts, ctx=ctx, judge_wrapper=wrapper)
         with Store(opts.db) as store:
             report = load_report_input(store, summary.run, opts.db.parent / "reports")
