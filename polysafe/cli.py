@@ -110,8 +110,14 @@ def report(
     from .engine.store import Store
     from .report import load_report_input, render
 
+    folder = out or db.parent / "reports"
     with Store(db, readonly=True) as store:
-        typer.echo(render(fmt, load_report_input(store, run, out or db.parent / "reports")))
+        data = load_report_input(store, run, folder)
+    try:
+        typer.echo(render(fmt, data))
+    except OSError as err:  # e.g. a store on read-only media, with the report beside it
+        raise PolysafeError(f"{err.filename or folder}: cannot write the report ({err.strerror or err}); "
+                            "choose a folder with --out") from None
 
 
 @app.command("plugins")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, execute, finish, with_eval_options)
+                      console, error_line, execute, finish, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
@@ -87,7 +87,7 @@ def register(apps) -> None:
         from ..attacks.base import AttackContext
         from ..data.translation import translator_from_options
         from ..engine.store import Store
-        from ..judges.llm import BackTranslatingJudge
+        from ..judges.backtranslate import BackTranslatingJudge
         from ..report.base import load_report_input, render
 
         opts = replace(opts, model=model, judge=judge, extra={"translator": translator or "precomputed", "data": data})
@@ -124,8 +124,8 @@ def register(apps) -> None:
         import json
 
         from ..judges import load_judge
-        from ..judges.agreement import agreement_markdown, load_labels, measure
-        from ..judges.llm import BackTranslatingJudge
+        from ..judges.agreement import agreement_markdown, enough_judged, load_labels, measure
+        from ..judges.backtranslate import BackTranslatingJudge
 
         opts = EvalOptions(judge=judge, concurrency=concurrency, api_key_env=api_key_env, max_retries=max_retries, timeout=timeout)
         examples = load_labels(labels)
@@ -139,8 +139,13 @@ def register(apps) -> None:
             finally:
                 await loaded.aclose()
 
-        result, _ = asyncio.run(go())
+        result, verdicts = asyncio.run(go())
+        first_error = next((v.rationale for v in verdicts if v.label == "error"), None)
         typer.echo(json.dumps({"judge": judge, "labels": str(labels), **result.to_dict()}, indent=2) if as_json
                    else agreement_markdown(result, judge))
+        if not enough_judged(result):
+            error_line(f"the judge labelled only {result.n} of {len(examples)} examples ({result.errors} failed, first: "
+                       f"{first_error or 'unknown'}): too few for agreement figures")
+            raise typer.Exit(1)
         if result.errors:
             console.print(f"[yellow]note:[/] the judge failed on {result.errors} of {len(examples)} examples (left out)")

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..data.textfile import read_csv
 from ..errors import InputError
-from ..types import JudgeInput
+from ..types import JudgeInput, Verdict
 from .base import Judge
 
 HUMAN_LABELS = ("safe", "unsafe", "invalid")
@@ -92,13 +92,18 @@ def agreement(human: Sequence[str], judged: Sequence[str]) -> Agreement:
     )
 
 
-async def measure(judge: Judge, examples: Sequence[LabelledExample]) -> tuple[Agreement, list[str]]:
+def enough_judged(result: Agreement) -> bool:
+    """Figures over fewer than half of the examples say more about the judge's failures than its agreement."""
+    return result.n * 2 >= result.n + result.errors and result.n > 0
+
+
+async def measure(judge: Judge, examples: Sequence[LabelledExample]) -> tuple[Agreement, list[Verdict]]:
     inputs = [JudgeInput(query=e.prompt, prompt=e.prompt, response=e.response, language=e.language) for e in examples]
-    labels: list[str] = []
+    verdicts: list[Verdict] = []
     size = max(1, judge.batch_size)
     for start in range(0, len(inputs), size):
-        labels.extend(v.label for v in await judge.judge(inputs[start : start + size]))
-    return agreement([e.label for e in examples], labels), labels
+        verdicts.extend(await judge.judge(inputs[start : start + size]))
+    return agreement([e.label for e in examples], [v.label for v in verdicts]), verdicts
 
 
 def agreement_markdown(result: Agreement, judge_spec: str) -> str:
