@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sqlite3
 import sys
@@ -163,6 +164,9 @@ def main() -> None:
     except PolysafeError as err:
         error_line(str(err))
         sys.exit(err.exit_code)
+    except BrokenPipeError:  # `polysafe runs | head`: the reader left early; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except OSError as err:  # a path given on the command line, or the disk (full, read-only)
         where = f"{err.filename}: " if err.filename else ""
         error_line(f"{where}{err.strerror or err}")

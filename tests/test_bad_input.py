@@ -21,6 +21,10 @@ def cli(*args, cwd=None):
                           env=env, cwd=cwd)
 
 
+# Nothing listens there: if a bad file slipped through, the run would fail fast instead of loading a model.
+NO_MODEL = ("--model", "openai:none@http://127.0.0.1:9/v1", "--max-retries", "0")
+
+
 def one_error_line(out) -> str:
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert "Traceback" not in out.stderr, out.stderr
@@ -56,7 +60,7 @@ def test_bad_prompt_file_exits_2_with_one_line_and_stores_nothing(tmp_path, name
     path = tmp_path / name
     path.write_bytes(content)
     db = tmp_path / "results" / "polysafe.db"
-    out = cli("eval", "file", "-p", str(path), "--db", str(db))
+    out = cli("eval", "file", "-p", str(path), "--db", str(db), *NO_MODEL)
     line = one_error_line(out)
     assert out.returncode == 2, out.stderr
     assert str(path) in line and all(needle in line for needle in needles), line
@@ -68,12 +72,12 @@ def test_every_reader_rejects_the_same_bad_bytes(tmp_path, shared_data):
     latin = tmp_path / "multijail.csv"
     header = (shared_data / "multijail" / "MultiJail.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     latin.write_bytes((header + "\n0,x,['a'],caf\xe9,,,,,,,,,\n").encode("latin-1"))
-    out = cli("eval", "multijail", "--data", str(latin), "--languages", "en", "--db", str(tmp_path / "r.db"))
+    out = cli("eval", "multijail", "--data", str(latin), "--languages", "en", "--db", str(tmp_path / "r.db"), *NO_MODEL)
     assert out.returncode == 2 and f"{latin}:2" in one_error_line(out)
 
     binary = tmp_path / "advbench.csv"
     binary.write_bytes(b"goal,target\n\x00\x01\x02\n")
-    out = cli("eval", "codeattack", "--data", str(binary), "--variants", "python_list", "--db", str(tmp_path / "r.db"))
+    out = cli("eval", "codeattack", "--data", str(binary), "--variants", "python_list", "--db", str(tmp_path / "r.db"), *NO_MODEL)
     assert out.returncode == 2 and f"{binary}:2" in one_error_line(out)
 
     labels = tmp_path / "labels.csv"
