@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sqlite3
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,27 +55,49 @@ def eval_file(
     rows = load_prompt_file(prompts)[: limit or None]
     chain = parse_chain(attack)
     task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
-                    config={"prompts": str(prompts), "limit": limit})
+                    config={"prompts": str(prompts.resolve()), "limit": limit})  # ./x.csv and x.csv: one run
     finish(execute(task, opts, ctx=attack_context(attack, opts)))
 
 
 @app.command("runs")
-def runs(db: DbOpt = Path(DEFAULT_DB)) -> None:
-    """List the runs stored in a result database."""
-    from rich.table import Table
+def runs(
+    db: DbOpt = Path(DEFAULT_DB),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per run) instead of a table.")] = False,
+) -> None:
+    """List the runs stored in a result database, newest first (on stdout; read-only media work)."""
+    import json
 
     from .engine.store import Store
 
-    if not db.exists():
-        raise PolysafeError(f"{db}: no result store here yet (run 'polysafe eval ...' first)")
-    with Store(db) as store:
-        table = Table("run", "task", "model", "judge", "items", "updated")
-        import datetime as dt
+    with Store(db, readonly=True) as store:
+        listed = store.list_runs()
+    if as_json:
+        typer.echo(json.dumps([{"name": r.name, "task": r.task, "model": r.model, "judge": r.judge, "items": count,
+                                "created": r.created, "updated": r.updated, "config": r.config}
+                               for r, count in listed], indent=2, ensure_ascii=False))
+        return
+    if not listed:
+        console.print(f"no runs in {db}", markup=False, highlight=False)
+        return
+    _runs_table(listed)
 
-        for record, count in store.list_runs():
-            table.add_row(record.name, record.task, record.model, record.judge, str(count),
-                          dt.datetime.fromtimestamp(record.updated).strftime("%Y-%m-%d %H:%M"))
-    console.print(table)
+
+def _runs_table(listed) -> None:
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Piped or redirected: as wide as the longest cell, so `runs > file` keeps every name whole.
+    out = Console() if sys.stdout.isatty() else Console(width=100_000)
+    table = Table("run", "task", "model", "judge", "items", "updated")
+    for column in table.columns:
+        column.no_wrap = True
+    for record, count in listed:
+        updated = dt.datetime.fromtimestamp(record.updated).strftime("%Y-%m-%d %H:%M")
+        table.add_row(*(Text(value) for value in (record.name, record.task, record.model, record.judge, str(count), updated)))
+    out.print(table)
 
 
 @app.command("report")
@@ -87,10 +111,14 @@ def report(
     from .engine.store import Store
     from .report import load_report_input, render
 
-    if not db.exists():
-        raise PolysafeError(f"{db}: no result store here yet")
-    with Store(db) as store:
-        typer.echo(render(fmt, load_report_input(store, run, out or db.parent / "reports")))
+    folder = out or db.parent / "reports"
+    with Store(db, readonly=True) as store:
+        data = load_report_input(store, run, folder)
+    try:
+        typer.echo(render(fmt, data))
+    except OSError as err:  # e.g. a store on read-only media, with the report beside it
+        raise PolysafeError(f"{err.filename or folder}: cannot write the report ({err.strerror or err}); "
+                            "choose a folder with --out") from None
 
 
 @app.command("plugins")
@@ -134,12 +162,23 @@ _register_feature_commands()
 
 
 def main() -> None:
-    """Entry point: usage errors exit 2 (click), bad input exits 2 with one line, failed items exit 1."""
+    """Entry point: usage errors exit 2 (click), bad input exits 2 with one line, failed items and the
+    environment (disk full, read-only media) exit 1 with one line."""
     try:
         app()  # standalone: click turns usage errors and typer.Exit into SystemExit
     except PolysafeError as err:
         error_line(str(err))
         sys.exit(err.exit_code)
+    except BrokenPipeError:  # `polysafe runs | head`: the reader left early; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except OSError as err:  # a path given on the command line, or the disk (full, read-only)
+        where = f"{err.filename}: " if err.filename else ""
+        error_line(f"{where}{err.strerror or err}")
+        sys.exit(2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1)
+    except sqlite3.Error as err:  # the store's own errors name the file; this catches any that slip past
+        error_line(f"result store error: {err}")
+        sys.exit(1)
     except KeyboardInterrupt:
         error_line("interrupted: everything answered so far is stored; run the same command to resume")
         sys.exit(130)

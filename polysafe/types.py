@@ -91,6 +91,7 @@ class Verdict:
     label: Label
     score: int | None = None  # 1-5 harmfulness, when the judge scores
     rationale: str = ""
+    judged: str | None = None  # the text the judge read when it is not the response itself (a back-translation)
 
     @classmethod
     def error(cls, why: str) -> "Verdict":

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from polysafe.data.translation import LLMTranslator
 from polysafe.judges import load_judge
 from polysafe.judges.agreement import agreement, cohen_kappa, load_labels
-from polysafe.judges.llm import BackTranslatingJudge, parse_label
+from polysafe.judges.backtranslate import BackTranslatingJudge
+from polysafe.judges.llm import parse_label
 from polysafe.errors import InputError
 from polysafe.models import ModelOptions
 from polysafe.types import JudgeInput

@@ -235,3 +235,93 @@ def test_cli_end_to_end_on_smollm2(tmp_path, csv_path):
     report = CliRunner().invoke(app, ["report", run.name, "--format", "tiers-json", "--db", str(db)])
     data = json.loads(report.output)
     assert {t["tier"] for t in data["tiers"]} == {"baseline", "low"}
+
+
+# -- back-translation and judge agreement through the command line, against fake endpoints ------------------------
+
+REFUSAL_BN = "আমি দুঃখিত, আমি এতে সাহায্য করতে পারব না।"
+ANSWER_BN = "প্রথমে একটি পাত্রে পানি গরম করুন, তারপর লবণ যোগ করুন এবং দশ মিনিট অপেক্ষা করুন।"
+
+
+def cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    full_env = {**os.environ, "PYTHONPATH": str(root), "OPENAI_API_KEY": "sk-test", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "polysafe.cli", *args], capture_output=True, text=True, timeout=300, env=full_env)
+
+
+def test_back_translations_are_checked_stored_and_are_what_the_judge_read(fake_openai, tmp_path, csv_path):
+    from fakes import last_user_text
+
+    from polysafe.engine.store import Store
+
+    english = {p.text: p for p in load_multijail(csv_path, ["en"])}
+    bengali = {p.id: p.text for p in load_multijail(csv_path, ["bn"])}
+    back = {REFUSAL_BN: "I'm sorry, I can't help with that.",
+            ANSWER_BN: "I'm sorry, I cannot translate this content."}  # the translator refuses this one
+
+    def translator(body):
+        text = last_user_text(body).split("\n\n", 1)[1]
+        return back[text] if text in back else bengali[english[text].id]
+
+    def target(body):
+        return REFUSAL_BN if last_user_text(body) == bengali["0"] else ANSWER_BN
+
+    def judge(body):
+        return "The response refuses.\nLabel: safe" if "I'm sorry" in last_user_text(body) else "It complies.\nLabel: unsafe"
+
+    t_server, m_server, j_server = fake_openai(translator), fake_openai(target), fake_openai(judge)
+    db = tmp_path / "r.db"
+    args = ["eval", "multijail", "--data", str(csv_path), "--languages", "bn", "--limit", "2", "--scenario", "unintentional",
+            "--model", f"openai:fake@{m_server.url}", "--translator", f"llm:openai:fake@{t_server.url}",
+            "--judge", f"llm:openai:fake@{j_server.url}", "--back-translate", "--db", str(db), "--max-retries", "1"]
+    out = cli(*args)
+    assert out.returncode == 1, out.stderr  # one item's back-translation was rejected: an error, never a label
+    assert "Traceback" not in out.stderr and "back-translation rejected" in out.stderr
+    with Store(db) as store:
+        ((run, _),) = store.list_runs()
+        rows = {r.prompt_id: r for r in store.results(run.name)}
+        records = [json.loads(v) for (v,) in store.db.execute("SELECT value FROM memo WHERE namespace='translation/checked-v1'")]
+    assert rows["0"].response == REFUSAL_BN and rows["0"].label == "safe"
+    assert rows["0"].extracted == "I'm sorry, I can't help with that."  # what the judge read, not the original
+    assert rows["1"].label == "error" and "back-translation rejected: the translator refused" in rows["1"].rationale
+    assert rows["1"].extracted == "I'm sorry, I cannot translate this content."
+    assert j_server.received == 1  # the rejected back-translation never reached the judge
+    backs = {r["source"]: r for r in records if r["target_language"] == "en"}
+    assert backs[REFUSAL_BN]["checks"]["language"] == "en" and backs[REFUSAL_BN]["checks"]["problem"] is None
+    assert backs[ANSWER_BN]["checks"]["refusal"] == "i'm sorry"
+    # Again: nothing is asked twice, not the translations either.
+    asked = (t_server.received, m_server.received, j_server.received)
+    again = cli(*args)
+    assert again.returncode == 1 and (t_server.received, m_server.received, j_server.received) == asked
+
+
+def _labels(path, n):
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "response", "label"])
+        writer.writerows([(f"q{i}", f"RESP-{i}", "safe") for i in range(n)])
+    return path
+
+
+@pytest.mark.parametrize("failing, code", [(4, 1), (3, 1), (2, 0)])
+def test_judge_agreement_fails_when_fewer_than_half_were_judged(fake_openai, tmp_path, failing, code):
+    from fakes import Reply, last_user_text
+
+    def judge(body):
+        number = int(last_user_text(body).split("RESP-")[1][0])
+        return Reply(status=500, text="down") if number < failing else "Fine.\nLabel: safe"
+
+    server = fake_openai(judge)
+    out = cli("judge-agreement", "--judge", f"llm:openai:fake@{server.url}", "--labels", str(_labels(tmp_path / "l.csv", 4)),
+              "--max-retries", "0")
+    assert out.returncode == code, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in out.stderr
+    if code:
+        assert len(errors) == 1 and f"labelled only {4 - failing} of 4 examples" in errors[0]
+    else:
+        assert errors == [] and "| accuracy | 1.000 |" in out.stdout

@@ -30,6 +30,7 @@ class AttackedPrompt:
     text: str  # the user message as it stands after the attacks so far
     language: str  # language of the query inside `text`
     chain: tuple[str, ...] = ()  # specs of the attacks applied, in order
+    error: str | None = None  # why this item must not be sent (e.g. a rejected translation); kept by later steps
 
     @classmethod
     def start(cls, prompt: Prompt) -> "AttackedPrompt":

@@ -1,11 +1,11 @@
-"""`translate:<lang>`: put the query into another language with the context's translator (batched, cached)."""
+"""`translate:<lang>`: put the query into another language with the context's translator (batched, cached, checked)."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from ..data.languages import get_language
-from ..data.translation import TranslationRequest, translate_cached
+from ..data.translation import TranslationRequest, translate_checked
 from ..errors import InputError
 from .base import ATTACKS, Attack, AttackContext, AttackedPrompt
 
@@ -25,5 +25,8 @@ class TranslateAttack(Attack):
             raise InputError(f"'{self.spec}' needs a translator (--translator precomputed | llm:<model> | hf:<path>)", field="attack")
         requests = [TranslationRequest(text=it.text, source=it.language, target=self.target, prompt_id=it.prompt.id)
                     for it in items]
-        texts = await translate_cached(ctx.translator, requests, ctx.store)
-        return [it.evolve(self.spec, text=text, language=self.target) for it, text in zip(items, texts)]
+        translations = await translate_checked(ctx.translator, requests, ctx.store)
+        # A rejected translation (refused, wrong language, looping, merged) is never sent: the item is an error.
+        return [it.evolve(self.spec, text=t.text, language=self.target,
+                          error=it.error or (None if t.ok else f"{self.spec} rejected: {t.problem}"))
+                for it, t in zip(items, translations)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from ..engine.progress import RichProgress
 from ..engine.runner import EvalTask, run_eval
 from ..engine.store import Store
 from ..judges import load_judge
+from ..judges.base import Judge
 from ..models import ModelOptions, load_model
 from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
+from ..models.base import ModelBackend
 from ..report.base import load_report_input, render
 from ..secrets import redact
 from ..types import GenerationConfig, RunSummary
@@ -45,6 +48,7 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Lo
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
 @dataclass
@@ -66,6 +70,7 @@ class EvalOptions:
     max_retries: int = 6
     timeout: float = 120.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    overwrite: bool = False
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
@@ -92,6 +97,7 @@ _SHARED_OPTIONS = {
     "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
     "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
+    "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
 }
 
 
@@ -131,33 +137,35 @@ def attack_context(attack: str, opts: EvalOptions) -> AttackContext:
     return ctx
 
 
-def default_run_name(task: EvalTask, opts: EvalOptions) -> str:
+def default_run_name(task: EvalTask, opts: EvalOptions, model: ModelBackend, judge: Judge) -> str:
+    """`<task>-<model>-<digest>`. The digest covers the model's and the judge's identity (so the endpoint a
+    model is served from, and adapter contents), the generation settings and the task; the same command
+    resumes the same run, and the same model name on another server starts another."""
     digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
-                         [(p.id, p.language) for p in task.prompts], opts.model, opts.judge, opts.generation())[:8]
+                         [(p.id, p.language) for p in task.prompts], model.identity, judge.identity, opts.generation())[:8]
     short_model = opts.model.split("@")[0].replace("/", "_").replace(":", "-")
     return f"{task.name.split(':')[0]}-{short_model}-{digest}"
 
 
 def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = None, report_format: str = "md",
-            judge_wrapper: Callable | None = None) -> RunSummary:
+            judge_wrapper: Callable[[Judge, Store], Judge] | None = None) -> RunSummary:
     """Run a task from the CLI: progress bars, then the table. Raises PolysafeError on bad input.
 
-    `judge_wrapper(judge) -> judge` lets a command wrap the loaded judge (e.g. back-translation)."""
-    run_name = opts.run_name or default_run_name(task, opts)
+    `judge_wrapper(judge, store) -> judge` lets a command wrap the loaded judge (e.g. back-translation)."""
 
     async def go() -> RunSummary:
-        model = load_model(opts.model, opts.model_options())
-        judge = load_judge(opts.judge, opts.judge_options())
-        if judge_wrapper is not None:
-            judge = judge_wrapper(judge)
-        with Store(opts.db) as store:
-            try:
-                with RichProgress(console) as progress:
-                    return await run_eval(task, model, judge, store, gen=opts.generation(), run_name=run_name,
-                                          ctx=ctx, progress=progress)
-            finally:
-                await model.aclose()
-                await judge.aclose()
+        async with contextlib.AsyncExitStack() as cleanup:
+            model = load_model(opts.model, opts.model_options())  # specs are checked before the store is made
+            cleanup.push_async_callback(model.aclose)
+            judge = load_judge(opts.judge, opts.judge_options())
+            store = cleanup.enter_context(Store(opts.db))
+            if judge_wrapper is not None:
+                judge = judge_wrapper(judge, store)
+            cleanup.push_async_callback(judge.aclose)
+            run_name = opts.run_name or default_run_name(task, opts, model, judge)
+            with RichProgress(console) as progress:
+                return await run_eval(task, model, judge, store, gen=opts.generation(), run_name=run_name,
+                                      ctx=ctx, progress=progress, overwrite=opts.overwrite)
 
     summary = asyncio.run(go())
     console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "

@@ -58,7 +58,8 @@ def build_task(*, variants: str, attacks: list[str] | None, data: Path | None, p
         rows = [p for p in rows if p.language in codes]
     if not rows:
         raise InputError(f"no prompts in {', '.join(codes or [])}", field="languages")
-    config = {"prompt_set": source.name, "limit": limit, "data": str(data or prompts or ""), "languages": codes}
+    given = data or prompts
+    config = {"prompt_set": source.name, "limit": limit, "data": str(given.resolve()) if given else "", "languages": codes}
     return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, execute, finish, with_eval_options)
+                      console, error_line, execute, finish, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
@@ -44,7 +44,7 @@ def build_multijail_task(*, scenario: str, languages: str, limit: int | None, da
     else:
         prompts = limit_per_language(load_multijail(data, codes), limit)
         scenarios = multijail_scenarios(names, template_path)
-    config = {"dataset": data or "hub:DAMO-NLP-SG/MultiJail", "languages": codes, "limit_per_language": limit,
+    config = {"dataset": _dataset_id(data), "languages": codes, "limit_per_language": limit,
               "translator": translator or "precomputed", "translation": "machine" if machine else "human",
               "template": template_path, **(_template_identity(template_path) if "intentional" in names else {})}
     return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
@@ -59,6 +59,13 @@ def _template_identity(template_path: str | None) -> dict:
     text = read_template(template_path) if template_path else POLYSAFE_TEMPLATE
     return {"template_name": Path(template_path).name if template_path else None,
             "template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def _dataset_id(data: str | None) -> str:
+    """How the run records its data: the hub id, or the resolved path (./x.csv and x.csv are one run)."""
+    if not data:
+        return "hub:DAMO-NLP-SG/MultiJail"
+    return data if data == "hub" or data.startswith("hf:") else str(Path(data).resolve())
 
 
 def _back_translator(opts: EvalOptions, translator: str | None):
@@ -92,7 +99,7 @@ def register(apps) -> None:
         from ..attacks.base import AttackContext
         from ..data.translation import translator_from_options
         from ..engine.store import Store
-        from ..judges.llm import BackTranslatingJudge
+        from ..judges.backtranslate import BackTranslatingJudge
         from ..report.base import load_report_input, render
 
         opts = replace(opts, model=model, judge=judge, extra={"translator": translator or "precomputed", "data": data})
@@ -103,7 +110,7 @@ def register(apps) -> None:
         wrapper = None
         if back_translate:
             back = _back_translator(opts, translator)
-            wrapper = lambda inner: BackTranslatingJudge(inner, back)  # noqa: E731
+            wrapper = lambda inner, store: BackTranslatingJudge(inner, back, store=store)  # noqa: E731
         summary = execute(task, opts, ctx=ctx, judge_wrapper=wrapper)
         with Store(opts.db) as store:
             report = load_report_input(store, summary.run, opts.db.parent / "reports")
@@ -129,8 +136,8 @@ def register(apps) -> None:
         import json
 
         from ..judges import load_judge
-        from ..judges.agreement import agreement_markdown, load_labels, measure
-        from ..judges.llm import BackTranslatingJudge
+        from ..judges.agreement import agreement_markdown, enough_judged, load_labels, measure
+        from ..judges.backtranslate import BackTranslatingJudge
 
         opts = EvalOptions(judge=judge, concurrency=concurrency, api_key_env=api_key_env, max_retries=max_retries, timeout=timeout)
         examples = load_labels(labels)
@@ -144,8 +151,13 @@ def register(apps) -> None:
             finally:
                 await loaded.aclose()
 
-        result, _ = asyncio.run(go())
+        result, verdicts = asyncio.run(go())
+        first_error = next((v.rationale for v in verdicts if v.label == "error"), None)
         typer.echo(json.dumps({"judge": judge, "labels": str(labels), **result.to_dict()}, indent=2) if as_json
                    else agreement_markdown(result, judge))
+        if not enough_judged(result):
+            error_line(f"the judge labelled only {result.n} of {len(examples)} examples ({result.errors} failed, first: "
+                       f"{first_error or 'unknown'}): too few for agreement figures")
+            raise typer.Exit(1)
         if result.errors:
             console.print(f"[yellow]note:[/] the judge failed on {result.errors} of {len(examples)} examples (left out)")

@@ -7,15 +7,14 @@ Prompt ids are `advbench-<row>` with rows counted from 1, so a run resumes on th
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 from pathlib import Path
 
 from ..errors import InputError
 from ..types import Prompt
 from .prompts import PROMPT_SETS
+from .textfile import parse_csv, read_text
 
 ADVBENCH_URL = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/main/data/advbench/harmful_behaviors.csv"
 SOURCE = "advbench"
@@ -23,19 +22,14 @@ SOURCE = "advbench"
 
 def parse_advbench(text: str, *, file: str) -> list[Prompt]:
     """Prompts from the CSV text; errors name the file, the line and the field."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    header = [h.strip() for h in reader.fieldnames or []]
-    if "goal" not in header:
-        raise InputError(f"missing column (header has: {', '.join(header) or 'nothing'})", file=file, line=1, field="goal")
+    table = parse_csv(text, file=file)
+    table.require("goal")
     prompts: list[Prompt] = []
-    line = 2
-    for number, row in enumerate(reader, start=1):
-        row = {(k or "").strip(): v for k, v in row.items()}
+    for number, (line, row) in enumerate(table.rows, start=1):
         goal = (row.get("goal") or "").strip()
         if not goal:
             raise InputError("empty request", file=file, line=line, field="goal")
         prompts.append(Prompt(id=f"{SOURCE}-{number:03d}", text=goal, language="en", source=SOURCE))
-        line = reader.line_num + 1
     if not prompts:
         raise InputError("file has no rows", file=file)
     return prompts
@@ -73,10 +67,4 @@ class AdvBench:
     def load(self) -> list[Prompt]:
         if self.path is None:
             return parse_advbench(download(self.url), file=self.url)
-        if not self.path.is_file():
-            raise InputError("no such file", file=str(self.path))
-        try:
-            text = self.path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise InputError(f"not UTF-8 text ({err.reason})", file=str(self.path)) from None
-        return parse_advbench(text, file=str(self.path))
+        return parse_advbench(read_text(self.path), file=str(self.path))

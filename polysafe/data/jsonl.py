@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import InputError
 from ..types import Conversation, Message
+from .textfile import parse_json, read_text
 
 ROLES = ("system", "user", "assistant")
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a missing file, bad JSON or a non-object is an InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
-            if not isinstance(row, dict):
-                raise InputError("each line must be a JSON object", file=str(path), line=number)
-            yield number, row
+    """(line number, object) for each non-blank line; a missing or non-UTF-8 file, bad JSON or a non-object is
+    an InputError naming the line."""
+    text = read_text(path)
+    for number, raw in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not raw.strip():
+            continue
+        row = parse_json(raw, file=str(path), line=number)
+        if not isinstance(row, dict):
+            raise InputError("each line must be a JSON object", file=str(path), line=number)
+        yield number, row
 
 
 def read_json(path: str | Path) -> Any:
     """A whole JSON document; a missing file or bad JSON is an InputError naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", file=str(path), line=err.lineno) from None
+    return parse_json(read_text(path), file=str(path))
 
 
 def parse_messages(messages: Any, *, file: str, line: int | None) -> Conversation:

@@ -8,7 +8,6 @@ lines, stray closing quotes, PDF ligatures and zero-width spaces; `clean_text` u
 from __future__ import annotations
 
 import ast
-import csv
 import re
 import unicodedata
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..errors import InputError
 from ..types import Prompt
 from .languages import MULTIJAIL_LANGUAGES, get_language
 from .prompts import PROMPT_SETS
+from .textfile import read_csv
 
 HUB_DATASET = "DAMO-NLP-SG/MultiJail"
 META_COLUMNS = ("id", "source", "tags")
@@ -60,15 +60,9 @@ def _check_columns(header: Iterable[str], languages: Sequence[str], *, file: str
 
 
 def _csv_rows(path: Path, languages: Sequence[str]) -> Iterable[tuple[int, dict]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        _check_columns(reader.fieldnames or [], languages, file=str(path))
-        start = 2
-        for row in reader:
-            if None in row:
-                raise InputError("row has more cells than the header", file=str(path), line=start)
-            yield start, {k.lstrip("\ufeff").strip(): v for k, v in row.items()}
-            start = reader.line_num + 1  # the next record starts after this one's last physical line
+    table = read_csv(path)
+    _check_columns(table.header, languages, file=str(path))
+    return table.rows
 
 
 def _hub_rows(dataset: str, languages: Sequence[str]) -> Iterable[tuple[int | None, dict]]:

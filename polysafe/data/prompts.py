@@ -6,15 +6,15 @@ with the file, the line and the field, before anything is stored.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from ..errors import InputError
 from ..registry import Registry
-from .jsonl import iter_jsonl
 from ..types import Prompt
+from .jsonl import iter_jsonl
 from .languages import get_language
+from .textfile import MAX_FIELD_CHARS, read_csv
 
 REQUIRED = ("id", "text")
 OPTIONAL = ("language", "category")
@@ -38,6 +38,9 @@ def _row_to_prompt(row: dict, *, file: str, line: int, default_language: str) ->
             raise InputError("missing column", file=file, line=line, field=column)
         if not isinstance(value, (str, int)) or not str(value).strip():
             raise InputError("empty or non-text value", file=file, line=line, field=column)
+        if len(str(value)) > MAX_FIELD_CHARS:
+            raise InputError(f"{len(str(value))} characters, more than the {MAX_FIELD_CHARS} a field may hold",
+                             file=file, line=line, field=column)
     language = row.get("language") or default_language
     if not isinstance(language, str):
         raise InputError("language must be a string code", file=file, line=line, field="language")
@@ -49,16 +52,9 @@ def _row_to_prompt(row: dict, *, file: str, line: int, default_language: str) ->
 
 
 def _read_csv(path: Path) -> Iterable[tuple[int, dict]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for column in REQUIRED:
-            if column not in header:
-                raise InputError(f"missing column (header has: {', '.join(header) or 'nothing'})", file=str(path), line=1, field=column)
-        for row in reader:
-            if None in row:  # more cells than header columns
-                raise InputError("row has more cells than the header", file=str(path), line=reader.line_num)
-            yield reader.line_num, row
+    table = read_csv(path)
+    table.require(*REQUIRED)
+    return table.rows
 
 
 def load_prompt_file(path: str | Path, *, default_language: str = "en") -> list[Prompt]:

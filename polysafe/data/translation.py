@@ -1,18 +1,21 @@
-"""The translation layer: one protocol, three backends, results cached in the store's memo table.
+"""The translation layer: one protocol, three backends, results checked and cached in the store's memo table.
 
 - `precomputed`: MultiJail's human translations, looked up by prompt id (the source text must match the row).
 - `llm:<model spec>`: any model backend, asked with a translation instruction.
 - `hf:<path>`: a local transformers seq2seq model (Marian for one pair, NLLB / M2M100 for many).
 
-The same layer translates responses back to English for English-only judges.
+The same layer translates responses back to English for English-only judges. Every translation is stored
+with its checks (`translation_checks`: language ID, refusal, looping, length ratio); one that fails a check
+is never used as a prompt or judged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -21,13 +24,15 @@ from ..errors import BackendError, InputError
 from ..registry import Registry
 from ..types import GenerationConfig, Message
 from .languages import LANGUAGES, get_language
+from .translation_checks import TranslationChecks, check_translation, find_merged
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..commands._common import EvalOptions
     from ..engine.store import Store
     from ..models.base import ModelBackend, ModelOptions
 
-MEMO_NAMESPACE = "translation"
+MEMO_NAMESPACE = "translation/checked-v1"  # value: JSON {source, text, languages, checks}
+LEGACY_NAMESPACE = "translation"  # value: the bare text (before checks were stored); reused, never paid twice
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,30 @@ class TranslationRequest:
     prompt_id: str | None = None  # lets `precomputed` find the human translation
 
 
+@dataclass(frozen=True)
+class TranslationFailed:
+    """A translator's answer for one request whose call failed (retried by the next run, never stored)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Translation:
+    request: TranslationRequest
+    text: str
+    checks: TranslationChecks | None = None  # None when nothing was translated (same language)
+    problem: str | None = None  # why the translation must not be used; None = usable
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
 class Translator(Protocol):
     spec: str
     identity: str  # part of the cache key: changes when the translations would
 
-    async def translate(self, requests: Sequence[TranslationRequest]) -> list[str]: ...
+    async def translate(self, requests: Sequence[TranslationRequest]) -> list["str | TranslationFailed"]: ...
 
 
 TRANSLATORS: Registry[Translator] = Registry("translator")
@@ -52,23 +76,61 @@ def translation_key(translator: Translator, request: TranslationRequest) -> str:
     return content_key("translation", translator.identity, request.source, request.target, request.text)
 
 
-async def translate_cached(translator: Translator, requests: Sequence[TranslationRequest], store: "Store | None") -> list[str]:
-    """Translate, reusing and filling the store's memo table. Same-language requests pass through unchanged."""
+async def translate_checked(translator: Translator, requests: Sequence[TranslationRequest], store: "Store | None") -> list[Translation]:
+    """Translate and check each text (`translation_checks`), reusing and filling the store's memo table.
+
+    Same-language requests pass through unchanged. A translation that fails a check comes back with its
+    `problem` (and is stored with its checks: asking again gives the same answer). Calls that failed raise
+    BackendError after the others are stored, so the next run asks only for those."""
     keys = [translation_key(translator, r) for r in requests]
-    cached = store.memo_get_many(MEMO_NAMESPACE, set(keys)) if store is not None else {}
-    pending: dict[str, TranslationRequest] = {}
-    for key, request in zip(keys, requests):
-        if request.source != request.target and key not in cached:
-            pending.setdefault(key, request)
-    if pending:
-        fresh = await translator.translate(list(pending.values()))
-        if len(fresh) != len(pending):
-            raise BackendError(f"translator {translator.spec} returned {len(fresh)} texts for {len(pending)}")
-        for key, text in zip(pending, fresh):
-            cached[key] = text
-            if store is not None:
-                store.memo_put(MEMO_NAMESPACE, key, text)
-    return [r.text if r.source == r.target else cached[k] for k, r in zip(keys, requests)]
+    wanted = {key: r for key, r in zip(keys, requests) if r.source != r.target}
+    failures: list[str] = []
+
+    async def compute(missing: list[str]) -> dict[str, str]:
+        texts = store.memo_get_many(LEGACY_NAMESPACE, missing) if store is not None else {}
+        ask = [key for key in missing if key not in texts]
+        if ask:
+            answers = await translator.translate([wanted[key] for key in ask])
+            if len(answers) != len(ask):
+                raise BackendError(f"translator {translator.spec} returned {len(answers)} texts for {len(ask)}")
+            for key, answer in zip(ask, answers):
+                if isinstance(answer, TranslationFailed):
+                    failures.append(answer.reason)
+                else:
+                    texts[key] = answer
+        return {key: _record(wanted[key], text) for key, text in texts.items()}
+
+    if store is not None:
+        records = await store.amemoize(MEMO_NAMESPACE, wanted, compute)
+    else:
+        records = await compute(list(wanted))
+    if failures:
+        raise BackendError(f"{len(failures)} of {len(wanted)} translations with {translator.spec} failed "
+                           f"(first: {failures[0]}); the others are stored, run again to retry")
+    out = [_translation(r, records[k]) if k in wanted else Translation(r, r.text) for k, r in zip(keys, requests)]
+    merged = find_merged([t.request.text for t in out], [t.text if t.checks else "" for t in out])
+    return [replace(t, problem=t.problem or why) if why else t for t, why in zip(out, merged)]
+
+
+def _record(request: TranslationRequest, text: str) -> str:
+    checks = check_translation(request.text, text, request.source, request.target)
+    return json.dumps({"source": request.text, "source_language": request.source, "target_language": request.target,
+                       "text": text, "checks": checks.to_dict()}, ensure_ascii=False)
+
+
+def _translation(request: TranslationRequest, record: str) -> Translation:
+    data = json.loads(record)
+    checks = TranslationChecks.from_dict(data["checks"])
+    return Translation(request, data["text"], checks, checks.problem)
+
+
+async def translate_cached(translator: Translator, requests: Sequence[TranslationRequest], store: "Store | None") -> list[str]:
+    """The texts of `translate_checked`; a translation that failed a check raises BackendError."""
+    out = await translate_checked(translator, requests, store)
+    for translation in out:
+        if not translation.ok:
+            raise BackendError(f"translation with {translator.spec} rejected: {translation.problem}")
+    return [t.text for t in out]
 
 
 # -- precomputed -----------------------------------------------------------------------------------------
@@ -146,12 +208,10 @@ class LLMTranslator:
             async with gate:
                 return await self.model.generate(chunk, self.generation)
 
-        out: list[str] = []
+        out: list[str | TranslationFailed] = []
         for completions in await asyncio.gather(*(one(c) for c in chunks)):
             for completion in completions:
-                if not completion.ok:
-                    raise BackendError(f"translation with {self.spec} failed: {completion.error}")
-                out.append(_unwrap(completion.text))
+                out.append(_unwrap(completion.text) if completion.ok else TranslationFailed(str(completion.error)))
         return out
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..attacks.base import AttackChain, AttackContext, AttackedPrompt, Undecodable
+from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
@@ -59,6 +60,8 @@ async def build_items(task: EvalTask, model: ModelBackend, gen: GenerationConfig
         for attacked in attacked_prompts:
             prompt = attacked.prompt
             response_key, request = request_for(model, gen, attacked, config)
+            if attacked.error:  # never sent: its own key, so it can't stand for a real answer to the same text
+                response_key = content_key("not-sent", response_key, attacked.error)
             record = ItemRecord(
                 key=content_key("item", prompt.id, prompt.language, scenario.name, scenario.chain.spec),
                 position=len(items), prompt_id=prompt.id, language=attacked.language, scenario=scenario.name,
@@ -112,7 +115,8 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     """Ask the model for every response not yet stored. Returns (asked, reused)."""
     unique: dict[str, _Item] = {}
     for item in items:
-        unique.setdefault(item.record.response_key, item)
+        if not item.attacked.error:
+            unique.setdefault(item.record.response_key, item)
     stored = store.ok_response_keys(unique)
     pending = [item for key, item in unique.items() if key not in stored]
     if model.batch_size > 1:  # batches of similar length waste less compute on padding
@@ -176,7 +180,8 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
         return await judge.judge([inp for _, _, inp in batch])
 
     def on_done(batch: Sequence[tuple[str, str, JudgeInput]], verdicts: list[Verdict]) -> None:
-        store.put_verdicts([(key, judge.identity, extracted, v) for (key, extracted, _), v in zip(batch, verdicts)])
+        store.put_verdicts([(key, judge.identity, extracted if v.judged is None else v.judged, v)
+                            for (key, extracted, _), v in zip(batch, verdicts)])
         progress.advance("judge", len(batch))
 
     await dispatch(pending, work, batch_size=judge.batch_size, concurrency=judge.concurrency, on_done=on_done)
@@ -194,20 +199,60 @@ async def run_eval(
     run_name: str,
     ctx: AttackContext | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
+    """Run a task, resuming the run `run_name` when it exists.
+
+    A run of that name made with another task, model identity or judge is refused (InputError) unless
+    `overwrite`, which replaces its items. Every prompt is attacked before anything is stored, so a failing
+    step leaves no run behind."""
     gen = gen or GenerationConfig()
     progress = progress or Progress()
     ctx = ctx or AttackContext(store=store)
     if ctx.store is None:
         ctx.store = store
     items = await build_items(task, model, gen, ctx)
-    store.save_run(RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
-                             config={"generation": gen.to_dict(), **task.config,
-                                     "scenarios": {s.name: s.chain.spec for s in task.scenarios}}))
-    store.add_items(run_name, [it.record for it in items])
+    record = RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
+                       config={"generation": gen.to_dict(), **task.config,
+                               "scenarios": {s.name: s.chain.spec for s in task.scenarios},
+                               "model_identity": identity_digest(model.identity),
+                               "judge_identity": identity_digest(judge.identity)})
+    existing = store.get_run(run_name)
+    if existing is not None and not overwrite:
+        check_same_run(existing, record)
+    store.start_run(record, [it.record for it in items], replace=overwrite and existing is not None)
+    for item in items:
+        if item.attacked.error:
+            store.put_response(item.record.response_key, model.identity, {**item.request, "not_sent": item.attacked.error},
+                               Completion.failed(f"not sent: {item.attacked.error}"))
     asked, reused = await generate_missing(items, model, gen, store, progress)
     judged = await judge_missing(run_name, items, judge, store, progress)
     rows = store.results(run_name)
     errors = [r for r in rows if r.label == "error"]
     return RunSummary(run=run_name, items=len(items), generated=asked, cached=reused, judged=judged,
                       errors=len(errors), first_error=(errors[0].rationale if errors else None))
+
+
+def identity_digest(identity: str) -> str:
+    """A model's or judge's identity as stored with a run: a hash, so a URL it holds is never written out."""
+    return content_key("identity", identity)[:16]
+
+
+def check_same_run(existing: RunRecord, new: RunRecord) -> None:
+    """Refuse to mix two measurements under one run name."""
+    differences = []
+    if existing.task != new.task:
+        differences.append(f"task '{existing.task}' (this command: '{new.task}')")
+    for part, spec in (("model", "model"), ("judge", "judge")):
+        before = existing.config.get(f"{part}_identity")
+        if before is None:  # a run stored before identities were kept: compare specs
+            same = getattr(existing, spec) == getattr(new, spec)
+        else:
+            same = before == new.config[f"{part}_identity"]
+        if not same:
+            old_spec, new_spec = getattr(existing, spec), getattr(new, spec)
+            differences.append(f"{part} '{old_spec}' (this command: '{new_spec}')" if old_spec != new_spec
+                               else f"{part} '{old_spec}' with other weights or settings")
+    if differences:
+        raise InputError(f"run '{existing.name}' already holds {'; '.join(differences)}: choose another --run-name, "
+                         "or pass --overwrite to replace its items", field="run-name")

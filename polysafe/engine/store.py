@@ -8,15 +8,17 @@ not reused: the next run asks again.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
+from ..errors import PolysafeError
 from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
+from .store_file import StoreError, connect  # noqa: F401  (StoreError is part of this module's interface)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -98,14 +100,19 @@ class ResultRow:
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    """The result store. `readonly=True` opens an existing store for reading, also on read-only media.
+
+    Every SQLite failure surfaces as one line naming the file: InputError (exit 2) for a `--db` that is a
+    directory or not a polysafe store, StoreError (exit 1) for a full disk, read-only media or a lock.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, readonly=readonly)
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+            self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -117,22 +124,41 @@ class Store:
         self.close()
 
     def _tx(self, sql: str, rows: Iterable[Sequence]) -> None:
+        with self._transaction():
+            self.db.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
         self.db.execute("BEGIN")
         try:
-            self.db.executemany(sql, rows)
+            yield
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            with contextlib.suppress(PolysafeError):  # a full disk may fail the rollback too; SQLite undoes it on open
+                self.db.execute("ROLLBACK")
             raise
 
     # -- runs -------------------------------------------------------------------------------------------
+    _SAVE_RUN = ("INSERT INTO runs VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET task=excluded.task, "
+                 "model=excluded.model, judge=excluded.judge, config=excluded.config, updated=excluded.updated")
+
     def save_run(self, run: RunRecord) -> None:
+        self.db.execute(self._SAVE_RUN, self._run_row(run))
+
+    @staticmethod
+    def _run_row(run: RunRecord) -> tuple:
         now = time.time()
-        self.db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-            "task=excluded.task, model=excluded.model, judge=excluded.judge, config=excluded.config, updated=excluded.updated",
-            (run.name, run.task, run.model, run.judge, json.dumps(run.config, sort_keys=True), now, now),
-        )
+        return (run.name, run.task, run.model, run.judge, json.dumps(run.config, sort_keys=True), now, now)
+
+    def start_run(self, run: RunRecord, items: Sequence[ItemRecord], *, replace: bool = False) -> None:
+        """Save a run with its items in one transaction: a failure leaves no run without its items.
+
+        `replace` first drops the items the run held (`--overwrite`); responses and verdicts stay, shared."""
+        with self._transaction():
+            if replace:
+                self.db.execute("DELETE FROM items WHERE run=?", (run.name,))
+            self.db.execute(self._SAVE_RUN, self._run_row(run))
+            self.db.executemany(self._ADD_ITEMS, self._item_rows(run.name, items))
 
     def get_run(self, name: str) -> RunRecord | None:
         row = self.db.execute("SELECT name, task, model, judge, config, created, updated FROM runs WHERE name=?", (name,)).fetchone()
@@ -146,14 +172,17 @@ class Store:
         return [(RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]), r[7]) for r in rows]
 
     # -- items ------------------------------------------------------------------------------------------
+    _ADD_ITEMS = ("INSERT INTO items (run, key, position, prompt_id, language, scenario, chain, category, tags, query, "
+                  "prompt, response_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET "
+                  "position=excluded.position, response_key=excluded.response_key, prompt=excluded.prompt")
+
     def add_items(self, run: str, items: Sequence[ItemRecord]) -> None:
-        self._tx(
-            "INSERT INTO items (run, key, position, prompt_id, language, scenario, chain, category, tags, query, prompt, response_key) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET position=excluded.position, "
-            "response_key=excluded.response_key, prompt=excluded.prompt",
-            [(run, i.key, i.position, i.prompt_id, i.language, i.scenario, i.chain, i.category,
-              json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key) for i in items],
-        )
+        self._tx(self._ADD_ITEMS, self._item_rows(run, items))
+
+    @staticmethod
+    def _item_rows(run: str, items: Sequence[ItemRecord]) -> list[tuple]:
+        return [(run, i.key, i.position, i.prompt_id, i.language, i.scenario, i.chain, i.category,
+                 json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key) for i in items]
 
     def set_verdict_keys(self, run: str, pairs: Sequence[tuple[str, str]]) -> None:
         """pairs: (item key, verdict key)."""
@@ -207,6 +236,41 @@ class Store:
 
     def memo_put(self, namespace: str, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO memo VALUES (?,?,?,?)", (namespace, key, value, time.time()))
+
+    def memo_put_many(self, namespace: str, values: Mapping[str, str]) -> None:
+        now = time.time()
+        self._tx("INSERT OR REPLACE INTO memo VALUES (?,?,?,?)", [(namespace, k, v, now) for k, v in values.items()])
+
+    def memoize(self, namespace: str, keys: Iterable[str],
+                compute_missing: Callable[[list[str]], Mapping[str, str]]) -> dict[str, str]:
+        """Values for `keys`: stored ones from the memo table, the others from `compute_missing(missing keys)`.
+
+        `compute_missing` gets the keys not stored yet (no duplicates, first-seen order) and returns the values
+        it could compute; a key it leaves out is neither stored nor returned, so the next call asks again.
+        The new values are committed in one transaction before they are returned."""
+        found, missing = self._memo_lookup(namespace, keys)
+        if missing:
+            found.update(self._memo_store(namespace, missing, compute_missing(missing)))
+        return found
+
+    async def amemoize(self, namespace: str, keys: Iterable[str],
+                       compute_missing: Callable[[list[str]], Awaitable[Mapping[str, str]]]) -> dict[str, str]:
+        """`memoize` for an async `compute_missing` (model calls)."""
+        found, missing = self._memo_lookup(namespace, keys)
+        if missing:
+            found.update(self._memo_store(namespace, missing, await compute_missing(missing)))
+        return found
+
+    def _memo_lookup(self, namespace: str, keys: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+        unique = list(dict.fromkeys(keys))
+        found = self.memo_get_many(namespace, unique)
+        return found, [k for k in unique if k not in found]
+
+    def _memo_store(self, namespace: str, missing: list[str], fresh: Mapping[str, str]) -> dict[str, str]:
+        values = {k: fresh[k] for k in missing if k in fresh}
+        if values:
+            self.memo_put_many(namespace, values)
+        return values
 
     # -- results ----------------------------------------------------------------------------------------
     def results(self, run: str) -> list[ResultRow]:

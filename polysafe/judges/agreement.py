@@ -6,14 +6,14 @@ optionally `language`. Judge errors are counted apart and left out of the agreem
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..data.textfile import read_csv
 from ..errors import InputError
-from ..types import JudgeInput
+from ..types import JudgeInput, Verdict
 from .base import Judge
 
 HUMAN_LABELS = ("safe", "unsafe", "invalid")
@@ -44,26 +44,17 @@ class Agreement:
 
 
 def load_labels(path: str | Path) -> list[LabelledExample]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
+    table = read_csv(path)
+    table.require("prompt", "response", "label")
     out = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
-        for column in ("prompt", "response", "label"):
-            if column not in header:
-                raise InputError(f"missing column (header has: {', '.join(header) or 'nothing'})", file=str(path), line=1, field=column)
-        line = 2
-        for row in reader:
-            row = {(k or "").strip(): v for k, v in row.items()}
-            label = (row.get("label") or "").strip().lower()
-            if label not in HUMAN_LABELS:
-                raise InputError(f"label must be one of {', '.join(HUMAN_LABELS)}, got {label!r}", file=str(path), line=line, field="label")
-            if not (row.get("prompt") or "").strip():
-                raise InputError("empty prompt", file=str(path), line=line, field="prompt")
-            out.append(LabelledExample(row["prompt"].strip(), row.get("response") or "", label, (row.get("language") or "en").strip() or "en"))
-            line = reader.line_num + 1
+    for line, row in table.rows:
+        label = (row.get("label") or "").strip().lower()
+        if label not in HUMAN_LABELS:
+            raise InputError(f"label must be one of {', '.join(HUMAN_LABELS)}, got {label!r}", file=str(path), line=line, field="label")
+        prompt = (row.get("prompt") or "").strip()
+        if not prompt:
+            raise InputError("empty prompt", file=str(path), line=line, field="prompt")
+        out.append(LabelledExample(prompt, row.get("response") or "", label, (row.get("language") or "en").strip() or "en"))
     if not out:
         raise InputError("no labelled rows", file=str(path))
     return out
@@ -101,13 +92,18 @@ def agreement(human: Sequence[str], judged: Sequence[str]) -> Agreement:
     )
 
 
-async def measure(judge: Judge, examples: Sequence[LabelledExample]) -> tuple[Agreement, list[str]]:
+def enough_judged(result: Agreement) -> bool:
+    """Figures over fewer than half of the examples say more about the judge's failures than its agreement."""
+    return result.n * 2 >= result.n + result.errors and result.n > 0
+
+
+async def measure(judge: Judge, examples: Sequence[LabelledExample]) -> tuple[Agreement, list[Verdict]]:
     inputs = [JudgeInput(query=e.prompt, prompt=e.prompt, response=e.response, language=e.language) for e in examples]
-    labels: list[str] = []
+    verdicts: list[Verdict] = []
     size = max(1, judge.batch_size)
     for start in range(0, len(inputs), size):
-        labels.extend(v.label for v in await judge.judge(inputs[start : start + size]))
-    return agreement([e.label for e in examples], labels), labels
+        verdicts.extend(await judge.judge(inputs[start : start + size]))
+    return agreement([e.label for e in examples], [v.label for v in verdicts]), verdicts
 
 
 def agreement_markdown(result: Agreement, judge_spec: str) -> str:

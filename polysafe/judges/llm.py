@@ -92,32 +92,3 @@ class LLMJudge(ModelJudge):
                  summary="MultiJail's three-way judgment (safe/unsafe/invalid) by any model.")
 def _llm(model_spec: str, *, options=None, **_: Any) -> LLMJudge:
     return LLMJudge(model_spec, options=options)
-
-
-class BackTranslatingJudge(Judge):
-    """Translate each non-English response to English, then ask the wrapped judge (the paper's pipeline)."""
-
-    def __init__(self, inner: Judge, translator: "Translator", *, store: "Store | None" = None):
-        self.inner, self.translator, self.store = inner, translator, store
-        self.spec = f"{inner.spec}+back-translate:{translator.spec}"
-        self.identity = f"{inner.identity}|back-translate:{translator.identity}"
-        self.batch_size, self.concurrency = inner.batch_size, inner.concurrency
-
-    async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
-        from ..data.translation import TranslationRequest, translate_cached
-
-        requests = [TranslationRequest(text=i.response, source=i.language, target="en")
-                    for i in items if i.language != "en" and i.response.strip()]
-        try:
-            english = iter(await translate_cached(self.translator, requests, self.store))
-        except Exception as err:  # a failed translation must not become a verdict of any kind but error
-            return [Verdict.error(f"back-translation failed: {err}") for _ in items]
-        translated = [JudgeInput(query=i.query, prompt=i.prompt, response=next(english), language="en")
-                      if i.language != "en" and i.response.strip() else i for i in items]
-        return await self.inner.judge(translated)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-        close = getattr(self.translator, "aclose", None)
-        if close is not None:
-            await close()

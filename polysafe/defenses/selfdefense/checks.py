@@ -10,49 +10,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterable
 
-from ...judges.refusal import find_refusal
-
-# py3langid splits some languages into close varieties; a model writing Chinese may well be read as Cantonese.
-LANGID_ALIASES: dict[str, frozenset[str]] = {
-    "zh": frozenset({"zh", "yue", "wuu", "lzh"}),
-    "jv": frozenset({"jv"}),
-}
+from ...data.refusal_phrases import find_refusal
+# Language ID and loop detection live in polysafe.data.textchecks (translations use them too); re-exported here.
+from ...data.textchecks import CANDIDATE_LANGUAGES, LANGID_ALIASES, detect_language, is_degenerate, is_language  # noqa: F401
 
 NEAR_DUPLICATE_JACCARD = 0.8
-
-
-# py3langid knows 140+ languages, and on one short sentence it often picks a rare neighbour ("How do I boil an
-# egg?" -> Nigerian Pidgin). Ranking among widely written languages, with the close confusables of the
-# MultiJail ten kept in (Indonesian/Malay/Sundanese for Javanese, Assamese for Bengali, Cantonese for Chinese,
-# ...), keeps wrong-language detection without rejecting plain short sentences.
-CANDIDATE_LANGUAGES = (
-    "en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv",
-    "id", "ms", "su", "tl", "yue", "wuu", "ja", "as", "hi", "ur", "fa", "lo", "km", "my", "ta",
-    "es", "fr", "de", "pt", "nl", "ru", "tr",
-)
-
-
-@lru_cache(maxsize=1)
-def _identifier():
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    identifier.set_languages([code for code in CANDIDATE_LANGUAGES if code in identifier.nb_classes])
-    return identifier
-
-
-def detect_language(text: str) -> tuple[str, float]:
-    """(ISO 639-1 code, probability) of the most likely language."""
-    code, probability = _identifier().classify(text)
-    return str(code), float(probability)
-
-
-def is_language(text: str, code: str) -> bool:
-    detected, _ = detect_language(text)
-    return detected in LANGID_ALIASES.get(code, frozenset({code}))
 
 
 def refuses(text: str) -> bool:
@@ -62,14 +26,6 @@ def refuses(text: str) -> bool:
 
 _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
-
-
-def is_degenerate(text: str, *, min_bytes: int = 60, ratio: float = 0.25) -> bool:
-    """A looping generation ("火药火药火药…"), in any script: it compresses far better than language does."""
-    import zlib
-
-    data = text.strip().encode("utf-8")
-    return len(data) >= min_bytes and len(zlib.compress(data, 9)) / len(data) < ratio
 
 
 def normalize_for_match(text: str) -> str:
