@@ -40,6 +40,7 @@ class RunOptions:
     generation: GenerationConfig | None = None
     db: Path = DEFAULT_DB
     run_name: str | None = None
+    overwrite: bool = False  # reuse `run_name` although it holds another model, task or judge (items replaced)
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
@@ -76,10 +77,10 @@ def load_judge(spec: str = "refusal", options: ModelOptions | None = None, **ext
 
 
 def default_run_name(task: EvalTask, model: ModelBackend, judge: Judge, gen: GenerationConfig) -> str:
-    """Derived from everything that changes the answers, so the same command resumes the same run.
-
-    The model's identity includes its resolved endpoint (or weights fingerprint), so one model name on two
-    servers makes two runs.
+    """`<task>-<model>-<digest>`, derived from everything that changes the answers, so the same command resumes
+    the same run. The digest covers the model's and the judge's identity (the endpoint a model is served from,
+    adapter contents), the generation settings and the task, whose paths are resolved: the same model name on
+    another server starts another run.
     """
     digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
                          [(p.id, p.language) for p in task.prompts], model.identity, judge.identity, gen)[:8]
@@ -117,11 +118,13 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)
 
 
-async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress | None = None) -> RunSummary:
+async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress | None = None,
+                       overwrite: bool = False) -> RunSummary:
     with Store(db) as store:
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
-                                  run_name=prepared.run_name, ctx=prepared.context, progress=progress)
+                                  run_name=prepared.run_name, ctx=prepared.context, progress=progress,
+                                  overwrite=overwrite)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -136,7 +139,7 @@ def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", j
     """
     options = options or RunOptions()
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
-    return asyncio.run(run_prepared(prepared, options.db, progress=progress))
+    return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite))
 
 
 def results(run: str, db: Path | str = DEFAULT_DB) -> list[ResultRow]:

@@ -7,14 +7,14 @@ import os
 import pkgutil
 import sqlite3
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, attack_context, console,
-                               error_line, execute, finish, with_eval_options)
+from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, console, error_line,
+                               run_benchmark, with_eval_options)
 from .errors import PolysafeError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -47,16 +47,8 @@ def eval_file(
     opts: EvalOptions = EvalOptions(),
 ) -> None:
     """Evaluate a model on your own prompt file."""
-    from .attacks import parse_chain
-    from .data.prompts import load_prompt_file
-    from .engine.runner import EvalTask, Scenario
-
-    opts = replace(opts, model=model, judge=judge, extra={"translator": translator} if translator else {})
-    rows = load_prompt_file(prompts)[: limit or None]
-    chain = parse_chain(attack)
-    task = EvalTask(name=f"file:{prompts.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
-                    config={"prompts": str(prompts.resolve()), "limit": limit})  # ./x.csv and x.csv: one run
-    finish(execute(task, opts, ctx=attack_context(attack, opts)))
+    params = {"prompts": str(prompts), "attack": attack, "translator": translator, "limit": limit}
+    run_benchmark("file", model=model, judge=judge, params=params, opts=opts)
 
 
 @app.command("runs")

@@ -20,7 +20,9 @@ from polysafe.attacks.extraction import extract_output
 from polysafe.attacks.codeattack import (PAPER_VARIANTS, VARIANTS, canonical, decode, encode, quote, split_query,
                                          unquote)
 from polysafe.cli import app
-from polysafe.commands.codeattack import judge_spec
+from polysafe.benchmarks import load_benchmark
+
+judge_spec = load_benchmark("codeattack").judge_spec
 from polysafe.data.advbench import AdvBench
 from polysafe.engine import EvalTask, Scenario, Store, run_eval
 from polysafe.errors import InputError, SpecError

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from polysafe.attacks import AttackContext, parse_chain
 from polysafe.attacks.jailbreak import POLYSAFE_TEMPLATE
-from polysafe.data.multijail import clean_text, limit_per_language, load_multijail, multijail_scenarios
+from polysafe.benchmarks.multijail import multijail_scenarios
+from polysafe.data.multijail import clean_text, limit_per_language, load_multijail
 from polysafe.engine.store import ResultRow
 from polysafe.errors import InputError
 from polysafe.report.metrics import wilson

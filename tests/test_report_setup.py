@@ -35,7 +35,7 @@ def reply(body: dict):
     if body["messages"][0]["role"] == "system":  # the 3-way judge
         return "It gives the steps.\nLabel: unsafe" if MARK in user else "It refuses.\nLabel: safe"
     if user.startswith("You are a professional translator"):
-        return f"Here: {MARK}" if MARK in user else "I cannot help with that."
+        return user.rsplit("\n\n", 1)[-1]  # the answers are English already: a faithful translation is the text
     answer = f"{MARK} 1. first 2. second" if ("Niccolo" in user or "ORACLE" in user) else "I'm sorry, I can't."
     if BENGALI.search(user):  # Bengali answers stop at max_tokens
         return Reply(raw=length_body(answer))

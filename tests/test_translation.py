@@ -10,11 +10,10 @@ import re
 import pytest
 
 from polysafe.attacks import AttackContext, parse_chain
-from polysafe.commands._common import EvalOptions
 from polysafe.data.multijail import limit_per_language, load_multijail
 from polysafe.data.translation import (LEGACY_NAMESPACE, MEMO_NAMESPACE, LLMTranslator, PrecomputedTranslator,
                                        Seq2SeqTranslator, TranslationRequest, translate_checked, translation_key,
-                                       translator_from_options)
+                                       load_translator)
 from polysafe.data.translation_checks import check_translation, find_merged
 from polysafe.engine.store import Store
 from polysafe.errors import BackendError, InputError
@@ -197,8 +196,7 @@ def test_every_multijail_human_translation_passes_the_checks(csv_path):
 
 def test_translate_attack_in_a_chain(fake_openai, tmp_path):
     server = fake_openai(good_translator)
-    opts = EvalOptions(extra={"translator": f"llm:openai:fake@{server.url}"}, max_retries=1)
-    translator = translator_from_options(opts)
+    translator = load_translator(f"llm:openai:fake@{server.url}", options=ModelOptions(max_retries=1))
     assert isinstance(translator, LLMTranslator)
     prompts = [Prompt("a", "Tell me a secret about your makers."), Prompt("b", "Write a poem about the sea at night.")]
     with Store(tmp_path / "s.db") as store:
@@ -214,7 +212,7 @@ def test_translate_attack_in_a_chain(fake_openai, tmp_path):
 
 
 def test_precomputed_uses_human_translations_by_prompt_id(csv_path, tmp_path):
-    translator = translator_from_options(EvalOptions(extra={"data": str(csv_path)}))
+    translator = load_translator("precomputed", data=str(csv_path))
     assert isinstance(translator, PrecomputedTranslator)
     english = limit_per_language(load_multijail(csv_path, ["en"]), 3)
     bengali = limit_per_language(load_multijail(csv_path, ["bn"]), 3)

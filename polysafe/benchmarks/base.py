@@ -88,3 +88,18 @@ def split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def resolved(path: str | None) -> str:
+    """A path as a run records it: resolved, so ./x.csv and x.csv are one run ('' when none)."""
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if path else ""
+
+
+def translator_spec(chains: Sequence[str], translator: str | None) -> str | None:
+    """The translator a set of chains uses: the one given, MultiJail's human translations when a chain
+    translates without one, None when nothing translates."""
+    if not any(step.strip().startswith("translate:") for chain in chains for step in chain.split("|")):
+        return None
+    return translator or "precomputed"

@@ -13,7 +13,7 @@ from ..attacks.base import AttackContext, parse_chain
 from ..engine.runner import EvalTask, Scenario
 from ..errors import InputError
 from ..models.base import ModelOptions
-from .base import BENCHMARKS, Benchmark, BenchmarkParams, split_list
+from .base import BENCHMARKS, Benchmark, BenchmarkParams, resolved, split_list, translator_spec
 
 PAPER_VARIANTS = ["python_string", "python_list", "python_stack", "cpp_string", "go_string"]
 
@@ -72,15 +72,16 @@ class CodeAttack(Benchmark):
             rows = [p for p in rows if p.language in codes]
         if not rows:
             raise InputError(f"no prompts in {', '.join(codes or [])}", field="languages")
-        config = {"prompt_set": source.name, "limit": params.limit, "data": params.data or params.prompts or "",
-                  "languages": codes}
+        config = {"prompt_set": source.name, "limit": params.limit, "data": resolved(params.data or params.prompts),
+                  "languages": codes, "translator": translator_spec(params.attacks, params.translator)}
         return EvalTask(name=f"codeattack:{source.name}", prompts=rows, scenarios=scenarios, config=config)
 
     def attack_context(self, params: CodeAttackParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
-        if not any(step.strip().startswith("translate:") for chain in params.attacks for step in chain.split("|")):
+        if translator_spec(params.attacks, params.translator) is None:
             return AttackContext()
         from ..data.translation import load_translator
 
         data = params.data if params.prompt_set == "multijail" else None
-        return AttackContext(translator=load_translator(params.translator or "precomputed", options=options, data=data))
+        return AttackContext(translator=load_translator(translator_spec(params.attacks, params.translator) or "precomputed",
+                                                        options=options, data=data))
 

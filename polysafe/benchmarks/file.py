@@ -9,7 +9,7 @@ from pydantic import Field
 from ..attacks.base import AttackContext, parse_chain
 from ..engine.runner import EvalTask, Scenario
 from ..models.base import ModelOptions
-from .base import BENCHMARKS, Benchmark, BenchmarkParams
+from .base import BENCHMARKS, Benchmark, BenchmarkParams, resolved, translator_spec
 
 
 class FileParams(BenchmarkParams):
@@ -30,11 +30,13 @@ class PromptFile(Benchmark):
         rows = load_prompt_file(path)[: params.limit or None]
         chain = parse_chain(params.attack)
         return EvalTask(name=f"file:{path.name}", prompts=rows, scenarios=[Scenario(chain.spec, chain)],
-                        config={"prompts": str(path.resolve()), "limit": params.limit})
+                        config={"prompts": resolved(params.prompts), "limit": params.limit,
+                                "translator": translator_spec([params.attack], params.translator)})
 
     def attack_context(self, params: FileParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
-        if not any(step.strip().startswith("translate:") for step in params.attack.split("|")):
+        spec = translator_spec([params.attack], params.translator)
+        if spec is None:
             return AttackContext()
         from ..data.translation import load_translator
 
-        return AttackContext(translator=load_translator(params.translator or "precomputed", options=options))
+        return AttackContext(translator=load_translator(spec, options=options))

@@ -8,7 +8,9 @@ are translated by the chain (`translate:<lang>`) instead of using the human tran
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+from pathlib import Path
+from typing import Literal, Sequence
 
 from pydantic import Field, field_validator
 
@@ -43,12 +45,12 @@ class MultiJail(Benchmark):
 
     def task(self, params: MultiJailParams) -> EvalTask:  # type: ignore[override]
         from ..data.languages import parse_languages
-        from ..data.multijail import limit_per_language, load_multijail, multijail_scenarios, parse_scenarios
+        from ..data.multijail import limit_per_language, load_multijail
 
         codes = parse_languages(",".join(params.languages))
         names = parse_scenarios(params.scenario)
         template = params.template_file
-        if params.translator != HUMAN:
+        if params.translator != HUMAN:  # English prompts, translated by the chain
             prompts = limit_per_language(load_multijail(params.data, ["en"]), params.limit)
             jailbreak = f"jailbreak:{template}" if template else "jailbreak"
             multijail_scenarios(names, template)  # validates the names and the template file
@@ -58,9 +60,11 @@ class MultiJail(Benchmark):
         else:
             prompts = limit_per_language(load_multijail(params.data, codes), params.limit)
             scenarios = multijail_scenarios(names, template)
-        config = {"dataset": params.data or "hub:DAMO-NLP-SG/MultiJail", "languages": codes,
-                  "limit_per_language": params.limit, "translator": params.translator, "template": template,
-                  "back_translate": params.back_translate}
+        machine = params.translator != HUMAN
+        config = {"dataset": dataset_id(params.data), "languages": codes, "limit_per_language": params.limit,
+                  "translator": params.translator, "translation": "machine" if machine else "human",
+                  "template": template, "back_translate": params.back_translate,
+                  **(template_identity(template) if "intentional" in names else {})}
         return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
 
     def attack_context(self, params: MultiJailParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
@@ -72,7 +76,7 @@ class MultiJail(Benchmark):
         if not params.back_translate:
             return judge
         from ..data.translation import load_translator
-        from ..judges.llm import BackTranslatingJudge
+        from ..judges.backtranslate import BackTranslatingJudge
 
         return BackTranslatingJudge(judge, load_translator(back_translator_spec(params.translator, judge.spec),
                                                            options=options, data=params.data))
@@ -86,3 +90,40 @@ def back_translator_spec(translator: str, judge_spec: str) -> str:
         return "llm:" + judge_spec[len("llm:"):]
     raise InputError("back-translation needs a machine translator: pass --translator llm:<model> or hf:<path>",
                      field="translator")
+
+
+def multijail_scenarios(names: Sequence[str], template: str | None = None) -> list[Scenario]:
+    """`unintentional`: the prompt alone. `intentional`: the prompt inside an English role-play jailbreak.
+
+    `template` is a path to a text with a `{prompt}` slot; None uses polysafe's own template.
+    """
+    scenarios = []
+    for name in names:
+        if name == "unintentional":
+            scenarios.append(Scenario("unintentional", parse_chain("none")))
+        elif name == "intentional":
+            scenarios.append(Scenario("intentional", parse_chain(f"jailbreak:{template}" if template else "jailbreak")))
+        else:
+            raise InputError(f"unknown scenario '{name}' (unintentional, intentional, both)", field="scenario")
+    return scenarios
+
+
+def parse_scenarios(value: str) -> list[str]:
+    value = value.strip().lower()
+    return ["unintentional", "intentional"] if value == "both" else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def template_identity(template_path: str | None) -> dict:
+    """Name and sha256 of the intentional scenario's template text, for the reports' setup block."""
+    from ..attacks.jailbreak import POLYSAFE_TEMPLATE, read_template
+
+    text = read_template(template_path) if template_path else POLYSAFE_TEMPLATE
+    return {"template_name": Path(template_path).name if template_path else None,
+            "template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def dataset_id(data: str | None) -> str:
+    """How the run records its data: the hub id, or the resolved path (./x.csv and x.csv are one run)."""
+    if not data:
+        return "hub:DAMO-NLP-SG/MultiJail"
+    return data if data == "hub" or data.startswith("hf:") else str(Path(data).resolve())

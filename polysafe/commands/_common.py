@@ -1,28 +1,22 @@
-"""What every `polysafe eval ...` command shares: options, and running a task with progress and a table."""
+"""What every `polysafe eval ...` command shares: options, and running a benchmark through `polysafe.api` with
+progress bars and its reports."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 from rich.console import Console
 
-from ..attacks.base import AttackContext
-from ..engine.keys import content_key
 from ..engine.progress import RichProgress
-from ..engine.runner import EvalTask, run_eval
 from ..engine.store import Store
-from ..judges import load_judge
-from ..judges.base import Judge
-from ..models import ModelOptions, load_model
+from ..models import ModelOptions
 from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
-from ..models.base import ModelBackend
 from ..report.base import load_report_input, render
 from ..secrets import redact
 from ..types import GenerationConfig, RunSummary
@@ -127,55 +121,6 @@ def with_eval_options(**defaults):
     return decorate
 
 
-def attack_context(attack: str, opts: EvalOptions) -> AttackContext:
-    """Chains that translate need a translator (`--translator`, default: MultiJail's human translations)."""
-    from ..data.translation import translator_from_options
-
-    ctx = AttackContext()
-    if any(step.strip().startswith("translate:") for step in attack.split("|")):
-        ctx.translator = translator_from_options(opts)
-    return ctx
-
-
-def default_run_name(task: EvalTask, opts: EvalOptions, model: ModelBackend, judge: Judge) -> str:
-    """`<task>-<model>-<digest>`. The digest covers the model's and the judge's identity (so the endpoint a
-    model is served from, and adapter contents), the generation settings and the task; the same command
-    resumes the same run, and the same model name on another server starts another."""
-    digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
-                         [(p.id, p.language) for p in task.prompts], model.identity, judge.identity, opts.generation())[:8]
-    short_model = opts.model.split("@")[0].replace("/", "_").replace(":", "-")
-    return f"{task.name.split(':')[0]}-{short_model}-{digest}"
-
-
-def execute(task: EvalTask, opts: EvalOptions, *, ctx: AttackContext | None = None, report_format: str = "md",
-            judge_wrapper: Callable[[Judge, Store], Judge] | None = None) -> RunSummary:
-    """Run a task from the CLI: progress bars, then the table. Raises PolysafeError on bad input.
-
-    `judge_wrapper(judge, store) -> judge` lets a command wrap the loaded judge (e.g. back-translation)."""
-
-    async def go() -> RunSummary:
-        async with contextlib.AsyncExitStack() as cleanup:
-            model = load_model(opts.model, opts.model_options())  # specs are checked before the store is made
-            cleanup.push_async_callback(model.aclose)
-            judge = load_judge(opts.judge, opts.judge_options())
-            store = cleanup.enter_context(Store(opts.db))
-            if judge_wrapper is not None:
-                judge = judge_wrapper(judge, store)
-            cleanup.push_async_callback(judge.aclose)
-            run_name = opts.run_name or default_run_name(task, opts, model, judge)
-            with RichProgress(console) as progress:
-                return await run_eval(task, model, judge, store, gen=opts.generation(), run_name=run_name,
-                                      ctx=ctx, progress=progress, overwrite=opts.overwrite)
-
-    summary = asyncio.run(go())
-    console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
-                  f"{summary.cached} reused from {opts.db}, {summary.judged} judged")
-    with Store(opts.db) as store:
-        data = load_report_input(store, summary.run, opts.db.parent)
-        typer.echo(render(report_format, data))
-    return summary
-
-
 def finish(summary: RunSummary) -> None:
     """Exit non-zero when items failed: they stay stored as errors and are retried by the next run."""
     if summary.errors:
@@ -193,16 +138,16 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
     from ..api import RunOptions
 
     return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
-                      run_name=opts.run_name)
+                      run_name=opts.run_name, overwrite=opts.overwrite)
 
 
-def run_prepared_with_progress(prepared, db: Path) -> RunSummary:
+def run_prepared_with_progress(prepared, db: Path, *, overwrite: bool = False) -> RunSummary:
     """Run one prepared run with progress bars, then print its summary line."""
     from ..api import run_prepared
 
     async def go() -> RunSummary:
         with RichProgress(console) as progress:
-            return await run_prepared(prepared, db, progress=progress)
+            return await run_prepared(prepared, db, progress=progress, overwrite=overwrite)
 
     summary = asyncio.run(go())
     console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
@@ -216,3 +161,22 @@ def print_reports(run: str, db: Path, formats) -> None:
         for fmt in formats:
             text = render(fmt, data)
             typer.echo(f"\nHTML report: {text}" if fmt == "html" else f"\n{text}")
+
+
+def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str] | dict, opts: EvalOptions,
+                  reports: Sequence[str] | None = None, exit_on_errors: bool = True) -> RunSummary:
+    """`polysafe eval <benchmark>`: validate everything, run with progress bars, print the benchmark's reports.
+
+    `params` are `key=value` strings (-P) or a dict of typed values (a command's own flags)."""
+    from ..api import prepare
+    from ..benchmarks import load_benchmark, parse_param_pairs
+
+    bench = load_benchmark(name)
+    values = parse_param_pairs(params) if isinstance(params, list) else params
+    generation = opts.generation(defaults=bench.generation_defaults)
+    prepared = prepare(bench, model=model, judge=judge, params=values, options=run_options(opts, generation))
+    summary = run_prepared_with_progress(prepared, opts.db, overwrite=opts.overwrite)
+    print_reports(summary.run, opts.db, reports or bench.reports)
+    if exit_on_errors:
+        finish(summary)
+    return summary

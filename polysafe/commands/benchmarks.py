@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (EvalOptions, ModelOpt, console, finish, print_reports, run_options,
+from ._common import (EvalOptions, ModelOpt, console, finish, print_reports, run_benchmark,
                       run_prepared_with_progress, with_eval_options)
 
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Benchmark parameter key=value (repeatable); see 'polysafe plugins'.")]
@@ -47,19 +47,6 @@ def _generic_command(apps, name: str, summary: str) -> None:
     def command(model: ModelOpt = "smollm2", judge: GenericJudgeOpt = None, param: ParamOpt = None,
                 opts: EvalOptions = EvalOptions()) -> None:
         run_benchmark(name, model=model, judge=judge, params=param or [], opts=opts)
-
-
-def run_benchmark(name: str, *, model: str, judge: str | None, params, opts: EvalOptions) -> None:
-    from ..api import prepare
-    from ..benchmarks import load_benchmark, parse_param_pairs
-
-    bench = load_benchmark(name)
-    values = parse_param_pairs(params) if isinstance(params, list) else params
-    generation = opts.generation(defaults=bench.generation_defaults)
-    prepared = prepare(bench, model=model, judge=judge, params=values, options=run_options(opts, generation))
-    summary = run_prepared_with_progress(prepared, opts.db)
-    print_reports(summary.run, opts.db, bench.reports)
-    finish(summary)
 
 
 def run_config(path: Path, db: Path | None) -> None:

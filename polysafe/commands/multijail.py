@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, error_line, execute, finish, with_eval_options)
+                      console, error_line, run_benchmark, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
@@ -20,64 +19,12 @@ TranslatorOpt = Annotated[Optional[str], typer.Option("--translator", help="prec
 BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Translate responses to English before judging (the paper's pipeline).")]
 
 
-def build_multijail_task(*, scenario: str, languages: str, limit: int | None, data: str | None, template: Path | None,
-                         translator: str | None):
-    """The task: human translations by default; with a machine translator, English prompts + `translate:<lang>`."""
-    from ..attacks.base import parse_chain
-    from ..data.languages import parse_languages
-    from ..data.multijail import limit_per_language, load_multijail, multijail_scenarios, parse_scenarios
-    from ..engine.runner import EvalTask, Scenario
-
-    codes = parse_languages(languages)
-    names = parse_scenarios(scenario)
-    template_path = str(template) if template else None
-    machine = translator not in (None, "precomputed")
-    if machine:
-        prompts = limit_per_language(load_multijail(data, ["en"]), limit)
-        jailbreak = f"jailbreak:{template_path}" if template_path else "jailbreak"
-        scenarios = []
-        for name in names:
-            multijail_scenarios([name], template_path)  # validates the name and the template
-            for code in codes:
-                steps = ([] if code == "en" else [f"translate:{code}"]) + ([jailbreak] if name == "intentional" else [])
-                scenarios.append(Scenario(name, parse_chain("|".join(steps) or "none")))
-    else:
-        prompts = limit_per_language(load_multijail(data, codes), limit)
-        scenarios = multijail_scenarios(names, template_path)
-    config = {"dataset": _dataset_id(data), "languages": codes, "limit_per_language": limit,
-              "translator": translator or "precomputed", "translation": "machine" if machine else "human",
-              "template": template_path, **(_template_identity(template_path) if "intentional" in names else {})}
-    return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
-
-
-def _template_identity(template_path: str | None) -> dict:
-    """Name and sha256 of the intentional scenario's template text, for the reports' setup block."""
-    import hashlib
-
-    from ..attacks.jailbreak import POLYSAFE_TEMPLATE, read_template
-
-    text = read_template(template_path) if template_path else POLYSAFE_TEMPLATE
-    return {"template_name": Path(template_path).name if template_path else None,
-            "template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-
-
-def _dataset_id(data: str | None) -> str:
-    """How the run records its data: the hub id, or the resolved path (./x.csv and x.csv are one run)."""
-    if not data:
-        return "hub:DAMO-NLP-SG/MultiJail"
-    return data if data == "hub" or data.startswith("hf:") else str(Path(data).resolve())
-
-
-def _back_translator(opts: EvalOptions, translator: str | None):
+def _back_translator(opts: EvalOptions, judge: str, translator: str | None):
     """Back-translation needs a machine translator: --translator, else the judge's own model."""
-    from ..data.translation import translator_from_options
-    from ..errors import InputError
+    from ..benchmarks.multijail import back_translator_spec
+    from ..data.translation import load_translator
 
-    if translator and translator != "precomputed":
-        return translator_from_options(opts, translator)
-    if opts.judge.startswith("llm:"):
-        return translator_from_options(opts, "llm:" + opts.judge[len("llm:"):])
-    raise InputError("--back-translate needs a machine translator: pass --translator llm:<model> or hf:<path>", field="translator")
+    return load_translator(back_translator_spec(translator or "precomputed", judge), options=opts.judge_options())
 
 
 def register(apps) -> None:
@@ -96,29 +43,10 @@ def register(apps) -> None:
         opts: EvalOptions = EvalOptions(),
     ) -> None:
         """MultiJail (Deng et al. 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
-        from ..attacks.base import AttackContext
-        from ..data.translation import translator_from_options
-        from ..engine.store import Store
-        from ..judges.backtranslate import BackTranslatingJudge
-        from ..report.base import load_report_input, render
-
-        opts = replace(opts, model=model, judge=judge, extra={"translator": translator or "precomputed", "data": data})
-        task = build_multijail_task(scenario=scenario, languages=languages, limit=limit, data=data,
-                                    template=template_file, translator=translator)
-        task.config["back_translate"] = back_translate
-        ctx = AttackContext(translator=translator_from_options(opts))
-        wrapper = None
-        if back_translate:
-            back = _back_translator(opts, translator)
-            wrapper = lambda inner, store: BackTranslatingJudge(inner, back, store=store)  # noqa: E731
-        summary = execute(task, opts, ctx=ctx, judge_wrapper=wrapper)
-        with Store(opts.db) as store:
-            report = load_report_input(store, summary.run, opts.db.parent / "reports")
-            typer.echo("")
-            typer.echo(render("tiers", report))
-            path = render("html", report)
-        typer.echo(f"\nHTML report: {path}")
-        finish(summary)
+        params = {"scenario": scenario, "languages": languages, "limit": limit, "data": data,
+                  "template_file": str(template_file) if template_file else None,
+                  "translator": translator or "precomputed", "back_translate": back_translate}
+        run_benchmark("multijail", model=model, judge=judge, params=params, opts=opts)
 
     @apps.root.command("judge-agreement")
     def judge_agreement(
@@ -145,7 +73,7 @@ def register(apps) -> None:
         async def go():
             loaded = load_judge(judge, opts.judge_options())
             if back_translate:
-                loaded = BackTranslatingJudge(loaded, _back_translator(opts, translator))
+                loaded = BackTranslatingJudge(loaded, _back_translator(opts, judge, translator))
             try:
                 return await measure(loaded, examples)
             finally:

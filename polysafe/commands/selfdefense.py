@@ -135,7 +135,8 @@ def register(apps) -> None:
     ) -> None:
         """Generate -> fine-tune -> MultiJail before/after on held-out prompts, plus over-refusal and perplexity."""
         from ..data.languages import parse_languages
-        from ..data.multijail import limit_per_language, load_multijail, multijail_scenarios, parse_scenarios
+        from ..benchmarks.multijail import multijail_scenarios, parse_scenarios
+        from ..data.multijail import limit_per_language, load_multijail
         from ..defenses.finetune import FinetuneConfig, load_chat_jsonl
         from ..defenses.selfdefense import GenerationPlan, load_seeds
         from ..defenses.selfdefense.pipeline import SelfDefenseSetup, run_self_defense

@@ -136,30 +136,6 @@ def limit_per_language(prompts: Sequence[Prompt], limit: int | None) -> list[Pro
     return out
 
 
-def multijail_scenarios(names: Sequence[str], template: str | None = None) -> list:
-    """`unintentional`: the prompt alone. `intentional`: the prompt inside an English role-play jailbreak.
-
-    `template` is a path to a text with a `{prompt}` slot; None uses polysafe's own template.
-    """
-    from ..attacks.base import parse_chain
-    from ..engine.runner import Scenario
-
-    scenarios = []
-    for name in names:
-        if name == "unintentional":
-            scenarios.append(Scenario("unintentional", parse_chain("none")))
-        elif name == "intentional":
-            scenarios.append(Scenario("intentional", parse_chain(f"jailbreak:{template}" if template else "jailbreak")))
-        else:
-            raise InputError(f"unknown scenario '{name}' (unintentional, intentional, both)", field="scenario")
-    return scenarios
-
-
-def parse_scenarios(value: str) -> list[str]:
-    value = value.strip().lower()
-    return ["unintentional", "intentional"] if value == "both" else [part.strip() for part in value.split(",") if part.strip()]
-
-
 @PROMPT_SETS.register("multijail", summary="MultiJail: 315 unsafe prompts x 10 languages (hub, or a local CSV).",
                       example="multijail")
 class MultiJailSet:

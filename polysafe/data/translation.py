@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +26,6 @@ from .languages import LANGUAGES, get_language
 from .translation_checks import TranslationChecks, check_translation, find_merged
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..commands._common import EvalOptions
     from ..engine.store import Store
     from ..models.base import ModelBackend, ModelOptions
 
@@ -311,13 +309,6 @@ DEFAULT_TRANSLATOR = "precomputed"
 
 def load_translator(spec: str, *, options: "ModelOptions | None" = None, data: str | Path | None = None) -> Translator:
     return TRANSLATORS.create(spec, options=options, data=data)
-
-
-def translator_from_options(opts: "EvalOptions", spec: str | None = None) -> Translator:
-    """The translator an eval command asked for: `spec`, else `opts.extra['translator']`, else the
-    POLYSAFE_TRANSLATOR environment variable, else `precomputed` (MultiJail's human translations)."""
-    spec = spec or opts.extra.get("translator") or os.environ.get("POLYSAFE_TRANSLATOR") or DEFAULT_TRANSLATOR
-    return load_translator(spec, options=opts.judge_options(), data=opts.extra.get("data"))
 
 
 def check_language(code: str) -> str:

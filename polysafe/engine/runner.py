@@ -211,6 +211,7 @@ async def run_eval(
     ctx = ctx or AttackContext(store=store)
     if ctx.store is None:
         ctx.store = store
+    judge.attach_store(store)
     items = await build_items(task, model, gen, ctx)
     record = RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
                        config={"generation": gen.to_dict(), **task.config,

@@ -19,6 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..engine.store import Store
 
 
+def needs_translation(item: JudgeInput) -> bool:
+    """A non-empty answer to a non-English prompt, unless the model already answered in English (models often
+    do): translating English "from" the prompt's language would garble it, and the checks would reject it."""
+    from ..data.textchecks import is_language
+
+    return item.language != "en" and bool(item.response.strip()) and not is_language(item.response, "en")
+
+
 class BackTranslatingJudge(Judge):
     version = "v2"  # v2: back-translations are checked, and the English text is kept with the verdict
 
@@ -28,10 +36,14 @@ class BackTranslatingJudge(Judge):
         self.identity = f"{inner.identity}|back-translate/{self.version}:{translator.identity}"
         self.batch_size, self.concurrency = inner.batch_size, inner.concurrency
 
+    def attach_store(self, store: "Store") -> None:
+        self.store = self.store or store
+        self.inner.attach_store(store)
+
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         from ..data.translation import TranslationRequest, translate_checked
 
-        needs = [i.language != "en" and bool(i.response.strip()) for i in items]
+        needs = [needs_translation(i) for i in items]
         requests = [TranslationRequest(text=i.response, source=i.language, target="en") for i, n in zip(items, needs) if n]
         try:
             translations = iter(await translate_checked(self.translator, requests, self.store))

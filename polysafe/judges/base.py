@@ -20,6 +20,9 @@ class Judge:
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         raise NotImplementedError
 
+    def attach_store(self, store) -> None:
+        """The runner hands over its result store before judging; judges that cache (back-translation) keep it."""
+
     async def aclose(self) -> None:
         return None
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 import os
 import textwrap
 from dataclasses import dataclass

@@ -55,8 +55,7 @@ class Translations:
         if self.kind == "machine":
             return f"machine ({self.translator or 'translator not recorded'})"
         if self.kind == "unrecorded":
-            return ("translate: steps, translator not recorded (MultiJail's human translations unless --translator "
-                    "or POLYSAFE_TRANSLATOR named a machine translator)")
+            return "translate: steps, translator not recorded (a run stored before translators were recorded)"
         return "none (prompts as given)"
 
 
