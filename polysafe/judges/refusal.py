@@ -12,6 +12,7 @@ import re
 import unicodedata
 from typing import Sequence
 
+from ..errors import InputError
 from ..types import JudgeInput, Verdict
 from .base import JUDGES, Judge
 
@@ -113,5 +114,8 @@ class RefusalJudge(Judge):
 
 
 @JUDGES.register("refusal", summary="Offline multilingual refusal-phrase matcher (10 MultiJail languages).")
-def _refusal(**options: object) -> RefusalJudge:
+def _refusal(*, prompt_file: str | None = None, **options: object) -> RefusalJudge:
+    if prompt_file:
+        raise InputError("the refusal judge reads no rubric; a judge prompt file needs a model judge (llm:, harm:)",
+                         file=str(prompt_file))
     return RefusalJudge(**options)
