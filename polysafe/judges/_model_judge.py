@@ -77,23 +77,22 @@ _MAX_JSON_LINES = 60  # how far back a trailing JSON object may start
 
 def final_part(answer: str) -> FinalPart | None:
     """The judge's final part, or None for an empty answer. A closing markdown fence after it is ignored."""
-    lines = [line for line in answer.splitlines()]
+    lines = answer.splitlines()
     while lines and (not lines[-1].strip() or _FENCE_LINE.match(lines[-1])):
         lines.pop()
     if not lines:
         return None
     for start in range(len(lines) - 1, max(-1, len(lines) - 1 - _MAX_JSON_LINES), -1):
-        if lines[start].lstrip().startswith("{"):
-            try:
-                data = json.loads("\n".join(lines[start:]))
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                head = lines[:start]
-                if head and _FENCE_LINE.match(head[-1]):
-                    head = head[:-1]  # the opening ```json
-                return FinalPart(None, data, "\n".join(head), alone=not "".join(head).strip())
-            break
+        if not lines[start].lstrip().startswith("{"):
+            continue
+        try:
+            data = json.loads("\n".join(lines[start:]))  # the object must run to the very end
+        except ValueError:
+            continue
+        head = lines[:start]
+        if head and _FENCE_LINE.match(head[-1]):
+            head = head[:-1]  # the opening ```json
+        return FinalPart(None, data, "\n".join(head), alone=not "".join(head).strip())
     head = "\n".join(lines[:-1])
     return FinalPart(normalize(lines[-1]), None, head, alone=not head.strip())
 

@@ -46,7 +46,7 @@ def parse_label(answer: str) -> tuple[str, str] | None:
         return None
     if final.data is not None:
         label = normalize(str(final.data.get("label", ""))).lower()
-        if label not in LABEL_WORDS or not label.isascii():
+        if label not in LABEL_WORDS:
             return None
         return label, str(final.data.get("reason") or final.data.get("rationale") or final.rationale).strip()
     line = _LABEL_LINE.match(final.line or "")
