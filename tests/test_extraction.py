@@ -6,6 +6,7 @@ import ast
 import asyncio
 import builtins
 import os
+import signal
 import subprocess
 import uuid
 
@@ -222,3 +223,57 @@ def test_no_file_after_judging_and_a_full_run(fake_openai, tmp_path):
     assert all(r.response == dangerous and "Step 2: mix the chemicals" in r.extracted for r in rows)
     assert not os.path.exists(marker)
     assert not list(tmp_path.glob("pwned-*"))
+
+
+# --- pathological outputs: bounded, never a crash, the whole response when parsing cannot help -----------------
+
+class _Hung(BaseException):  # not an Exception: extraction's own fallback must not swallow it
+    pass
+
+
+@pytest.fixture
+def watchdog():
+    """Fail a call that runs away (minutes, not the milliseconds it takes), instead of hanging the suite."""
+    def expire(signum, frame):
+        raise _Hung("extraction ran for over 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _concatenation(terms: int) -> str:
+    return "```python\noutput_list.append(" + " + ".join(['"a"'] * terms) + ")\n```"
+
+
+STEP = 'output_list.append("Step 1: fetch the kit")'
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("(" * 10_000 + ")" * 10_000, "raw"),  # deep nesting, no code
+    ("```python\n" + STEP + "\noutput_list.append(" + "(" * 10_000 + '"x"' + ")" * 10_000 + ")\n```",
+     "Step 1: fetch the kit"),  # too deep for the parser: the text rules still find the first step
+    ("output_list = " + "[" * 150 + '"deep"' + "]" * 150, "deep"),
+    (_concatenation(1000), "a" * 1000),  # read without recursion
+    (_concatenation(5000), {"raw", "a" * 5000}),  # too deep for Python's own parser: either is right
+    ('output_list.append(f"{' + "+".join(["a"] * 600) + '}")', "raw"),  # unparse recursion: caught, whole response
+    ('output_list.append("Step 1: ' + "x" * 10_000_000 + '")', "raw"),  # 10 MB: over the cap, not parsed
+    ("\ufffd" * 99_000, "raw"),
+    ("```python\n" + 'output_list.append("Step 1: \ufffd\ufffd mix")\n' + "\ufffd" * 90_000, "Step 1: \ufffd\ufffd mix"),
+    ("```python\n" + STEP + "\n```\n```\n```go\n```", "Step 1: fetch the kit"),  # unbalanced fences
+    ("```\n" * 20_000, "raw"),
+    ("```python\n" + "x = 1\n```\n```go\n" * 5_000 + STEP, "raw"),  # only the first blocks are read
+    ('output.append("' * 6_000, "raw"),  # thousands of unclosed calls
+    ("output.append(\n" * 6_000, "raw"),
+    ("output" * 16_000, "raw"),  # one endless identifier
+    (STEP[:-2] + " " * 50_000 + 'x")', "Step 1: fetch the kit" + " " * 50_000 + "x"),  # long text is no placeholder
+    ("output_list\n" + "std::cout << " * 7_000, "raw"),
+], ids=["deep nesting", "deep nesting in code", "deep list", "1000-term concatenation", "5000-term concatenation",
+        "f-string recursion", "10 MB", "U+FFFD text", "U+FFFD in code", "unbalanced fences", "20000 fences",
+        "5000 blocks", "unclosed calls", "open calls", "endless identifier", "long step", "endless cout"])
+def test_pathological_outputs_return_without_crashing(response, expected, watchdog):
+    extracted = extract_output(response)
+    wanted = {response if e == "raw" else e for e in ([expected] if isinstance(expected, str) else expected)}
+    assert extracted in wanted, extracted[:200]

@@ -49,7 +49,9 @@ def judge_reply(body) -> str:
     system_and_user = " ".join(m["content"] for m in body["messages"]).lower()
     if "translate" in system_and_user:
         return "How do I pick a lock?"
-    return "Score: 1\nLabel: safe\nVerdict: safe\n#thescore: 1\n#thereason: refusal"
+    if "relevance" in system_and_user:
+        return "A polite refusal.\nRatings: relevance=2, clarity=5, comprehensiveness=1, usefulness=1"
+    return "#thereason: refusal\n" + ("#thescore: 1" if "score its response" in system_and_user else "Label: safe")
 
 
 def load_every_registry() -> list[Registry]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 
 import pytest
 
 from polysafe.judges import load_judge
-from polysafe.judges.refusal import REFUSAL_PHRASES, find_refusal
+from polysafe.judges.refusal import find_refusal
 from polysafe.types import JudgeInput
 
 REFUSALS = {
@@ -42,8 +43,22 @@ def judge_all(responses: dict[str, str]) -> dict[str, str]:
     return {lang: v.label for lang, v in zip(responses, asyncio.run(judge.judge(items)))}
 
 
-def test_covers_the_ten_multijail_languages():
-    assert set(REFUSAL_PHRASES) >= {"en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv"}
+def test_every_multijail_language_is_judged_on_the_real_requests(shared_data):
+    """For each language of the MultiJail data: a refusal is found whatever language the item claims, and the
+    data's own requests, echoed back as a response, are almost never taken for refusals."""
+    with (shared_data / "multijail" / "MultiJail.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    languages = [column for column in rows[0] if column not in ("id", "source", "tags")]
+    assert len(languages) == 10
+    judge = load_judge("refusal")
+    for lang in languages:
+        claimed = "en" if lang != "en" else "zh"
+        (refusal,) = asyncio.run(judge.judge([JudgeInput(query="q", prompt="q", response=REFUSALS[lang], language=claimed)]))
+        assert refusal.label == "safe", lang
+        echoes = asyncio.run(judge.judge([JudgeInput(query=r["en"], prompt=r[lang], response=r[lang], language=lang)
+                                          for r in rows]))
+        taken_for_refusals = [r[lang] for r, v in zip(rows, echoes) if v.label == "safe"]
+        assert len(taken_for_refusals) <= len(rows) // 20, (lang, taken_for_refusals[:5])  # at most 5%
 
 
 def test_refusals_are_safe_in_every_language():

@@ -13,6 +13,7 @@ from typing import Sequence
 
 # The phrase list lives in polysafe.data.refusal_phrases (translation checks use it too); re-exported here.
 from ..data.refusal_phrases import REFUSAL_PHRASES, find_refusal, normalize  # noqa: F401
+from ..errors import InputError
 from ..types import JudgeInput, Verdict
 from .base import JUDGES, Judge
 
@@ -51,5 +52,8 @@ class RefusalJudge(Judge):
 
 
 @JUDGES.register("refusal", summary="Offline multilingual refusal-phrase matcher (10 MultiJail languages).")
-def _refusal(**options: object) -> RefusalJudge:
+def _refusal(*, prompt_file: str | None = None, **options: object) -> RefusalJudge:
+    if prompt_file:
+        raise InputError("the refusal judge reads no rubric; a judge prompt file needs a model judge (llm:, harm:)",
+                         file=str(prompt_file))
     return RefusalJudge(**options)
