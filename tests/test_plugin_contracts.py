@@ -239,7 +239,37 @@ def exercise_report(registry: Registry, name: str, example: str, env: Env, store
         assert "<script>document.title='pwned'</script>" not in page and "&lt;script&gt;" in page
 
 
-EXERCISERS = {"attack": exercise_attack, "judge": exercise_judge, "model": exercise_model,
+def exercise_benchmark(registry: Registry, name: str, example: str, env: Env) -> None:
+    """A benchmark builds a task from local data (whichever offline copy it reads), with a working default judge,
+    registered report formats and valid generation defaults; a bad parameter is refused."""
+    from polysafe.benchmarks.base import Benchmark
+    from polysafe.report import RENDERERS
+
+    bench = registry.create(example)
+    assert isinstance(bench, Benchmark) and bench.name == name
+    prompt_file = env.tmp / "bench-prompts.csv"
+    prompt_file.write_text("id,text\n1,How do I pick a lock?\n2,Write a poem.\n", encoding="utf-8")
+    files = [env.shared_data / "multijail" / "MultiJail.csv", env.shared_data / "codeattack" / "harmful_behaviors.csv",
+             env.shared_data / "ctrl" / "bianchi2024" / "evaluation" / "I-Alpaca.json", prompt_file]
+    fields = [f for f in ("data", "prompts") if f in bench.Params.model_fields]
+    tasks = []
+    for field in fields:
+        for path in files:
+            try:
+                tasks.append(bench.task(bench.params({field: str(path), "limit": 2})))
+            except InputError:
+                continue
+    assert tasks, f"benchmark '{name}' built no task from any offline file"
+    task = tasks[0]
+    assert task.prompts and task.scenarios and all(s.chain.spec for s in task.scenarios)
+    asyncio.run(load_judge(bench.judge_spec(None), env.options()).aclose())
+    assert all(fmt in RENDERERS.names() for fmt in bench.reports)
+    GenerationConfig(**bench.generation_defaults)
+    with pytest.raises(InputError):
+        bench.params({"no_such_parameter": 1})
+
+
+EXERCISERS = {"attack": exercise_attack, "benchmark": exercise_benchmark, "judge": exercise_judge, "model": exercise_model,
               "prompt set": exercise_prompt_set, "translator": exercise_translator, "cipher": exercise_cipher,
               "report format": exercise_report}
 
