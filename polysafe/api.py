@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from .attacks.base import AttackContext
 from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
-from .engine.keys import content_key
+from .keys import content_key
 from .engine.progress import Progress
 from .engine.runner import EvalTask, run_eval
 from .engine.store import ResultRow, Store

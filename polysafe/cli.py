@@ -132,12 +132,8 @@ def _registries():
 
     from .registry import all_registries
 
-    for stage in ("models", "attacks", "judges", "data", "report", "benchmarks", "attacks.cipher"):
+    for stage in ("models", "attacks", "judges", "data", "translators", "report", "benchmarks", "attacks.cipher"):
         importlib.import_module(f"polysafe.{stage}")
-    try:
-        importlib.import_module("polysafe.translators")
-    except ImportError:
-        importlib.import_module("polysafe.data.translation")
     return [(registry.kind, registry) for registry in all_registries()]
 
 

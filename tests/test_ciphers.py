@@ -13,7 +13,7 @@ from polysafe.attacks.base import Undecodable
 from polysafe.attacks.cipher import CIPHER_SCENARIOS, CIPHERS, load_cipher
 from polysafe.attacks.cipherchat import DEMONSTRATIONS
 from polysafe.data.advbench import parse_advbench
-from polysafe.data.translation import load_translator
+from polysafe.translators import load_translator
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
 from polysafe.engine.store import Store
 from polysafe.errors import InputError, SpecError

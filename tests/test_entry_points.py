@@ -66,7 +66,7 @@ def test_plugins_never_take_built_in_names_whichever_registry_loads_first(plugin
     script = ("from polysafe.judges import JUDGES; JUDGES.names()\n"
               "from polysafe.attacks import ATTACKS, parse_chain\n"
               "from polysafe.attacks.jailbreak import JailbreakAttack\n"
-              "from polysafe.data.translation import TRANSLATORS\n"
+              "from polysafe.translators import TRANSLATORS\n"
               "print(type(ATTACKS.create('jailbreak')) is JailbreakAttack, parse_chain('none').spec, TRANSLATORS.names())")
     result = run_python(plugin_site, "-c", script)
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from polysafe.data.translation import LLMTranslator
+from polysafe.translators.llm import LLMTranslator
 from polysafe.judges import load_judge
 from polysafe.judges.agreement import agreement, cohen_kappa, load_labels
 from polysafe.judges.backtranslate import BackTranslatingJudge

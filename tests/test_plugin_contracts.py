@@ -134,7 +134,7 @@ def env(servers, shared_data, tmp_path, monkeypatch):
 
 # -- exercisers, one per kind ------------------------------------------------------------------------------
 def exercise_attack(registry: Registry, name: str, example: str, env: Env) -> None:
-    from polysafe.data.translation import load_translator
+    from polysafe.translators import load_translator
 
     translator = load_translator("llm:openai:fake", options=env.options())
     ctx = AttackContext(translator=translator, store=Store(env.tmp / "s.db"))
@@ -196,7 +196,7 @@ def exercise_prompt_set(registry: Registry, name: str, example: str, env: Env) -
 
 def exercise_translator(registry: Registry, name: str, example: str, env: Env) -> None:
     from polysafe.data.multijail import load_multijail
-    from polysafe.data.translation import TranslationRequest
+    from polysafe.translators import TranslationRequest
 
     translator = create(registry, env.local(example), **env.offered())
     assert translator.spec and translator.identity

@@ -11,10 +11,12 @@ import pytest
 
 from polysafe.attacks import AttackContext, parse_chain
 from polysafe.data.multijail import limit_per_language, load_multijail
-from polysafe.data.translation import (LEGACY_NAMESPACE, MEMO_NAMESPACE, LLMTranslator, PrecomputedTranslator,
-                                       Seq2SeqTranslator, TranslationRequest, translate_checked, translation_key,
-                                       load_translator)
-from polysafe.data.translation_checks import check_translation, find_merged
+from polysafe.translators import TranslationRequest, load_translator, translate_checked, translation_key
+from polysafe.translators.base import LEGACY_NAMESPACE, MEMO_NAMESPACE
+from polysafe.translators.llm import LLMTranslator
+from polysafe.translators.precomputed import PrecomputedTranslator
+from polysafe.translators.seq2seq import Seq2SeqTranslator
+from polysafe.translators.checks import check_translation, find_merged
 from polysafe.engine.store import Store
 from polysafe.errors import BackendError, InputError
 from polysafe.models import ModelOptions

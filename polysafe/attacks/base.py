@@ -44,7 +44,7 @@ class AttackedPrompt:
 class AttackContext:
     """What an attack may need beyond its input: a translator, and the store for caching."""
 
-    translator: Any = None  # a polysafe.data.translation.Translator, when a chain translates
+    translator: Any = None  # a polysafe.translators.Translator, when a chain translates
     store: "Store | None" = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..data.languages import get_language
-from ..data.translation import TranslationRequest, translate_checked
+from ..translators import TranslationRequest, translate_checked
 from ..errors import InputError
 from .base import ATTACKS, Attack, AttackContext, AttackedPrompt
 

@@ -79,7 +79,7 @@ class CodeAttack(Benchmark):
     def attack_context(self, params: CodeAttackParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
         if translator_spec(params.attacks, params.translator) is None:
             return AttackContext()
-        from ..data.translation import load_translator
+        from ..translators import load_translator
 
         data = params.data if params.prompt_set == "multijail" else None
         return AttackContext(translator=load_translator(translator_spec(params.attacks, params.translator) or "precomputed",

@@ -37,6 +37,6 @@ class PromptFile(Benchmark):
         spec = translator_spec([params.attack], params.translator)
         if spec is None:
             return AttackContext()
-        from ..data.translation import load_translator
+        from ..translators import load_translator
 
         return AttackContext(translator=load_translator(spec, options=options))

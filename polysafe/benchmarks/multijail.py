@@ -68,14 +68,14 @@ class MultiJail(Benchmark):
         return EvalTask(name="multijail", prompts=prompts, scenarios=scenarios, config=config)
 
     def attack_context(self, params: MultiJailParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
-        from ..data.translation import load_translator
+        from ..translators import load_translator
 
         return AttackContext(translator=load_translator(params.translator, options=options, data=params.data))
 
     def wrap_judge(self, judge: Judge, params: MultiJailParams, options: ModelOptions) -> Judge:  # type: ignore[override]
         if not params.back_translate:
             return judge
-        from ..data.translation import load_translator
+        from ..translators import load_translator
         from ..judges.backtranslate import BackTranslatingJudge
 
         return BackTranslatingJudge(judge, load_translator(back_translator_spec(params.translator, judge.spec),

@@ -22,7 +22,7 @@ BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Transl
 def _back_translator(opts: EvalOptions, judge: str, translator: str | None):
     """Back-translation needs a machine translator: --translator, else the judge's own model."""
     from ..benchmarks.multijail import back_translator_spec
-    from ..data.translation import load_translator
+    from ..translators import load_translator
 
     return load_translator(back_translator_spec(translator or "precomputed", judge), options=opts.judge_options())
 

@@ -39,7 +39,7 @@ def download(url: str, *, timeout: float = 60.0) -> str:
     """The CSV at `url`, cached by URL under the polysafe cache folder."""
     import httpx
 
-    from ..models.smollm2 import cache_root
+    from ..paths import cache_root
 
     cached = cache_root() / "advbench" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".csv")
     if cached.is_file():

@@ -1,6 +1,6 @@
-"""The evaluation loop (runner), the SQLite result store, content keys and progress hooks.
+"""The evaluation loop (runner), the SQLite result store and progress hooks.
 
-Names are resolved lazily so that importing `polysafe.engine.keys` never imports the runner (no cycles).
+Names are resolved lazily so that importing `polysafe.engine.store` never imports the runner.
 """
 
 _LAZY = {"EvalTask": "runner", "Scenario": "runner", "run_eval": "runner", "Store": "store"}

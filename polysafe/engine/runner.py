@@ -16,7 +16,7 @@ from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
 from .dispatch import dispatch
-from .keys import content_key
+from ..keys import content_key
 from .progress import Progress
 from .store import ItemRecord, RunRecord, Store
 

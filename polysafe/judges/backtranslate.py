@@ -1,7 +1,7 @@
 """Back-translation: translate each non-English response to English, then ask the wrapped judge (MultiJail's
 pipeline for English-only judges).
 
-Each back-translation is checked (`polysafe.data.translation_checks`) and stored with its checks; a
+Each back-translation is checked (`polysafe.translators.checks`) and stored with its checks; a
 translation that fails a check, or a failed translation call, makes the verdict an `error`, never a label.
 The English text is the verdict's `judged` text, so the store keeps what the judge actually read.
 """
@@ -15,7 +15,7 @@ from ..types import JudgeInput, Verdict
 from .base import Judge
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..data.translation import Translator
+    from ..translators import Translator
     from ..engine.store import Store
 
 
@@ -41,7 +41,7 @@ class BackTranslatingJudge(Judge):
         self.inner.attach_store(store)
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
-        from ..data.translation import TranslationRequest, translate_checked
+        from ..translators import TranslationRequest, translate_checked
 
         needs = [needs_translation(i) for i in items]
         requests = [TranslationRequest(text=i.response, source=i.language, target="en") for i, n in zip(items, needs) if n]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
 from ...data.ctrl_sets import CleanText
-from ...engine.keys import content_key
+from ...keys import content_key
 from ...engine.store import Store
 from ...errors import BackendError
 from ...models.base import ModelBackend

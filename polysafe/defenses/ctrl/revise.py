@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ...engine.keys import content_key
+from ...keys import content_key
 from ...errors import InputError
 from ...types import Conversation, Message
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...engine.keys import content_key
+from ...keys import content_key
 from ...engine.runner import EvalTask, Scenario, run_eval
 from ...engine.store import Store
 from ...models import load_model

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...engine.keys import content_key
+from ...keys import content_key
 from ...engine.runner import EvalTask, run_eval
 from ...engine.store import ResultRow, Store
 from ...judges.base import Judge

@@ -1,6 +1,6 @@
 """`reverse`: a toy translator that writes the text backwards."""
 
-from polysafe.data.translation import TRANSLATORS
+from polysafe.translators import TRANSLATORS
 
 
 @TRANSLATORS.register("reverse", example="reverse", summary="Demo plugin: 'translates' by writing the text backwards.")

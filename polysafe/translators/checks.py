@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from .languages import LANGUAGES
-from .refusal_phrases import REFUSAL_PHRASES, find_refusal, normalize, opens_with_refusal
-from .textchecks import detect_language, identifiable, is_degenerate, language_variants
+from ..data.languages import LANGUAGES
+from ..data.refusal_phrases import REFUSAL_PHRASES, find_refusal, normalize, opens_with_refusal
+from ..data.textchecks import detect_language, identifiable, is_degenerate, language_variants
 
 LANGUAGE_CONFIDENCE = 0.6  # below this, language ID on one short text is a guess: it decides nothing
 LENGTH_RATIO_BOUNDS = (0.35, 2.8)  # x the expected ratio; MultiJail's human translations span 0.42-2.61
