@@ -35,6 +35,22 @@ def _names(text: str, known: tuple[str, ...], name: str) -> tuple[str, ...]:
     return values
 
 
+def check_offline_rater(judge: str, objective: str, allowed: bool) -> None:
+    """max_ppl keeps the most perplexing revision that clears the helpfulness floor, so the floor is all that
+    stands between curation and garbled text: with the offline heuristic it must be asked for explicitly."""
+    from ..defenses.ctrl.scoring import HEURISTIC
+    from ..errors import InputError
+
+    if judge != HEURISTIC or objective != "max_ppl":
+        return
+    if not allowed:
+        raise InputError("--objective max_ppl needs an LLM helpfulness judge (--judge <model spec>): the offline "
+                         "heuristic cannot judge correctness; pass --allow-offline-rater to use it anyway", field="judge")
+    console.print("warning: max_ppl curation with the offline heuristic rater: the helpfulness floor is only a "
+                  "fluency and coverage check, and cannot tell a wrong answer from a right one", style="yellow",
+                  markup=False, highlight=False)
+
+
 def register(apps) -> None:
     ctrl = typer.Typer(no_args_is_help=True, help="CTRL: curate clean texts against fine-tuning jailbreaks, and defend at every stage.")
     apps.defend.add_typer(ctrl, name="ctrl")
@@ -60,6 +76,7 @@ def register(apps) -> None:
         api_key_env: Annotated[str, typer.Option("--api-key-env")] = "OPENAI_API_KEY",
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: sequences per forward pass.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        allow_offline_rater: Annotated[bool, typer.Option("--allow-offline-rater", help="Accept the offline heuristic rater with --objective max_ppl (it cannot judge correctness).")] = False,
     ) -> None:
         """Revise clean texts toward the chosen perplexity objective while keeping them helpful."""
         from ..data.ctrl_sets import load_clean_texts
@@ -74,6 +91,7 @@ def register(apps) -> None:
 
         if objective not in OBJECTIVES:
             raise InputError(f"unknown objective '{objective}' (known: {', '.join(OBJECTIVES)})", field="objective")
+        check_offline_rater(judge, objective, allow_offline_rater)
         phrases = load_seed_phrases(seed_phrases)
         rows = load_clean_texts(texts, limit=limit)
         config = CurationConfig(BeamConfig(beam_width, rounds, objective, floor), _floats(temperatures, "temperatures"),
