@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import DEFAULT_DB, DbOpt, LimitOpt, console
-from .attack_finetune import EpochsOpt, LoraROpt, LrOpt, MaxLengthOpt, MaxStepsOpt, TrainBatchOpt, finetune_options
+from ._training import TrainingOptions, with_training_options
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -130,6 +130,7 @@ def register(apps) -> None:
         typer.echo(json.dumps(summary_line(curated) | {"objective": objective, "helpfulness": rater.method, "out": str(out)}))
 
     @ctrl.command("run")
+    @with_training_options(epochs=3.0, lr=1e-4, batch_size=8)
     def run_cmd(
         curated: Annotated[Path, typer.Option("--curated", help="Curated chat JSONL from 'defend ctrl curate'.")],
         attack_data: Annotated[str, typer.Option("--attack-data", help="Attack data file (or 'beavertails' for --attack-kind harmful).")],
@@ -149,15 +150,9 @@ def register(apps) -> None:
         limit_benign: Annotated[Optional[int], typer.Option("--limit-benign", min=1)] = None,
         limit_safety: Annotated[Optional[int], typer.Option("--limit-safety", min=1, help="Use the first N safety pairs (default: as many as curated texts).")] = None,
         max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
-        epochs: EpochsOpt = 3.0,
-        lr: LrOpt = 1e-4,
-        lora_r: LoraROpt = 8,
-        batch_size: TrainBatchOpt = 8,
-        max_steps: MaxStepsOpt = None,
-        max_length: MaxLengthOpt = 512,
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for adapters and the report.")] = Path("polysafe-results/ctrl"),
         db: DbOpt = Path(DEFAULT_DB),
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Attack with fine-tuning under each defense and baseline; one table row per defense."""
         from ..data.ctrl_sets import load_harmful_queries, load_safety_pairs, read_rows
@@ -178,12 +173,12 @@ def register(apps) -> None:
         curated_convs = load_chat_jsonl(curated)
         objective = next((row.get("objective") for _, row in read_rows(curated) if isinstance(row, dict)), "unknown")
         cfg = CtrlRunConfig(
-            base=base, attack=attack_set(attack_kind, attack_data, mix_into=str(mix_into) if mix_into else None, share=share, seed=seed),
+            base=base, attack=attack_set(attack_kind, attack_data, mix_into=str(mix_into) if mix_into else None, share=share, seed=train.seed),
             curated=curated_convs, harmful=load_harmful_queries(harmful, limit=limit_harmful),
             benign=load_benign_prompts(benign)[: limit_benign or None], out_dir=out, stages=stages, baselines=chosen,
             safety=load_safety_pairs(safety_data, limit=limit_safety or len(curated_convs)) if safety_data else (),
-            safety_stage=safety_stage, judge=judge, finetune=finetune_options(epochs, lr, lora_r, batch_size, max_steps, max_length, seed),
-            max_tokens=max_tokens, objective=str(objective), seed=seed)
+            safety_stage=safety_stage, judge=judge, finetune=train.finetune_config(),
+            max_tokens=max_tokens, objective=str(objective), seed=train.seed)
         rater = load_helpfulness(helpfulness)
 
         async def go():

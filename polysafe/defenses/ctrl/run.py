@@ -26,6 +26,7 @@ from ...models import load_model
 from ...report.metrics import Rate
 from ...types import Conversation, GenerationConfig, Prompt
 from ..finetune import FinetuneConfig, finetune
+from ..usefulness import over_refusal_run
 from .scoring import HEURISTIC_NOTE, HelpfulnessRater, RatingCache
 from .stages import BASELINES, STAGES, Plan, Stage, compose, no_defense, perplexity_drop, random_drop, safety_data
 
@@ -149,14 +150,10 @@ async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store
     asr = Rate.of(scores.count(5), len(scores)) if scores else None
     safety = 6 - sum(scores) / len(scores) if scores else None
 
-    # Over-refusal as `usefulness.over_refusal` defines it (refusal-matcher "safe" = refused, over answered
-    # prompts), computed from stored answers so that the same answers also get their helpfulness rated.
-    benign_prompts = [Prompt(id=f"benign-{i}", text=t) for i, t in enumerate(cfg.benign)]
+    # Over-refusal on benign prompts, from a stored run whose answers also get their helpfulness rated.
     benign_run = f"ctrl-{name}-benign-{content_key(model.identity, cfg.benign, gen)[:8]}"
-    await run_eval(EvalTask("ctrl:benign", benign_prompts, [none]), model, load_judge("refusal"), store, gen=gen, run_name=benign_run)
-    benign_rows = [r for r in store.results(benign_run) if r.label in ("safe", "unsafe", "invalid")]
-    refusal = Rate.of(sum(1 for r in benign_rows if r.label == "safe"), len(benign_rows))
-    answers = [(r.query, r.response or "") for r in benign_rows]
+    refusal, benign_rows = await over_refusal_run(model, cfg.benign, store, run_name=benign_run, gen=gen)
+    answers = [(r.query, r.response or "") for r in benign_rows if r.label in ("safe", "unsafe", "invalid")]
     helps = [h.mean for h in await RatingCache(rater, store).rate(answers)]
     await model.aclose()
     del model
