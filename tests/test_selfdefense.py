@@ -281,7 +281,7 @@ class StyledGenerator:
 
 
 def styled_backend(server):
-    return load_model(f"openai:fake@{server.url}", ModelOptions(max_retries=0, concurrency=4))
+    return load_model(f"openai:fake@{server.url}", ModelOptions(max_retries=0, concurrency=1))  # arrival order fixed
 
 
 def test_unsafe_prompts_are_styled_and_at_least_half_imperative(fake_openai):
