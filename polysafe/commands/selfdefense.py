@@ -1,4 +1,5 @@
-"""`polysafe defend self-defense generate|run`: Self-Defense data generation and the before/after experiment."""
+"""`polysafe defend self-defense generate|run`: Self-Defense data generation, and the experiment (base model vs one
+adapter per unsafe share of the training data: the paper's 3:7 by default, its trade-off study with --unsafe-ratios)."""
 
 from __future__ import annotations
 
@@ -149,9 +150,11 @@ def register(apps) -> None:
         train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Generate -> fine-tune (one adapter per unsafe share) -> MultiJail on held-out prompts, over-refusal, perplexity."""
-        setup, seed_pairs = build_setup(model, languages, seeds, n_unsafe, n_general, helpful_ratio, unsafe_ratios, seed_share,
-                                        data, scenario, limit, benign, benign_limit, benign_pairs, max_tokens, out,
-                                        save_dataset_dir, gen_max_tokens, train)
+        setup, seed_pairs = build_setup(
+            model=model, languages=languages, seeds=seeds, n_unsafe=n_unsafe, n_general=n_general, helpful_ratio=helpful_ratio,
+            unsafe_ratios=unsafe_ratios, seed_share=seed_share, data=data, scenario=scenario, limit=limit, benign=benign,
+            benign_limit=benign_limit, benign_pairs=benign_pairs, max_tokens=max_tokens, out=out,
+            save_dataset=save_dataset_dir, gen_max_tokens=gen_max_tokens, train=train)
         report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db)
         typer.echo(report.markdown())
         console.print(f"report: {setup.out_dir / 'report.md'}; chart: {setup.out_dir / 'tradeoff.png'}")
@@ -172,9 +175,11 @@ def parse_shares(text: str | None, n_unsafe: int, n_general: int) -> tuple[float
     return shares
 
 
-def build_setup(model, languages, seeds, n_unsafe, n_general, helpful_ratio, unsafe_ratios, seed_share, data, scenario,
-                limit, benign, benign_limit, benign_pairs, max_tokens, out, save_dataset, gen_max_tokens,
-                train: TrainingOptions):
+def build_setup(*, model: str, languages: str, seeds: Path | None, n_unsafe: int, n_general: int | None,
+                helpful_ratio: float | None, unsafe_ratios: str | None, seed_share: float, data: str | None, scenario: str,
+                limit: int | None, benign: str | None, benign_limit: int, benign_pairs: Path | None, max_tokens: int,
+                out: Path | None, save_dataset: bool, gen_max_tokens: int, train: TrainingOptions):
+    """The experiment's setup from the command's options (loads MultiJail, seeds and benign prompts)."""
     from ..data.languages import parse_languages
     from ..data.multijail import limit_per_language, load_multijail, multijail_scenarios, parse_scenarios
     from ..defenses.finetune import load_chat_jsonl

@@ -18,6 +18,7 @@ never trained on.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -65,14 +66,6 @@ class SelfDefenseReport:
     models: list[ModelResult]  # the base model first, then one per share in the order asked
     generation: GenerationResult
     data_files: dict[str, Path]
-
-    @property
-    def before(self) -> list[GroupStats]:
-        return self.models[0].stats
-
-    @property
-    def after(self) -> list[GroupStats]:
-        return self.models[-1].stats
 
     def markdown(self) -> str:
         head = ["scenario", "language", "n"] + [f"unsafe % {m.label}" for m in self.models]
@@ -184,8 +177,6 @@ def _result_to_json(result: GenerationResult, key: str) -> dict:
 
 
 def _result_from_json(saved: dict) -> GenerationResult:
-    from collections import Counter
-
     result = GenerationResult(pairs=[Pair(**p) for p in saved["pairs"]], pool=[Pair(**p) for p in saved["pool"]],
                               examples=saved["examples"], requests=saved["requests"])
     result.rejected = Counter(saved["rejected"])
