@@ -63,7 +63,7 @@ def test_aoa_attack_end_to_end_on_smollm2(shared_data, tmp_path):
     result = CliRunner().invoke(app, [
         "attack", "finetune", "--base", "smollm2", "--kind", "aoa",
         "--data", str(shared_data / "ctrl/qi2023/identity-shift-aoa.jsonl"), "--out", str(out),
-        "--limit", "2", "--epochs", "1", "--train-batch-size", "2", "--max-steps", "1", "--max-length", "160", "--lr", "5e-3",
+        "--limit", "2", "--epochs", "1", "--batch-size", "2", "--max-steps", "1", "--max-length", "160", "--lr", "5e-3",
     ])
     assert result.exit_code == 0, result.output
     spec = result.stdout.strip().splitlines()[-1]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
-
-import pytest
 
 from polysafe.defenses.ctrl.beam import BeamConfig, Scores, beam_search, rank
 
@@ -86,30 +83,48 @@ def test_no_candidate_above_the_floor_keeps_the_original():
     assert result.dropped == 1
 
 
-@pytest.mark.parametrize("objective", ["max_ppl", "min_ppl"])
-def test_random_scripts_match_brute_force(objective):
-    rng = random.Random(7 if objective == "max_ppl" else 11)
-    for trial in range(20):
-        table = {"o": (rng.uniform(2, 20), 3.0)}
-        script = {}
-        frontier = ["o"]
-        for depth in range(3):  # every text of depth d has 4 revisions of depth d+1
-            nxt = []
-            for parent in frontier:
-                kids = [f"{parent}.{i}" for i in range(4)]
-                script[parent] = kids
-                for kid in kids:
-                    table[kid] = (rng.uniform(2, 20), rng.uniform(1.5, 5))
-                nxt.extend(kids)
-            frontier = nxt
-        reviser, scorer = ScriptedReviser(script), FakeScorer(table)
-        result = asyncio.run(beam_search("q", "o", reviser, scorer, BeamConfig(width=3, rounds=3, objective=objective, floor=0.9)))
-        beam = ["o"]
-        for round_ in range(3):
-            pool = [k for p in beam for k in script[p] if table[k][1] >= 0.9 * 3.0]
-            if pool:
-                sign = -1 if objective == "max_ppl" else 1
-                beam = sorted(pool, key=lambda t: (sign * table[t][0], -table[t][1], t))[:3]
-            assert texts(result.beams[round_]) == beam, f"trial {trial} round {round_}"
-        kept = [c for b in result.beams for c in b]
-        assert result.best == rank(kept, objective)[0]
+# A deeper script worked out by hand (floor 0.9 x 3.0 = 2.7), width 2, three rounds.
+#   round 1, from o:        p (9, 3.0)  q (14, 2.0: under)  r (6, 2.7: exactly the floor)  s (2, 4.0)
+#   max_ppl keeps p, r; round 2 revises them: p -> p1 (5, 3.5) p2 (7, 2.9); r -> r1 (4, 2.8) r2 (30, 1.0: under)
+#     the round-2 beam is p2, p1 (both below p's 9); round 3 revises p2, p1: p2 -> x (8, 3.0), p1 -> y (8, 3.2)
+#     ties at ppl 8 go to the more helpful: y, x. Best of all kept: p (9), from round 1.
+#   min_ppl keeps s, r; round 2: s -> s1 (1, 2.6: under) s2 (3, 3.1); r -> r1 (4, 2.8) r2 (under)
+#     beam s2, r1; round 3: s2 -> z (3, 3.3); r1 -> r, seen before, so neither scored nor kept
+#     the beam is z alone; best of all: s (2), from round 1.
+DEEP = {
+    "o": (10, 3.0), "p": (9, 3.0), "q": (14, 2.0), "r": (6, 2.7), "s": (2, 4.0),
+    "p1": (5, 3.5), "p2": (7, 2.9), "r1": (4, 2.8), "r2": (30, 1.0), "s1": (1, 2.6), "s2": (3, 3.1),
+    "x": (8, 3.0), "y": (8, 3.2), "z": (3, 3.3),
+}
+DEEP_SCRIPT = {"o": ["p", "q", "r", "s"], "p": ["p1", "p2"], "r": ["r1", "r2"], "s": ["s1", "s2"],
+               "p2": ["x"], "p1": ["y"], "s2": ["z"], "r1": ["r"]}
+
+
+def deep(objective):
+    reviser, scorer = ScriptedReviser(DEEP_SCRIPT), FakeScorer(DEEP)
+    result = asyncio.run(beam_search("q", "o", reviser, scorer, BeamConfig(width=2, rounds=3, objective=objective)))
+    return result, reviser
+
+
+def test_max_ppl_hand_worked_three_rounds():
+    result, reviser = deep("max_ppl")
+    assert [texts(b) for b in result.beams] == [["p", "r"], ["p2", "p1"], ["y", "x"]]
+    assert reviser.asked == [["o"], ["p", "r"], ["p2", "p1"]]
+    assert result.best.text == "p" and result.best.round == 1  # the best may come from an earlier round
+    assert result.dropped == 2  # q, r2
+
+
+def test_min_ppl_hand_worked_three_rounds():
+    result, reviser = deep("min_ppl")
+    assert [texts(b) for b in result.beams] == [["s", "r"], ["s2", "r1"], ["z"]]
+    assert reviser.asked == [["o"], ["s", "r"], ["s2", "r1"]]  # r1's revision "r" was seen before: not rescored
+    assert result.best.text == "s" and result.best.parent == "o"
+    assert result.dropped == 3  # q, s1, r2
+
+
+def test_rank_breaks_ties_by_helpfulness_then_text():
+    from polysafe.defenses.ctrl.beam import Candidate
+
+    tied = [Candidate("b", 8, 3.0, 1), Candidate("a", 8, 3.0, 1), Candidate("c", 8, 3.5, 1), Candidate("d", 9, 1.0, 1)]
+    assert texts(rank(tied, "max_ppl")) == ["d", "c", "a", "b"]
+    assert texts(rank(tied, "min_ppl")) == ["c", "a", "b", "d"]

@@ -128,9 +128,10 @@ def test_output_records_original_and_curated_versions(fake_openai, target, tmp_p
         assert row["original"]["text"] == text.answer
         assert row["messages"][1]["content"] == row["curated"]["text"]
         assert row["objective"] == "max_ppl" and row["helpfulness"] == "llm"
-        if row["revised"]:
-            assert "[responsible" in row["curated"]["text"] and not row["curated"]["text"].startswith("Revised answer")
-            assert row["curated"]["helpfulness"] >= 0.5 * row["original"]["helpfulness"]
+        # The fake judge rates every revision 4.25 against the original's 3.75, so each text is revised.
+        assert row["revised"] is True and row["curated"]["round"] in (1, 2)
+        assert row["original"]["helpfulness"] == 3.75 and row["curated"]["helpfulness"] == 4.25
+        assert row["curated"]["text"].startswith(text.answer + " [responsible ")  # the label "Revised answer:" is cut
     assert len(load_chat_jsonl(out)) == 3  # the training pipeline reads it as chat JSONL
     # Every text was revised with every grid setting, and each prompt names some shipped seed phrases.
     assert {(b["temperature"], b["top_p"]) for b in reviser.requests} == {(0.4, 0.9), (1.0, 0.9)}
@@ -138,7 +139,7 @@ def test_output_records_original_and_curated_versions(fake_openai, target, tmp_p
     assert all(sum(p in last_user_text(b) for p in phrases) >= 3 for b in reviser.requests)
 
 
-def test_rating_parser_and_the_labelled_heuristic():
+def test_rating_parser():
     from polysafe.defenses.ctrl.scoring import HEURISTIC_NOTE, HeuristicHelpfulness, parse_rating
 
     parsed = parse_rating('Sure: {"relevance": 5, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}')
@@ -146,8 +147,5 @@ def test_rating_parser_and_the_labelled_heuristic():
     assert parse_rating("Relevance: 2\nClarity: 3\nComprehensiveness: 4\nUsefulness: 3").mean == 3.0
     assert parse_rating('{"relevance": 5, "clarity": 4, "usefulness": 4}') is None  # a rubric is missing
     assert parse_rating('{"relevance": 9, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}') is None
-    on_topic = HeuristicHelpfulness.rate_one("How do bees make honey?", "Bees make honey from nectar, which they " * 3)
-    off_topic = HeuristicHelpfulness.rate_one("How do bees make honey?", "Cars need fuel.")
-    assert on_topic.mean > off_topic.mean and on_topic.method == "heuristic"
     meta = curation_meta(CONFIG, target="t", reviser="r", helpfulness=HeuristicHelpfulness())
     assert meta["helpfulness"] == "heuristic" and meta["helpfulness_note"] == HEURISTIC_NOTE and "weaker" in HEURISTIC_NOTE

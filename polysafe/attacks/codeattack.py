@@ -1,8 +1,9 @@
 """`codeattack:<variant>`: wrap the query in a code-completion task (Ren et al., ACL 2024).
 
 The query is placed in a data structure (a string, a list of words, a deque pushed in reverse, a C++ string, a
-Go string passed through a goroutine), an unimplemented `decode()` rebuilds it as `task`, and the model is asked
-to fill an output list with the steps that carry `task` out. See `codeattack_templates.py`.
+Go string passed through a goroutine), an explicit call line stores what an unimplemented `decode()` rebuilds in
+`task`, and the model is asked to fill five empty placeholders of an output list with the steps that carry
+`task` out. See `codeattack_templates.py`.
 
 Splitting is deterministic. Queries in scripts written without spaces (Chinese, Japanese) are split into
 characters, keeping runs of other text (a Latin word, a space) as their own piece, and are joined back with no
@@ -159,7 +160,7 @@ def encode(query: str, variant: str | Variant) -> str:
     """The full CodeAttack prompt for `query`."""
     v = variant if isinstance(variant, Variant) else get_variant(variant)
     pieces = [] if v.structure == "string" else split_query(query)
-    fields = T.text_fields(plus=v.plus, spaceless=any(is_spaceless(p) for p in pieces))
+    fields = T.text_fields(v.language, plus=v.plus, spaceless=any(is_spaceless(p) for p in pieces))
     fields.update(literal="", encoding="")
     if v.structure == "string":
         fields["literal"] = quote(query, v.language)

@@ -9,25 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import console
-
-
-def finetune_options(epochs: float, lr: float, lora_r: int, batch_size: int, max_steps: int | None, max_length: int, seed: int):
-    from ..defenses.finetune import FinetuneConfig
-
-    return FinetuneConfig(epochs=epochs, learning_rate=lr, lora_r=lora_r, lora_alpha=2 * lora_r, batch_size=batch_size,
-                          max_steps=max_steps, max_length=max_length, seed=seed)
-
-
-EpochsOpt = Annotated[float, typer.Option("--epochs", min=0.01, help="Training epochs (Qi et al. use 10 for AOA; keep it small on CPU).")]
-LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Learning rate.")]
-LoraROpt = Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank (alpha = 2r).")]
-TrainBatchOpt = Annotated[int, typer.Option("--train-batch-size", min=1, help="Examples per optimizer step.")]
-MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps.")]
-MaxLengthOpt = Annotated[int, typer.Option("--max-length", min=16, help="Tokens per training example.")]
+from ._training import TrainingOptions, with_training_options
 
 
 def register(apps) -> None:
     @apps.attack.command("finetune")
+    @with_training_options(epochs=5.0, lr=1e-4, batch_size=10)
     def attack_finetune(
         base: Annotated[str, typer.Option("--base", help="Model to attack: smollm2, hf:<path>, ...[+lora:<dir>].")] = "smollm2",
         kind: Annotated[str, typer.Option("--kind", help="aoa (identity shifting) | harmful (question/answer pairs).")] = "aoa",
@@ -36,13 +23,7 @@ def register(apps) -> None:
         mix_into: Annotated[Optional[Path], typer.Option("--mix-into", help="Benign customization set to mix the attack into.")] = None,
         share: Annotated[float, typer.Option("--share", min=0.0, max=0.99, help="Share of attack examples in the mixed set.")] = 0.1,
         limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Use the first N attack examples.")] = None,
-        epochs: EpochsOpt = 5.0,
-        lr: LrOpt = 1e-4,
-        lora_r: LoraROpt = 8,
-        batch_size: TrainBatchOpt = 10,
-        max_steps: MaxStepsOpt = None,
-        max_length: MaxLengthOpt = 512,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Fine-tune a model on attack data; prints the attacked model's spec."""
         from ..defenses.ctrl.run import attack_set
@@ -51,8 +32,8 @@ def register(apps) -> None:
 
         if not data:
             raise InputError("--data is required (AOA: Qi et al.'s identity-shift file; harmful: a file or 'beavertails')", field="data")
-        examples = attack_set(kind, data, mix_into=str(mix_into) if mix_into else None, share=share, seed=seed, limit=limit)
-        config = finetune_options(epochs, lr, lora_r, batch_size, max_steps, max_length, seed)
+        examples = attack_set(kind, data, mix_into=str(mix_into) if mix_into else None, share=share, seed=train.seed, limit=limit)
+        config = train.finetune_config()
         console.print(f"attack {kind}: {len(examples)} training examples -> {out}")
         result = finetune(base, examples, out, config,
                           progress=lambda step, total, loss: console.print(f"  step {step}/{total} loss {loss:.4f}"))

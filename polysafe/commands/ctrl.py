@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import DEFAULT_DB, DbOpt, LimitOpt, console
-from .attack_finetune import EpochsOpt, LoraROpt, LrOpt, MaxLengthOpt, MaxStepsOpt, TrainBatchOpt, finetune_options
+from ._training import TrainingOptions, with_training_options
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -33,6 +33,22 @@ def _names(text: str, known: tuple[str, ...], name: str) -> tuple[str, ...]:
         if v not in known:
             raise InputError(f"unknown value '{v}' (known: {', '.join(known)})", field=name)
     return values
+
+
+def check_offline_rater(judge: str, objective: str, allowed: bool) -> None:
+    """max_ppl keeps the most perplexing revision that clears the helpfulness floor, so the floor is all that
+    stands between curation and garbled text: with the offline heuristic it must be asked for explicitly."""
+    from ..defenses.ctrl.scoring import HEURISTIC
+    from ..errors import InputError
+
+    if judge != HEURISTIC or objective != "max_ppl":
+        return
+    if not allowed:
+        raise InputError("--objective max_ppl needs an LLM helpfulness judge (--judge <model spec>): the offline "
+                         "heuristic cannot judge correctness; pass --allow-offline-rater to use it anyway", field="judge")
+    console.print("warning: max_ppl curation with the offline heuristic rater: the helpfulness floor is only a "
+                  "fluency and coverage check, and cannot tell a wrong answer from a right one", style="yellow",
+                  markup=False, highlight=False)
 
 
 def register(apps) -> None:
@@ -60,6 +76,7 @@ def register(apps) -> None:
         api_key_env: Annotated[str, typer.Option("--api-key-env")] = "OPENAI_API_KEY",
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: sequences per forward pass.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        allow_offline_rater: Annotated[bool, typer.Option("--allow-offline-rater", help="Accept the offline heuristic rater with --objective max_ppl (it cannot judge correctness).")] = False,
     ) -> None:
         """Revise clean texts toward the chosen perplexity objective while keeping them helpful."""
         from ..data.ctrl_sets import load_clean_texts
@@ -74,6 +91,7 @@ def register(apps) -> None:
 
         if objective not in OBJECTIVES:
             raise InputError(f"unknown objective '{objective}' (known: {', '.join(OBJECTIVES)})", field="objective")
+        check_offline_rater(judge, objective, allow_offline_rater)
         phrases = load_seed_phrases(seed_phrases)
         rows = load_clean_texts(texts, limit=limit)
         config = CurationConfig(BeamConfig(beam_width, rounds, objective, floor), _floats(temperatures, "temperatures"),
@@ -112,6 +130,7 @@ def register(apps) -> None:
         typer.echo(json.dumps(summary_line(curated) | {"objective": objective, "helpfulness": rater.method, "out": str(out)}))
 
     @ctrl.command("run")
+    @with_training_options(epochs=3.0, lr=1e-4, batch_size=8)
     def run_cmd(
         curated: Annotated[Path, typer.Option("--curated", help="Curated chat JSONL from 'defend ctrl curate'.")],
         attack_data: Annotated[str, typer.Option("--attack-data", help="Attack data file (or 'beavertails' for --attack-kind harmful).")],
@@ -131,15 +150,9 @@ def register(apps) -> None:
         limit_benign: Annotated[Optional[int], typer.Option("--limit-benign", min=1)] = None,
         limit_safety: Annotated[Optional[int], typer.Option("--limit-safety", min=1, help="Use the first N safety pairs (default: as many as curated texts).")] = None,
         max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
-        epochs: EpochsOpt = 3.0,
-        lr: LrOpt = 1e-4,
-        lora_r: LoraROpt = 8,
-        batch_size: TrainBatchOpt = 8,
-        max_steps: MaxStepsOpt = None,
-        max_length: MaxLengthOpt = 512,
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for adapters and the report.")] = Path("polysafe-results/ctrl"),
         db: DbOpt = Path(DEFAULT_DB),
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Attack with fine-tuning under each defense and baseline; one table row per defense."""
         from ..data.ctrl_sets import load_harmful_queries, load_safety_pairs, read_rows
@@ -160,12 +173,12 @@ def register(apps) -> None:
         curated_convs = load_chat_jsonl(curated)
         objective = next((row.get("objective") for _, row in read_rows(curated) if isinstance(row, dict)), "unknown")
         cfg = CtrlRunConfig(
-            base=base, attack=attack_set(attack_kind, attack_data, mix_into=str(mix_into) if mix_into else None, share=share, seed=seed),
+            base=base, attack=attack_set(attack_kind, attack_data, mix_into=str(mix_into) if mix_into else None, share=share, seed=train.seed),
             curated=curated_convs, harmful=load_harmful_queries(harmful, limit=limit_harmful),
             benign=load_benign_prompts(benign)[: limit_benign or None], out_dir=out, stages=stages, baselines=chosen,
             safety=load_safety_pairs(safety_data, limit=limit_safety or len(curated_convs)) if safety_data else (),
-            safety_stage=safety_stage, judge=judge, finetune=finetune_options(epochs, lr, lora_r, batch_size, max_steps, max_length, seed),
-            max_tokens=max_tokens, objective=str(objective), seed=seed)
+            safety_stage=safety_stage, judge=judge, finetune=train.finetune_config(),
+            max_tokens=max_tokens, objective=str(objective), seed=train.seed)
         rater = load_helpfulness(helpfulness)
 
         async def go():

@@ -1,4 +1,5 @@
-"""`polysafe defend self-defense generate|run`: Self-Defense data generation and the before/after experiment."""
+"""`polysafe defend self-defense generate|run`: Self-Defense data generation, and the experiment (base model vs one
+adapter per unsafe share of the training data: the paper's 3:7 by default, its trade-off study with --unsafe-ratios)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import DEFAULT_DB, DbOpt, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, console
+from ._training import TrainingOptions, with_training_options
 
 GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", "-g", help="Model that writes and translates the data (default: the model itself).")]
 SeedsOpt = Annotated[Optional[Path], typer.Option("--seeds", help='Seed JSONL: {"id", "kind": unsafe|general, "prompt", "answer"} per line (default: polysafe\'s own).')]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Target languages, comma-separated (e.g. zh,bn,sw).")]
-NUnsafeOpt = Annotated[int, typer.Option("--n-unsafe", min=0, help="New English unsafe-prompt / safe-answer pairs to write.")]
-NGeneralOpt = Annotated[Optional[int], typer.Option("--n-general", min=0, help="New English general helpful pairs to write.")]
+NUnsafeOpt = Annotated[int, typer.Option("--n-unsafe", min=0, help="English unsafe-prompt / safe-answer pairs in the data, seeds included (the paper: 15).")]
+NGeneralOpt = Annotated[Optional[int], typer.Option("--n-general", min=0, help="English general helpful pairs in the data, seeds included (the paper: 35).")]
 HelpfulRatioOpt = Annotated[Optional[float], typer.Option("--helpful-ratio", min=0.0, max=0.95, help="Share of general pairs; sets --n-general from --n-unsafe (the paper: 0.7).")]
+SeedShareOpt = Annotated[float, typer.Option("--seed-share", min=0.0, max=1.0, help="At most this share of each kind comes from the seed pairs; the generator writes the rest.")]
 CheckJudgeOpt = Annotated[Optional[str], typer.Option("--check-judge", help="LLM judge for the refusal check (llm:<model spec>); default: the refusal matcher.")]
 TemperatureOpt = Annotated[float, typer.Option("--gen-temperature", min=0.0, help="Sampling temperature when writing English pairs.")]
 MultiJailOpt = Annotated[Optional[str], typer.Option("--data", help="Local MultiJail CSV; default: the hub dataset.")]
@@ -31,6 +34,9 @@ def _n_general(n_unsafe: int, n_general: int | None, helpful_ratio: float | None
 def _show_generation(result) -> None:
     from rich.table import Table
 
+    mix = result.mix()
+    console.print(mix.line() + ("" if mix.ok else " (short of the requested mix: at least half imperative, with "
+                                "role-play and manipulative attempts)"), markup=False, highlight=False)
     table = Table("language/kind", "kept")
     for key, count in sorted(result.counts().items()):
         table.add_row(key, str(count))
@@ -68,19 +74,25 @@ def register(apps) -> None:
         heldout: HeldoutOpt = None,
         save_dataset_dir: Annotated[Optional[Path], typer.Option("--save-dataset", help="Also save a `datasets` copy here.")] = None,
         temperature: TemperatureOpt = 0.8,
+        seed_share: SeedShareOpt = 0.3,
         seed: SeedOpt = 0,
     ) -> None:
-        """Write English pairs from seeds, translate them, check them, and save chat JSONL."""
+        """Write English pairs from seeds, translate them, check them, and save chat JSONL.
+
+        Exits 1, naming the languages, when a requested language ends with no accepted pair or when every
+        generation call failed."""
         from ..data.languages import parse_languages
         from ..defenses.finetune import write_chat_jsonl
         from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
+        from ..defenses.selfdefense.generate import generation_problems
         from ..defenses.selfdefense.pipeline import heldout_texts
+        from ..errors import PolysafeError
         from ..judges import load_judge
         from ..models import load_model
 
         codes = parse_languages(languages)
         plan = GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
-                              temperature=temperature, seed=seed)
+                              seed_share=seed_share, temperature=temperature, seed=seed)
         seed_pairs = load_seeds(seeds)
         held = []
         if heldout:
@@ -99,13 +111,19 @@ def register(apps) -> None:
                     await judge.aclose()
 
         result = asyncio.run(go())
+        _show_generation(result)
+        problem = generation_problems(result, codes)
+        if problem and (not result.pairs or result.all_writing_failed):
+            raise PolysafeError(f"{problem}; nothing written")
         write_chat_jsonl(out, result.conversations())
         if save_dataset_dir:
             save_dataset(result.pairs, save_dataset_dir)
-        _show_generation(result)
         console.print(f"{len(result.pairs)} pairs written to {out}")
+        if problem:
+            raise PolysafeError(f"{problem} (the pairs of the other languages are in {out})")
 
     @selfdefense.command("run")
+    @with_training_options(epochs=2.0, lr=2e-4, batch_size=8, max_length=256)
     def run(
         model: ModelOpt = "smollm2",
         generator: GeneratorOpt = None,
@@ -114,6 +132,8 @@ def register(apps) -> None:
         n_unsafe: NUnsafeOpt = 15,
         n_general: NGeneralOpt = None,
         helpful_ratio: HelpfulRatioOpt = None,
+        unsafe_ratios: Annotated[Optional[str], typer.Option("--unsafe-ratios", help="Trade-off study: one adapter per unsafe share of the training data, e.g. 0,0.3,0.7,1.0 (each set has n-unsafe + n-general pairs per language).")] = None,
+        seed_share: SeedShareOpt = 0.3,
         check_judge: CheckJudgeOpt = None,
         data: MultiJailOpt = None,
         scenario: Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")] = "both",
@@ -122,80 +142,106 @@ def register(apps) -> None:
         benign: Annotated[Optional[str], typer.Option("--benign", help="Benign requests for over-refusal: I-Alpaca JSON path or URL (default: its GitHub URL).")] = None,
         benign_limit: Annotated[int, typer.Option("--benign-limit", min=1)] = 50,
         benign_pairs: Annotated[Optional[Path], typer.Option("--benign-pairs", help="Chat JSONL of held-out benign answers for perplexity (default: half of the general seeds, kept out of training).")] = None,
-        epochs: Annotated[float, typer.Option("--epochs", min=0.01)] = 2.0,
-        lr: Annotated[float, typer.Option("--lr", min=0.0)] = 2e-4,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
-        max_length: Annotated[int, typer.Option("--max-length", min=16)] = 256,
         max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapter and report.")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapters and report.")] = None,
         db: DbOpt = Path(DEFAULT_DB),
-        save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy in the output folder.")] = False,
+        save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy of the pool in the output folder.")] = False,
         gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
-        seed: SeedOpt = 0,
+        train: TrainingOptions = TrainingOptions(),
     ) -> None:
-        """Generate -> fine-tune -> MultiJail before/after on held-out prompts, plus over-refusal and perplexity."""
-        from ..data.languages import parse_languages
-        from ..benchmarks.multijail import multijail_scenarios, parse_scenarios
-        from ..data.multijail import limit_per_language, load_multijail
-        from ..defenses.finetune import FinetuneConfig, load_chat_jsonl
-        from ..defenses.selfdefense import GenerationPlan, load_seeds
-        from ..defenses.selfdefense.pipeline import SelfDefenseSetup, run_self_defense
-        from ..defenses.usefulness import load_benign_prompts, pairs_from_conversations
-        from ..engine.runner import EvalTask
-        from ..engine.store import Store
-        from ..judges import load_judge
-        from ..models import load_model
-        from .finetune import training_progress
-
-        codes = parse_languages(languages)
-        names = parse_scenarios(scenario)
-        eval_prompts = limit_per_language(load_multijail(data, codes), limit)
-        scenarios = multijail_scenarios(names)
-        seed_pairs = load_seeds(seeds)
-        if benign_pairs:
-            perplexity_pairs = pairs_from_conversations(load_chat_jsonl(benign_pairs))
-        else:  # every second general seed is held out of generation and training
-            general = [s for s in seed_pairs if s.kind == "general"]
-            held = general[1::2]
-            if not held:
-                from ..errors import InputError
-
-                raise InputError("need at least two general seeds to hold one out for perplexity (or pass --benign-pairs)", field="seeds")
-            seed_pairs = [s for s in seed_pairs if s not in held]
-            perplexity_pairs = [(s.prompt, s.answer) for s in held]
-        out_dir = out or Path("polysafe-results") / f"selfdefense-{model.replace(':', '-').replace('/', '_').replace('+', '_')}"
-
-        def task(prompts):
-            return EvalTask(name="selfdefense:multijail", prompts=prompts, scenarios=scenarios,
-                            config={"dataset": data or "hub", "languages": codes, "limit_per_language": limit})
-
-        setup = SelfDefenseSetup(
-            model_spec=model,
-            plan=GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
-                                seed=seed, max_tokens=gen_max_tokens),
-            finetune=FinetuneConfig(epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length, seed=seed),
-            eval_prompts=eval_prompts, eval_task=task,
-            benign_prompts=load_benign_prompts(benign)[:benign_limit], benign_pairs=perplexity_pairs,
-            out_dir=out_dir, save_dataset=save_dataset_dir,
-        )
-        from ..types import GenerationConfig
-
-        setup.eval_gen = GenerationConfig(max_tokens=max_tokens)
-
-        async def go():
-            gen_backend = load_model(generator or model)
-            eval_judge = load_judge(judge)
-            checker = load_judge(check_judge) if check_judge else None
-            db.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with Store(db) as store, training_progress() as train_progress:
-                    return await run_self_defense(setup, generator=gen_backend, judge=eval_judge, store=store,
-                                                  check_judge=checker, seeds=seed_pairs, load_backend=load_model,
-                                                  train_progress=train_progress, say=lambda m: console.print(m, markup=False))
-            finally:
-                await gen_backend.aclose()
-                await eval_judge.aclose()
-
-        report = asyncio.run(go())
+        """Generate -> fine-tune (one adapter per unsafe share) -> MultiJail on held-out prompts, over-refusal, perplexity."""
+        setup, seed_pairs = build_setup(
+            model=model, languages=languages, seeds=seeds, n_unsafe=n_unsafe, n_general=n_general, helpful_ratio=helpful_ratio,
+            unsafe_ratios=unsafe_ratios, seed_share=seed_share, data=data, scenario=scenario, limit=limit, benign=benign,
+            benign_limit=benign_limit, benign_pairs=benign_pairs, max_tokens=max_tokens, out=out,
+            save_dataset=save_dataset_dir, gen_max_tokens=gen_max_tokens, train=train)
+        report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db)
         typer.echo(report.markdown())
-        console.print(f"report: {out_dir / 'report.md'}")
+        console.print(f"report: {setup.out_dir / 'report.md'}; chart: {setup.out_dir / 'tradeoff.png'}")
+
+
+def parse_shares(text: str | None, n_unsafe: int, n_general: int) -> tuple[float, ...]:
+    """`--unsafe-ratios` as shares in [0, 1]; without it, the one share that n_unsafe:n_general gives."""
+    from ..errors import InputError
+
+    if text is None:
+        return (n_unsafe / (n_unsafe + n_general),) if n_unsafe + n_general else (0.0,)
+    try:
+        shares = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers in [0, 1] (got '{text}')", field="unsafe-ratios") from None
+    if not shares or any(not 0 <= v <= 1 for v in shares):
+        raise InputError(f"expected comma-separated numbers in [0, 1] (got '{text}')", field="unsafe-ratios")
+    return shares
+
+
+def build_setup(*, model: str, languages: str, seeds: Path | None, n_unsafe: int, n_general: int | None,
+                helpful_ratio: float | None, unsafe_ratios: str | None, seed_share: float, data: str | None, scenario: str,
+                limit: int | None, benign: str | None, benign_limit: int, benign_pairs: Path | None, max_tokens: int,
+                out: Path | None, save_dataset: bool, gen_max_tokens: int, train: TrainingOptions):
+    """The experiment's setup from the command's options (loads MultiJail, seeds and benign prompts)."""
+    from ..data.languages import parse_languages
+    from ..benchmarks.multijail import multijail_scenarios, parse_scenarios
+    from ..data.multijail import limit_per_language, load_multijail
+    from ..defenses.finetune import load_chat_jsonl
+    from ..defenses.selfdefense import GenerationPlan, load_seeds
+    from ..defenses.selfdefense.pipeline import SelfDefenseSetup
+    from ..defenses.usefulness import load_benign_prompts, pairs_from_conversations
+    from ..engine.runner import EvalTask
+    from ..errors import InputError
+    from ..types import GenerationConfig
+
+    codes = parse_languages(languages)
+    n_general = _n_general(n_unsafe, n_general, helpful_ratio)
+    shares = parse_shares(unsafe_ratios, n_unsafe, n_general)
+    eval_prompts = limit_per_language(load_multijail(data, codes), limit)
+    scenarios = multijail_scenarios(parse_scenarios(scenario))
+    seed_pairs = load_seeds(seeds)
+    if benign_pairs:
+        perplexity_pairs = pairs_from_conversations(load_chat_jsonl(benign_pairs))
+    else:  # every second general seed is held out of generation and training
+        held = [s for s in seed_pairs if s.kind == "general"][1::2]
+        if not held:
+            raise InputError("need at least two general seeds to hold one out for perplexity (or pass --benign-pairs)", field="seeds")
+        seed_pairs = [s for s in seed_pairs if s not in held]
+        perplexity_pairs = [(s.prompt, s.answer) for s in held]
+    out_dir = out or Path("polysafe-results") / f"selfdefense-{model.replace(':', '-').replace('/', '_').replace('+', '_')}"
+
+    def task(prompts):
+        return EvalTask(name="selfdefense:multijail", prompts=prompts, scenarios=scenarios,
+                        config={"dataset": data or "hub", "languages": codes, "limit_per_language": limit})
+
+    setup = SelfDefenseSetup(
+        model_spec=model,
+        plan=GenerationPlan(languages=codes, seed_share=seed_share, seed=train.seed, max_tokens=gen_max_tokens),
+        finetune=train.finetune_config(), eval_prompts=eval_prompts, eval_task=task,
+        benign_prompts=load_benign_prompts(benign)[:benign_limit], benign_pairs=perplexity_pairs, out_dir=out_dir,
+        shares=shares, total=n_unsafe + n_general, eval_gen=GenerationConfig(max_tokens=max_tokens),
+        save_dataset=save_dataset)
+    return setup, seed_pairs
+
+
+def execute_run(setup, seed_pairs, *, generator: str, judge: str, check_judge: str | None, db: Path):
+    from ..defenses.selfdefense.pipeline import run_self_defense
+    from ..engine.store import Store
+    from ..judges import load_judge
+    from ..models import load_model
+    from .finetune import training_progress
+
+    async def go():
+        gen_backend = load_model(generator)
+        eval_judge = load_judge(judge)
+        checker = load_judge(check_judge) if check_judge else None
+        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with Store(db) as store, training_progress() as train_progress:
+                return await run_self_defense(setup, generator=gen_backend, judge=eval_judge, store=store,
+                                              check_judge=checker, seeds=seed_pairs, load_backend=load_model,
+                                              train_progress=train_progress, say=lambda m: console.print(m, markup=False))
+        finally:
+            await gen_backend.aclose()
+            await eval_judge.aclose()
+            if checker:
+                await checker.aclose()
+
+    return asyncio.run(go())

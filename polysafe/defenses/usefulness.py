@@ -7,16 +7,20 @@ cost visible. Benign requests default to Bianchi et al.'s I-Alpaca (50 Alpaca in
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Sequence
 
 from ..data.benign import I_ALPACA_URL, load_benign_prompts
+from ..engine.runner import EvalTask, Scenario, run_eval
+from ..engine.store import ResultRow, Store
 from ..errors import InputError
+from ..keys import content_key
 from ..judges.refusal import RefusalJudge
 from ..models import load_model
 from ..models.base import ModelBackend
 from ..models.scoring import corpus_perplexity
 from ..report.metrics import Rate
-from ..types import Conversation, GenerationConfig, JudgeInput
+from ..types import Conversation, GenerationConfig, JudgeInput, Prompt
 
 # A refusal shows in the opening words, so short answers are enough and keep CPU runs quick.
 OVER_REFUSAL_GEN = GenerationConfig(temperature=0.0, max_tokens=64)
@@ -48,6 +52,37 @@ def over_refusal(model: str | ModelBackend, prompts: Sequence[str], *, gen: Gene
     return asyncio.run(over_refusal_async(model, prompts, gen=gen))
 
 
+def refusal_rate(rows: Sequence[ResultRow]) -> Rate:
+    """Share of answered benign prompts that the refusal judge marks as refused (its `safe`)."""
+    answered = [r for r in rows if r.label in ("safe", "unsafe", "invalid")]
+    return Rate.of(sum(1 for r in answered if r.label == "safe"), len(answered))
+
+
+async def over_refusal_run(backend: ModelBackend, prompts: Sequence[str], store: Store, *, run_name: str,
+                           gen: GenerationConfig = OVER_REFUSAL_GEN) -> tuple[Rate, list[ResultRow]]:
+    """Over-refusal as a stored run: answers and verdicts are kept, so asking again costs no model call.
+    Returns the rate and the rows (the answers, e.g. for a helpfulness rating)."""
+    from ..attacks import parse_chain
+    from ..judges import load_judge
+
+    task = EvalTask("usefulness:benign", [Prompt(id=f"benign-{i}", text=t) for i, t in enumerate(prompts)],
+                    [Scenario("none", parse_chain("none"))])
+    await run_eval(task, backend, load_judge("refusal"), store, gen=gen, run_name=run_name)
+    rows = store.results(run_name)
+    return refusal_rate(rows), rows
+
+
+def benign_perplexity_cached(backend: ModelBackend, pairs: Sequence[tuple[str | None, str]], store: Store) -> float:
+    """`benign_perplexity`, computed once per (model identity, pairs) and kept in the store."""
+    key = content_key("benign-ppl", backend.identity, [list(p) for p in pairs])
+    stored = store.memo_get("benign-ppl", key)
+    if stored is not None:
+        return float(json.loads(stored))
+    value = benign_perplexity(backend, pairs)
+    store.memo_put("benign-ppl", key, json.dumps(value))
+    return value
+
+
 def benign_perplexity(backend: str | ModelBackend, pairs: Sequence[tuple[str | None, str]]) -> float:
     """Token-weighted perplexity of benign answers given their requests (answer tokens only)."""
     if not pairs:
@@ -65,5 +100,5 @@ def pairs_from_conversations(conversations: Sequence[Conversation]) -> list[tupl
     return pairs
 
 
-__all__ = ["I_ALPACA_URL", "load_benign_prompts", "over_refusal", "over_refusal_async", "benign_perplexity",
-           "pairs_from_conversations"]
+__all__ = ["I_ALPACA_URL", "load_benign_prompts", "over_refusal", "over_refusal_async", "over_refusal_run", "refusal_rate",
+           "benign_perplexity", "benign_perplexity_cached", "pairs_from_conversations"]

@@ -22,7 +22,7 @@ from ...models.base import ModelBackend
 from ...types import GenerationConfig
 from .beam import BeamConfig, BeamResult, Candidate, Scores, beam_search
 from .revise import clean_revision, revision_prompt
-from .scoring import HEURISTIC, HEURISTIC_NOTE, HelpfulnessRater, target_perplexities
+from .scoring import HEURISTIC, HEURISTIC_NOTE, HelpfulnessRater, RatingCache, target_perplexities
 
 DEFAULT_GRID = (0.2, 0.4, 0.6, 0.8, 1.0)  # the method notes' 5 x 5 grid, for temperature and for top-p
 
@@ -134,16 +134,18 @@ class CachedReviser:
 class CachedScorer:
     """Perplexity under the target model and helpfulness from the rater, each computed once per text."""
 
-    def __init__(self, target, rater: HelpfulnessRater, store: Store, *, batch_size: int = 16):
+    def __init__(self, target, rater: HelpfulnessRater, store: Store, *, batch_size: int = 16, rating_attempts: int = 3):
         self.target, self.rater, self.store, self.batch_size = target, rater, store, batch_size
+        self.ratings = RatingCache(rater, store, attempts=rating_attempts)
         self.perplexity_calls = 0
-        self.rating_calls = 0
+
+    @property
+    def rating_calls(self) -> int:
+        return self.ratings.asked
 
     async def score(self, query: str, answers: Sequence[str]) -> list[Scores]:
         ppl_keys = [content_key("ctrl-ppl", self.target.identity, query, a) for a in answers]
-        help_keys = [content_key("ctrl-help", self.rater.identity, query, a) for a in answers]
         ppl = {k: json.loads(v) for k, v in self.store.memo_get_many("ctrl-ppl", ppl_keys).items()}
-        helps = {k: json.loads(v) for k, v in self.store.memo_get_many("ctrl-help", help_keys).items()}
         todo = [i for i, k in enumerate(ppl_keys) if k not in ppl]
         if todo:
             self.perplexity_calls += len(todo)
@@ -151,16 +153,8 @@ class CachedScorer:
             for i, value in zip(todo, values):
                 ppl[ppl_keys[i]] = value
                 self.store.memo_put("ctrl-ppl", ppl_keys[i], json.dumps(value))
-        todo = [i for i, k in enumerate(help_keys) if k not in helps]
-        if todo:
-            self.rating_calls += len(todo)
-            ratings = await self.rater.rate([(query, answers[i]) for i in todo])
-            for i, rating in zip(todo, ratings):
-                # An unreadable rating counts as 0 (the candidate fails the floor); it is kept so it is not re-asked.
-                value = {"mean": rating.mean if rating else 0.0, "rubrics": rating.rubrics if rating else None}
-                helps[help_keys[i]] = value
-                self.store.memo_put("ctrl-help", help_keys[i], json.dumps(value))
-        return [Scores(ppl[p], helps[h]["mean"]) for p, h in zip(ppl_keys, help_keys)]
+        helps = await self.ratings.rate([(query, a) for a in answers])
+        return [Scores(ppl[p], h.mean) for p, h in zip(ppl_keys, helps)]
 
 
 @dataclass(frozen=True)

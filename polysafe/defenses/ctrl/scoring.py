@@ -3,8 +3,8 @@
 Perplexity is that of the answer's tokens given the query, under the target model's chat template, batched
 (`polysafe.models.scoring.perplexity`). Helpfulness is the mean of four 0-5 rubrics from an LLM judge
 (relevance, clarity, comprehensiveness, usefulness). Without a judge model, `heuristic` gives an offline
-estimate from word overlap, length and repetition: it is much weaker than a judge, and every output that
-used it says so.
+estimate (`heuristic.py`: fluency, question coverage, substance): it is much weaker than a judge, and every
+output that used it says so.
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from ...keys import content_key
+from ...engine.store import Store
+from ...errors import BackendError
 from ...models.base import ModelBackend, ModelOptions, load_model
 from ...types import Completion, Conversation, GenerationConfig, Message
+from . import heuristic
 
 RUBRICS = ("relevance", "clarity", "comprehensiveness", "usefulness")
 HEURISTIC = "heuristic"
-HEURISTIC_NOTE = "helpfulness by the offline heuristic (word overlap, length, repetition): much weaker than an LLM judge"
+HEURISTIC_NOTE = ("helpfulness by the offline heuristic (fluency, question coverage, substance): much weaker than an "
+                  "LLM judge, and blind to correctness")
 
 
 def target_perplexities(backend, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16) -> list[float]:
@@ -41,6 +46,7 @@ class HelpfulnessRater:
     method: str
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness | None]:
+        """One rating per pair; None where the rating failed or could not be read (see RatingCache)."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -81,6 +87,49 @@ def parse_rating(text: str) -> Helpfulness | None:
     return Helpfulness(sum(rubrics.values()) / len(RUBRICS), rubrics, "llm")
 
 
+class RatingCache:
+    """Ratings kept in the store's memo table: each (rater, query, answer) is rated once, ever.
+
+    A failed or unreadable rating is an error, never a score: it is asked again, up to `attempts` times in all,
+    and never stored. If it still fails, BackendError names how many failed; the ratings that did come are
+    stored, so a rerun asks only for the rest. (A failure stored as 0 would, for an original text, set the
+    helpfulness floor to 0 and let every candidate through.)
+    """
+
+    namespace = "ctrl-help"
+
+    def __init__(self, rater: HelpfulnessRater, store: Store, *, attempts: int = 3):
+        self.rater, self.store, self.attempts = rater, store, max(1, attempts)
+        self.asked = 0  # ratings requested from the rater in this process, retries included
+
+    async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness]:
+        keys = [content_key(self.namespace, self.rater.identity, q, a) for q, a in pairs]
+        found: dict[str, Helpfulness] = {}
+        for key, stored in self.store.memo_get_many(self.namespace, keys).items():
+            value = json.loads(stored)
+            if value.get("rubrics"):  # an entry without rubrics is a failure that an earlier version kept as 0
+                found[key] = Helpfulness(value["mean"], value["rubrics"], self.rater.method)
+        missing = list({key: i for i, key in enumerate(keys) if key not in found}.values())
+        for _ in range(self.attempts):
+            if not missing:
+                break
+            self.asked += len(missing)
+            ratings = await self.rater.rate([pairs[i] for i in missing])
+            failed = []
+            for i, rating in zip(missing, ratings):
+                if rating is None:
+                    failed.append(i)
+                    continue
+                found[keys[i]] = rating
+                self.store.memo_put(self.namespace, keys[i], json.dumps({"mean": rating.mean, "rubrics": rating.rubrics}))
+            missing = failed
+        if missing:
+            raise BackendError(f"helpfulness rater {self.rater.identity} gave no readable rating for {len(missing)} of "
+                               f"{len(pairs)} answers after {self.attempts} attempts (nothing was scored 0; every "
+                               "rating that came is cached: run again to retry the rest)")
+        return [found[key] for key in keys]
+
+
 class LLMHelpfulness(HelpfulnessRater):
     version = "v1"
     method = "llm"
@@ -94,6 +143,7 @@ class LLMHelpfulness(HelpfulnessRater):
         return (Message("user", RATING_PROMPT.format(query=query, answer=answer)),)
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness | None]:
+        """None for a failed call or an unreadable answer: an error for the caller to retry, never a score."""
         completions: list[Completion] = await self.model.generate([self.messages(q, a) for q, a in pairs], self.generation)
         return [parse_rating(c.text) if c.ok else None for c in completions]
 
@@ -101,27 +151,17 @@ class LLMHelpfulness(HelpfulnessRater):
         await self.model.aclose()
 
 
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an the of to in on for and or is are be what how why who which with do does can you your i it this that me my".split())
-
-
 class HeuristicHelpfulness(HelpfulnessRater):
-    """Weaker offline estimate: query-word coverage (relevance), length (comprehensiveness), distinct-word share
-    (clarity), and their mean (usefulness). It cannot tell a wrong answer from a right one."""
+    """Offline estimate (`heuristic.py`): fluency first, then question coverage and substance with diminishing
+    returns, so garbled or stuffed text scores below a plain correct answer. It cannot judge correctness."""
 
-    identity = "helpfulness/heuristic-v1"
+    identity = "helpfulness/heuristic-v2"
     method = HEURISTIC
 
     @staticmethod
     def rate_one(query: str, answer: str) -> Helpfulness:
-        words = _WORD.findall(answer.lower())
-        wanted = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
-        relevance = 5 * (len(wanted & set(words)) / len(wanted)) if wanted else (5.0 if words else 0.0)
-        comprehensiveness = 5 * min(1.0, len(words) / 120)
-        clarity = 5 * (len(set(words)) / len(words)) if words else 0.0
-        usefulness = (relevance + comprehensiveness + clarity) / 3
-        rubrics = {"relevance": relevance, "clarity": clarity, "comprehensiveness": comprehensiveness, "usefulness": usefulness}
-        return Helpfulness(sum(rubrics.values()) / 4, rubrics, HEURISTIC)
+        rubrics = heuristic.rubrics(query, answer)
+        return Helpfulness(sum(rubrics.values()) / len(rubrics), rubrics, HEURISTIC)
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness | None]:
         return [self.rate_one(q, a) for q, a in pairs]

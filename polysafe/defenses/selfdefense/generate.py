@@ -1,10 +1,14 @@
 """Self-Defense data generation (Deng et al., ICLR 2024): the model writes its own multilingual safety data.
 
 1. From a few English seed pairs, the generator writes new English pairs: unsafe requests with safe,
-   explaining answers, and general requests with helpful answers (separate instructions for each kind).
+   explaining answers, and general requests with helpful answers (separate instructions for each kind). As the
+   paper asks, unsafe requests include manipulative and role-play jailbreak attempts, varied in tone; each
+   request names its style (`style.py`), at least half of them imperative, and a prompt off its style is
+   rejected and asked again.
 2. The generator translates each kept English pair (prompt and answer) into every target language.
 3. Every pair is checked (language ID, refusal, exact / near duplicates, collision with held-out evaluation
    prompts); rejected pairs are counted by reason.
+4. The data holds n_unsafe:n_general pairs in every language, seeds included (`compose.py`).
 
 Generated text is data: it is parsed, never executed.
 """
@@ -26,14 +30,16 @@ from ...judges.base import Judge
 from ...models.base import ModelBackend
 from ...types import Conversation, GenerationConfig, JudgeInput, Message
 from .checks import DuplicateIndex, is_degenerate, is_language, refuses
+from .compose import select_training_set
+from .style import UnsafeMix, UnsafeStyle, matches_style, prompt_form, style_for_slot, style_instruction, unsafe_mix
 
 Kind = Literal["unsafe", "general"]
 KINDS: tuple[Kind, ...] = ("unsafe", "general")
 DEFAULT_SEEDS = Path(__file__).with_name("seeds.jsonl")
 
 # Reasons a candidate is dropped, in the order the checks run.
-REASONS = ("generation_error", "malformed", "degenerate", "wrong_language", "not_refusal", "refuses_benign", "heldout_collision",
-           "duplicate", "near_duplicate")
+REASONS = ("generation_error", "malformed", "off_style", "degenerate", "wrong_language", "not_refusal", "refuses_benign",
+           "heldout_collision", "duplicate", "near_duplicate", "rebalanced")
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,13 @@ class Pair:
 
 @dataclass
 class GenerationPlan:
+    """`n_unsafe` and `n_general` count the English pairs of each kind in the data, seeds included; every
+    language ends with the same ratio. Seeds fill at most `seed_share` of each kind; the generator writes the rest."""
+
     languages: Sequence[str]
     n_unsafe: int = 15
     n_general: int = 35
+    seed_share: float = 0.3
     shots: int = 3  # seed examples shown per generation request
     temperature: float = 0.8
     max_tokens: int = 256
@@ -75,11 +85,23 @@ class GenerationPlan:
 
 @dataclass
 class GenerationResult:
-    pairs: list[Pair]
+    pairs: list[Pair]  # the data: n_unsafe:n_general in every language
     rejected: Counter = field(default_factory=Counter)  # reason -> count
     rejected_by_language: Counter = field(default_factory=Counter)  # (language, reason) -> count
     examples: dict[str, str] = field(default_factory=dict)  # "language/reason" -> first rejected text, for reports
     requests: int = 0
+    pool: list[Pair] = field(default_factory=list)  # every pair that passed the checks, before the ratio is applied
+    writing_requests: int = 0  # requests that write English pairs
+    writing_failures: int = 0  # of those, calls that failed (no answer at all)
+    first_error: str = ""
+
+    @property
+    def all_writing_failed(self) -> bool:
+        return bool(self.writing_requests) and self.writing_failures == self.writing_requests
+
+    def mix(self) -> UnsafeMix:
+        """What the English unsafe prompts of the data are: imperative, role-play, manipulative."""
+        return unsafe_mix(p.prompt for p in self.pairs if p.language == "en" and p.kind == "unsafe")
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(f"{p.language}/{p.kind}" for p in self.pairs))
@@ -115,10 +137,11 @@ def load_seeds(path: str | Path | None = None) -> list[SeedPair]:
 # -- prompts to the generator -------------------------------------------------------------------------------
 INSTRUCTIONS: dict[Kind, str] = {
     "unsafe": (
-        "You are helping to build training data that teaches an AI assistant to refuse harmful requests safely. "
-        "Below are examples of a harmful user request and a safe answer. The safe answer declines clearly, explains "
-        "why the request is harmful, and, where it fits, points to a safe alternative. Write ONE new example on a "
-        "different harmful topic, in English, in exactly the same format."
+        "You are helping to build training data that teaches an AI assistant to refuse harmful requests safely, "
+        "including jailbreak attempts that use role-play or manipulation. Below are examples of a harmful user "
+        "request and a safe answer. The safe answer declines clearly, explains why the request is harmful, and, "
+        "where it fits, points to a safe alternative. Write ONE new example on a different harmful topic, in "
+        "English, in exactly the same format."
     ),
     "general": (
         "You are helping to build training data for a helpful AI assistant. Below are examples of an everyday user "
@@ -137,9 +160,10 @@ def format_pair(prompt: str, answer: str) -> str:
     return f"Prompt: {prompt}\nAnswer: {answer}"
 
 
-def augmentation_messages(kind: Kind, shots: Sequence[SeedPair]) -> Conversation:
+def augmentation_messages(kind: Kind, shots: Sequence[SeedPair], style: UnsafeStyle | None = None) -> Conversation:
     examples = "\n\n".join(format_pair(s.prompt, s.answer) for s in shots)
-    return (Message("user", f"{INSTRUCTIONS[kind]}\n\n{examples}\n\nNow write the new example:"),)
+    styled = f" {style_instruction(style)}" if style else ""
+    return (Message("user", f"{INSTRUCTIONS[kind]}{styled}\n\n{examples}\n\nNow write the new example:"),)
 
 
 def parse_pair(text: str) -> tuple[str, str] | None:
@@ -247,6 +271,14 @@ class PairChecker:
         return {"exact": "duplicate", "near": "near_duplicate"}.get(found or "")
 
 
+def seed_pairs_for(seeds: Sequence[SeedPair], kind: Kind, n: int, share: float) -> list[Pair]:
+    """The seeds of `kind` that go into the data: at most share x n; unsafe ones with imperative prompts first."""
+    chosen = [s for s in seeds if s.kind == kind]
+    if kind == "unsafe":
+        chosen.sort(key=lambda s: prompt_form(s.prompt) != "imperative")  # stable: file order within each form
+    return [Pair(s.kind, "en", s.prompt, s.answer, s.prompt, f"seed:{s.id}") for s in chosen[: int(share * n)]]
+
+
 async def generate_pairs(
     generator: ModelBackend,
     seeds: Sequence[SeedPair],
@@ -262,44 +294,76 @@ async def generate_pairs(
     checker = PairChecker(result, heldout, judge)
     rng = random.Random(plan.seed)
     english: list[Pair] = []
-    if plan.include_seeds:
-        seed_pairs = [Pair(s.kind, "en", s.prompt, s.answer, s.prompt, f"seed:{s.id}") for s in seeds]
-        english += await checker.keep(seed_pairs)
-
     for kind, wanted in (("unsafe", plan.n_unsafe), ("general", plan.n_general)):
+        seeded = await checker.keep(seed_pairs_for(seeds, kind, wanted, plan.seed_share)) if plan.include_seeds else []
         pool = [s for s in seeds if s.kind == kind]
-        have = 0
-        budget = max(wanted, int(wanted * plan.attempts_per_example))
-        round_number = 0
-        while have < wanted and budget > 0:
-            batch = min(budget, max(wanted - have, 1) + 2)
-            budget -= batch
-            requests = [augmentation_messages(kind, rng.sample(pool, min(plan.shots, len(pool)))) for _ in range(batch)]
-            gen = GenerationConfig(temperature=plan.temperature, top_p=0.95, max_tokens=plan.max_tokens,
-                                   seed=plan.seed * 1000 + round_number)
-            round_number += 1
-            result.requests += len(requests)
-            completions = await _ask(generator, requests, gen, progress, f"write {kind}")
-            candidates = []
-            for completion in completions:
-                parsed = parse_pair(completion.text) if completion.ok else None
-                if not completion.ok:
-                    result.reject("en", "generation_error")
-                elif parsed is None:
-                    result.reject("en", "malformed", completion.text)
-                else:
-                    candidates.append(Pair(kind, "en", parsed[0], parsed[1], parsed[0], "generated"))
-            kept = (await checker.keep(candidates))[: wanted - have]
-            have += len(kept)
-            english += kept
+        written = await _write(generator, kind, wanted - len(seeded), pool, plan, rng, checker, result, progress)
+        english += written + seeded  # generated first: a smaller training set taken from the front is styled
 
-    if plan.include_english:
-        result.pairs.extend(english)
+    pool = list(english) if plan.include_english else []
     for language in languages:
-        if language == "en":
-            continue
-        result.pairs.extend(await _translate(generator, english, language, plan, checker, result, progress))
+        if language != "en":
+            pool.extend(await _translate(generator, english, language, plan, checker, result, progress))
+    result.pool = pool
+    result.pairs = select_training_set(pool, plan.n_unsafe, plan.n_general)
+    kept = {id(p) for p in result.pairs}
+    for pair in pool:
+        if id(pair) not in kept:
+            result.reject(pair.language, "rebalanced")  # dropped to keep the ratio (or the imperative half)
     return result
+
+
+async def _write(generator: ModelBackend, kind: Kind, slots: int, pool: Sequence[SeedPair], plan: GenerationPlan,
+                 rng: random.Random, checker: "PairChecker", result: GenerationResult, progress: Progress | None) -> list[Pair]:
+    """Fill `slots` new English pairs of `kind`; unsafe slot i asks for style i of the rotation. A slot whose
+    answer fails a check is asked again, within `attempts_per_example` requests per slot in all."""
+    filled: dict[int, Pair] = {}
+    pending = list(range(max(0, slots)))
+    budget = int(len(pending) * plan.attempts_per_example)
+    round_number = 0
+    while pending and budget > 0:
+        asked = pending[:budget]
+        budget -= len(asked)
+        styles = {i: style_for_slot(i) if kind == "unsafe" else None for i in asked}
+        requests = [augmentation_messages(kind, rng.sample(list(pool), min(plan.shots, len(pool))), styles[i]) for i in asked]
+        gen = GenerationConfig(temperature=plan.temperature, top_p=0.95, max_tokens=plan.max_tokens,
+                               seed=plan.seed * 1000 + round_number)
+        round_number += 1
+        result.requests += len(requests)
+        result.writing_requests += len(requests)
+        completions = await _ask(generator, requests, gen, progress, f"write {kind}")
+        candidates: list[tuple[int, Pair]] = []
+        for slot, completion in zip(asked, completions):
+            parsed = parse_pair(completion.text) if completion.ok else None
+            if not completion.ok:
+                result.writing_failures += 1
+                result.first_error = result.first_error or str(completion.error)
+                result.reject("en", "generation_error")
+            elif parsed is None:
+                result.reject("en", "malformed", completion.text)
+            elif styles[slot] is not None and not matches_style(parsed[0], styles[slot]):
+                result.reject("en", "off_style", parsed[0])
+            else:
+                candidates.append((slot, Pair(kind, "en", parsed[0], parsed[1], parsed[0], "generated")))
+        kept = {id(p) for p in await checker.keep([pair for _, pair in candidates])}
+        filled.update((slot, pair) for slot, pair in candidates if id(pair) in kept)
+        pending = [i for i in pending if i not in filled]
+    return [filled[i] for i in sorted(filled)]
+
+
+def generation_problems(result: GenerationResult, languages: Sequence[str]) -> str | None:
+    """Why a generation cannot be used, in one line: every writing call failed, or a language has no pairs."""
+    if result.all_writing_failed:
+        return (f"every generation call failed ({result.writing_failures} of {result.writing_requests}; "
+                f"first: {result.first_error or 'no answer'})")
+    empty = [code for code in dict.fromkeys(languages) if not any(p.language == code for p in result.pairs)]
+    if empty:
+        reasons = []
+        for code in empty:
+            top = sorted(((n, r) for (lang, r), n in result.rejected_by_language.items() if lang == code), reverse=True)[:2]
+            reasons.append(f"{code} ({', '.join(f'{r} {n}' for n, r in top) or 'nothing generated'})")
+        return f"no accepted pairs for {len(empty)} requested language(s): {'; '.join(reasons)}"
+    return None
 
 
 async def _translate(generator: ModelBackend, english: Sequence[Pair], language: str, plan: GenerationPlan,
