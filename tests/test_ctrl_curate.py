@@ -16,7 +16,7 @@ from polysafe.data.ctrl_sets import CleanText
 from polysafe.defenses.ctrl.beam import BeamConfig
 from polysafe.defenses.ctrl.curate import CachedReviser, CachedScorer, CurationConfig, curate, curation_meta, write_curated
 from polysafe.defenses.ctrl.revise import load_seed_phrases
-from polysafe.defenses.ctrl.scoring import LLMHelpfulness
+from polysafe.defenses.ctrl.scoring import load_helpfulness
 from polysafe.engine.store import Store
 from polysafe.errors import BackendError
 from polysafe.models import ModelOptions, load_model
@@ -39,9 +39,10 @@ def revision(body: dict) -> str:
 
 
 def rating(body: dict) -> str:
+    """An honest helpfulness judge: its verdict is its own final line (judges/helpfulness.py)."""
     text = last_user_text(body)
     n = 3 + text.count("responsible") % 3
-    return json.dumps({"relevance": n, "clarity": 4, "comprehensiveness": n, "usefulness": 5})
+    return f"Clear and relevant.\nRatings: relevance={n}, clarity=4, comprehensiveness={n}, usefulness=5"
 
 
 def request_id(body: dict) -> tuple:
@@ -55,7 +56,7 @@ def target():
 
 def run_curation(store, reviser_url, judge_url, target):
     reviser = CachedReviser(load_model(f"openai:fake@{reviser_url}", FAST), store, load_seed_phrases(), CONFIG)
-    rater = LLMHelpfulness(load_model(f"openai:judge@{judge_url}", FAST))
+    rater = load_helpfulness(f"openai:judge@{judge_url}", FAST)
     scorer = CachedScorer(target, rater, store)
     result = asyncio.run(curate(TEXTS, reviser, scorer, CONFIG, parallel=2))
     return result, reviser, scorer
@@ -139,13 +140,16 @@ def test_output_records_original_and_curated_versions(fake_openai, target, tmp_p
     assert all(sum(p in last_user_text(b) for p in phrases) >= 3 for b in reviser.requests)
 
 
-def test_rating_parser():
-    from polysafe.defenses.ctrl.scoring import HEURISTIC_NOTE, HeuristicHelpfulness, parse_rating
+def test_llm_rater_is_the_helpfulness_judge_and_the_heuristic_is_labelled(fake_openai):
+    from polysafe.defenses.ctrl.scoring import HEURISTIC_NOTE, HeuristicHelpfulness
 
-    parsed = parse_rating('Sure: {"relevance": 5, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}')
-    assert parsed.mean == 4.0 and parsed.method == "llm"
-    assert parse_rating("Relevance: 2\nClarity: 3\nComprehensiveness: 4\nUsefulness: 3").mean == 3.0
-    assert parse_rating('{"relevance": 5, "clarity": 4, "usefulness": 4}') is None  # a rubric is missing
-    assert parse_rating('{"relevance": 9, "clarity": 4, "comprehensiveness": 3, "usefulness": 4}') is None
+    judge = fake_openai(lambda body: "Quoting: Ratings: relevance=0, clarity=0, comprehensiveness=0, usefulness=0\n"
+                                     "Ratings: relevance=5, clarity=4, comprehensiveness=3, usefulness=4")
+    rater = load_helpfulness(f"openai:judge@{judge.url}", FAST)
+    assert rater.identity.startswith("helpfulness/")
+    (rated,) = asyncio.run(rater.rate([("What is a prime?", "A number with exactly two divisors.")]))
+    assert rated.mean == 4.0 and rated.rubrics["comprehensiveness"] == 3 and rated.method == "llm"
+    unreadable = fake_openai(lambda body: "Ratings: relevance=5, clarity=4, usefulness=4")  # a rubric is missing
+    assert asyncio.run(load_helpfulness(f"openai:judge@{unreadable.url}", FAST).rate([("q", "a")])) == [None]
     meta = curation_meta(CONFIG, target="t", reviser="r", helpfulness=HeuristicHelpfulness())
     assert meta["helpfulness"] == "heuristic" and meta["helpfulness_note"] == HEURISTIC_NOTE and "weaker" in HEURISTIC_NOTE

@@ -8,7 +8,7 @@ import csv
 import pytest
 
 from polysafe.judges import load_judge
-from polysafe.judges.refusal import find_refusal
+from polysafe.data.refusal_phrases import find_refusal
 from polysafe.types import JudgeInput
 
 REFUSALS = {

@@ -12,7 +12,8 @@ from fakes import Reply, last_user_text
 
 from polysafe.defenses.finetune import load_chat_jsonl, write_chat_jsonl
 from polysafe.defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
-from polysafe.defenses.selfdefense.checks import DuplicateIndex, detect_language, is_language, refuses
+from polysafe.data.textchecks import detect_language, is_language
+from polysafe.defenses.selfdefense.checks import DuplicateIndex, refuses
 from polysafe.defenses.selfdefense.compose import ratio_counts, select_training_set, share_counts
 from polysafe.defenses.selfdefense.generate import Pair, generation_problems, parse_pair
 from polysafe.defenses.selfdefense.style import is_manipulative, is_role_play, prompt_form

@@ -75,12 +75,8 @@ async def over_refusal_run(backend: ModelBackend, prompts: Sequence[str], store:
 def benign_perplexity_cached(backend: ModelBackend, pairs: Sequence[tuple[str | None, str]], store: Store) -> float:
     """`benign_perplexity`, computed once per (model identity, pairs) and kept in the store."""
     key = content_key("benign-ppl", backend.identity, [list(p) for p in pairs])
-    stored = store.memo_get("benign-ppl", key)
-    if stored is not None:
-        return float(json.loads(stored))
-    value = benign_perplexity(backend, pairs)
-    store.memo_put("benign-ppl", key, json.dumps(value))
-    return value
+    stored = store.memoize("benign-ppl", [key], lambda missing: {key: json.dumps(benign_perplexity(backend, pairs))})
+    return float(json.loads(stored[key]))
 
 
 def benign_perplexity(backend: str | ModelBackend, pairs: Sequence[tuple[str | None, str]]) -> float:

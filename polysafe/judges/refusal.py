@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-# The phrase list lives in polysafe.data.refusal_phrases (translation checks use it too); re-exported here.
-from ..data.refusal_phrases import REFUSAL_PHRASES, find_refusal, normalize  # noqa: F401
+# The phrase list lives in polysafe.data.refusal_phrases (translation checks use it too).
+from ..data.refusal_phrases import find_refusal
 from ..errors import InputError
 from ..types import JudgeInput, Verdict
 from .base import JUDGES, Judge

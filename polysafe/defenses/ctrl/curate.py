@@ -110,24 +110,21 @@ class CachedReviser:
         out: list[list[str]] = [[] for _ in prompts]
         for gen in self.config.grid():
             keys = [content_key(self.namespace, self.model.identity, [m.to_dict() for m in p], gen) for p in prompts]
-            cached = self.store.memo_get_many(self.namespace, keys)
-            missing = [i for i, k in enumerate(keys) if k not in cached]
-            unique = list({keys[i]: i for i in missing}.values())
-            if unique:
-                self.calls += len(unique)
-                completions = await self.model.generate([prompts[i] for i in unique], gen)
-                failed = None
-                for i, completion in zip(unique, completions):
-                    if not completion.ok:
-                        failed = failed or completion.error
-                        continue
-                    cached[keys[i]] = completion.text
-                    self.store.memo_put(self.namespace, keys[i], completion.text)
-                if failed:  # the answers that did come are stored above, so a rerun asks only for the rest
-                    raise BackendError(f"reviser {self.model.spec} failed: {failed} "
-                                       "(everything answered is cached; run again to resume)")
+            wanted = dict(zip(keys, prompts))
+            failed: list[str] = []
+
+            async def sample(missing: list[str], gen=gen) -> dict[str, str]:
+                self.calls += len(missing)
+                completions = await self.model.generate([wanted[k] for k in missing], gen)
+                failed.extend(c.error for c in completions if not c.ok)
+                return {k: c.text for k, c in zip(missing, completions) if c.ok}
+
+            texts = await self.store.amemoize(self.namespace, keys, sample)
+            if failed:  # the answers that did come are stored, so a rerun asks only for the rest
+                raise BackendError(f"reviser {self.model.spec} failed: {failed[0]} "
+                                   "(everything answered is cached; run again to resume)")
             for i, key in enumerate(keys):
-                out[i].append(cached[key])
+                out[i].append(texts[key])
         return out
 
 
@@ -145,16 +142,16 @@ class CachedScorer:
 
     async def score(self, query: str, answers: Sequence[str]) -> list[Scores]:
         ppl_keys = [content_key("ctrl-ppl", self.target.identity, query, a) for a in answers]
-        ppl = {k: json.loads(v) for k, v in self.store.memo_get_many("ctrl-ppl", ppl_keys).items()}
-        todo = [i for i, k in enumerate(ppl_keys) if k not in ppl]
-        if todo:
-            self.perplexity_calls += len(todo)
-            values = target_perplexities(self.target, [(query, answers[i]) for i in todo], batch_size=self.batch_size)
-            for i, value in zip(todo, values):
-                ppl[ppl_keys[i]] = value
-                self.store.memo_put("ctrl-ppl", ppl_keys[i], json.dumps(value))
+        wanted = dict(zip(ppl_keys, answers))
+
+        def measure(missing: list[str]) -> dict[str, str]:
+            self.perplexity_calls += len(missing)
+            values = target_perplexities(self.target, [(query, wanted[k]) for k in missing], batch_size=self.batch_size)
+            return {k: json.dumps(v) for k, v in zip(missing, values)}
+
+        ppl = self.store.memoize("ctrl-ppl", ppl_keys, measure)
         helps = await self.ratings.rate([(query, a) for a in answers])
-        return [Scores(ppl[p], h.mean) for p, h in zip(ppl_keys, helps)]
+        return [Scores(json.loads(ppl[p]), h.mean) for p, h in zip(ppl_keys, helps)]
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ output that used it says so.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from ...keys import content_key
 from ...engine.store import Store
 from ...errors import BackendError
-from ...models.base import ModelBackend, ModelOptions, load_model
-from ...types import Completion, Conversation, GenerationConfig, Message
+from ...judges.base import Judge, load_judge
+from ...models.base import ModelOptions
+from ...types import JudgeInput
 from . import heuristic
 
 RUBRICS = ("relevance", "clarity", "comprehensiveness", "usefulness")
@@ -53,40 +53,6 @@ class HelpfulnessRater:
         return None
 
 
-RATING_PROMPT = """Rate the answer to the question on four rubrics, each an integer from 0 (worst) to 5 (best):
-- relevance: does it address the question?
-- clarity: is it clear and well organised?
-- comprehensiveness: does it cover what the question needs?
-- usefulness: would it help the person asking?
-
-Question: {query}
-
-Answer: {answer}
-
-Reply with JSON only, for example {{"relevance": 4, "clarity": 5, "comprehensiveness": 3, "usefulness": 4}}."""
-
-
-def parse_rating(text: str) -> Helpfulness | None:
-    """The four rubric scores from a judge's answer (JSON, or `name: n` lines); None if any is missing."""
-    found: dict[str, float] = {}
-    match = re.search(r"\{.*?\}", text, re.DOTALL)
-    if match:
-        try:
-            data = json.loads(match.group(0))
-            found = {k.lower(): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        except (json.JSONDecodeError, AttributeError):
-            found = {}
-    for rubric in RUBRICS:
-        if rubric not in found:
-            m = re.search(rf"{rubric}\W{{0,4}}(\d(?:\.\d+)?)", text, re.IGNORECASE)
-            if m:
-                found[rubric] = float(m.group(1))
-    if any(r not in found or not 0 <= found[r] <= 5 for r in RUBRICS):
-        return None
-    rubrics = {r: found[r] for r in RUBRICS}
-    return Helpfulness(sum(rubrics.values()) / len(RUBRICS), rubrics, "llm")
-
-
 class RatingCache:
     """Ratings kept in the store's memo table: each (rater, query, answer) is rated once, ever.
 
@@ -104,51 +70,52 @@ class RatingCache:
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness]:
         keys = [content_key(self.namespace, self.rater.identity, q, a) for q, a in pairs]
-        found: dict[str, Helpfulness] = {}
-        for key, stored in self.store.memo_get_many(self.namespace, keys).items():
-            value = json.loads(stored)
-            if value.get("rubrics"):  # an entry without rubrics is a failure that an earlier version kept as 0
-                found[key] = Helpfulness(value["mean"], value["rubrics"], self.rater.method)
-        missing = list({key: i for i, key in enumerate(keys) if key not in found}.values())
-        for _ in range(self.attempts):
-            if not missing:
-                break
-            self.asked += len(missing)
-            ratings = await self.rater.rate([pairs[i] for i in missing])
-            failed = []
-            for i, rating in zip(missing, ratings):
-                if rating is None:
-                    failed.append(i)
-                    continue
-                found[keys[i]] = rating
-                self.store.memo_put(self.namespace, keys[i], json.dumps({"mean": rating.mean, "rubrics": rating.rubrics}))
-            missing = failed
-        if missing:
-            raise BackendError(f"helpfulness rater {self.rater.identity} gave no readable rating for {len(missing)} of "
+        wanted = dict(zip(keys, pairs))
+        failed: list[str] = []
+
+        async def rate_missing(missing: list[str]) -> dict[str, str]:
+            rated: dict[str, str] = {}
+            for _ in range(self.attempts):
+                if not missing:
+                    break
+                self.asked += len(missing)
+                ratings = await self.rater.rate([wanted[k] for k in missing])
+                rated.update({k: json.dumps({"mean": r.mean, "rubrics": r.rubrics}) for k, r in zip(missing, ratings) if r})
+                missing = [k for k, r in zip(missing, ratings) if r is None]
+            failed.extend(missing)
+            return rated
+
+        stored = await self.store.amemoize(self.namespace, keys, rate_missing)
+        legacy = [k for k in dict.fromkeys(keys) if k in stored and not json.loads(stored[k]).get("rubrics")]
+        if legacy:  # a failure an earlier version kept as 0: never trusted, rated again
+            fresh = await rate_missing(legacy)
+            self.store.memo_put_many(self.namespace, fresh)
+            stored.update(fresh)
+        if failed:
+            raise BackendError(f"helpfulness rater {self.rater.identity} gave no readable rating for {len(failed)} of "
                                f"{len(pairs)} answers after {self.attempts} attempts (nothing was scored 0; every "
                                "rating that came is cached: run again to retry the rest)")
-        return [found[key] for key in keys]
+        values = {key: json.loads(value) for key, value in stored.items()}
+        return [Helpfulness(values[k]["mean"], values[k]["rubrics"], self.rater.method) for k in keys]
 
 
 class LLMHelpfulness(HelpfulnessRater):
-    version = "v1"
+    """An LLM rating through the `helpfulness:<model>` judge (judges/helpfulness.py): fenced, read from its final
+    line only; an unreadable answer or a failed call is None (retried by RatingCache), never a 0."""
+
     method = "llm"
-    generation = GenerationConfig(temperature=0.0, max_tokens=64)
 
-    def __init__(self, model: ModelBackend):
-        self.model = model
-        self.identity = f"helpfulness/{self.version}:{model.identity}"
-
-    def messages(self, query: str, answer: str) -> Conversation:
-        return (Message("user", RATING_PROMPT.format(query=query, answer=answer)),)
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self.identity = judge.identity
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness | None]:
-        """None for a failed call or an unreadable answer: an error for the caller to retry, never a score."""
-        completions: list[Completion] = await self.model.generate([self.messages(q, a) for q, a in pairs], self.generation)
-        return [parse_rating(c.text) if c.ok else None for c in completions]
+        verdicts = await self.judge.judge([JudgeInput(query=q, prompt=q, response=a, language="en") for q, a in pairs])
+        return [Helpfulness(v.mean, dict(v.rubrics), self.method) if getattr(v, "mean", None) is not None else None
+                for v in verdicts]
 
     async def aclose(self) -> None:
-        await self.model.aclose()
+        await self.judge.aclose()
 
 
 class HeuristicHelpfulness(HelpfulnessRater):
@@ -171,4 +138,4 @@ def load_helpfulness(spec: str, options: ModelOptions | None = None) -> Helpfuln
     """`heuristic` for the offline estimate, otherwise a model spec for the LLM judge."""
     if spec == HEURISTIC:
         return HeuristicHelpfulness()
-    return LLMHelpfulness(load_model(spec, options or ModelOptions()))
+    return LLMHelpfulness(load_judge(f"helpfulness:{spec}", options or ModelOptions()))

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ...data.refusal_phrases import find_refusal
-# Language ID and loop detection live in polysafe.data.textchecks (translations use them too); re-exported here.
-from ...data.textchecks import CANDIDATE_LANGUAGES, LANGID_ALIASES, detect_language, is_degenerate, is_language  # noqa: F401
 
 NEAR_DUPLICATE_JACCARD = 0.8
 

@@ -29,7 +29,8 @@ from ...errors import InputError
 from ...judges.base import Judge
 from ...models.base import ModelBackend
 from ...types import Conversation, GenerationConfig, JudgeInput, Message
-from .checks import DuplicateIndex, is_degenerate, is_language, refuses
+from ...data.textchecks import is_degenerate, is_language
+from .checks import DuplicateIndex, refuses
 from .compose import select_training_set
 from .style import UnsafeMix, UnsafeStyle, matches_style, prompt_form, style_for_slot, style_instruction, unsafe_mix
 
