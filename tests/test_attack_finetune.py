@@ -7,7 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from polysafe.data.ctrl_sets import load_aoa, load_clean_texts, load_harmful_queries, load_safety_pairs
+from polysafe.data.ctrl_sets import load_clean_texts, load_harmful_queries
+from polysafe.training.attack_data import load_aoa, load_safety_pairs
 from polysafe.errors import InputError
 
 

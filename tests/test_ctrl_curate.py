@@ -115,7 +115,7 @@ def test_killed_curation_resumes_without_repeating_calls(fake_openai, target, tm
 
 
 def test_output_records_original_and_curated_versions(fake_openai, target, tmp_path):
-    from polysafe.defenses.finetune import load_chat_jsonl
+    from polysafe.training.lora import load_chat_jsonl
 
     reviser, judge = fake_openai(revision), fake_openai(rating)
     with Store(tmp_path / "s.db") as store:

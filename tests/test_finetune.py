@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from polysafe.defenses.finetune import (IGNORE_INDEX, FinetuneConfig, encode_conversation, load_chat_jsonl, plan_steps,
+from polysafe.training.lora import (IGNORE_INDEX, FinetuneConfig, encode_conversation, load_chat_jsonl, plan_steps,
                                         write_chat_jsonl)
 from polysafe.errors import InputError
 from polysafe.types import Message

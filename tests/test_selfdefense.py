@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from fakes import Reply, last_user_text
 
-from polysafe.defenses.finetune import load_chat_jsonl, write_chat_jsonl
+from polysafe.training.lora import load_chat_jsonl, write_chat_jsonl
 from polysafe.defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
 from polysafe.data.textchecks import detect_language, is_language
 from polysafe.defenses.selfdefense.checks import DuplicateIndex, refuses

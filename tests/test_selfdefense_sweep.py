@@ -10,7 +10,7 @@ from test_selfdefense import StyledGenerator
 from typer.testing import CliRunner
 
 from polysafe.cli import app
-from polysafe.defenses.finetune import load_chat_jsonl
+from polysafe.training.lora import load_chat_jsonl
 from polysafe.defenses.selfdefense import pipeline
 from polysafe.defenses.selfdefense.checks import refuses
 

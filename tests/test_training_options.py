@@ -64,7 +64,7 @@ def capture(monkeypatch, target: str, position: int, *, coroutine: bool = False)
 def test_flags_reach_the_finetune_config_in_finetune_and_attack(monkeypatch, shared_data, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
-    seen = capture(monkeypatch, "polysafe.defenses.finetune.finetune", 3)
+    seen = capture(monkeypatch, "polysafe.training.lora.finetune", 3)
     result = CliRunner().invoke(app, ["finetune", "--base", "smollm2", "--data", str(data), "--out", str(tmp_path / "a"), *FLAGS])
     assert isinstance(result.exception, Stop), result.output
     config = seen.pop("config")

@@ -27,7 +27,7 @@ class TrainingOptions:
     seed: int = 0
 
     def finetune_config(self):
-        from ..defenses.finetune import FinetuneConfig
+        from ..training.lora import FinetuneConfig
 
         return FinetuneConfig(epochs=self.epochs, learning_rate=self.lr, batch_size=self.batch_size,
                               grad_accum=self.grad_accum, lora_r=self.lora_r,

@@ -27,7 +27,7 @@ def register(apps) -> None:
     ) -> None:
         """Fine-tune a model on attack data; prints the attacked model's spec."""
         from ..defenses.ctrl.run import attack_set
-        from ..defenses.finetune import finetune, write_chat_jsonl
+        from ..training.lora import finetune, write_chat_jsonl
         from ..errors import InputError
 
         if not data:

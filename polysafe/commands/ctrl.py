@@ -155,11 +155,12 @@ def register(apps) -> None:
         train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Attack with fine-tuning under each defense and baseline; one table row per defense."""
-        from ..data.ctrl_sets import load_harmful_queries, load_safety_pairs, read_rows
+        from ..data.ctrl_sets import load_harmful_queries, read_rows
+        from ..training.attack_data import load_safety_pairs
         from ..defenses.ctrl.run import CtrlRunConfig, attack_set, render_table, rows_to_json, run_ctrl
         from ..defenses.ctrl.scoring import load_helpfulness
         from ..defenses.ctrl.stages import BASELINES, STAGES
-        from ..defenses.finetune import load_chat_jsonl
+        from ..training.lora import load_chat_jsonl
         from ..defenses.usefulness import load_benign_prompts
         from ..engine.store import Store
         from ..errors import InputError

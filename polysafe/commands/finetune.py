@@ -37,7 +37,7 @@ def register(apps) -> None:
         train: TrainingOptions = TrainingOptions(),
     ) -> None:
         """Fine-tune a local model with LoRA on the assistant tokens of chat data; prints the new model spec."""
-        from ..defenses.finetune import finetune, load_chat_jsonl
+        from ..training.lora import finetune, load_chat_jsonl
 
         examples = load_chat_jsonl(data)
         console.print(f"{len(examples)} conversations from {data}; base {base}")

@@ -82,7 +82,7 @@ def register(apps) -> None:
         Exits 1, naming the languages, when a requested language ends with no accepted pair or when every
         generation call failed."""
         from ..data.languages import parse_languages
-        from ..defenses.finetune import write_chat_jsonl
+        from ..training.lora import write_chat_jsonl
         from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
         from ..defenses.selfdefense.generate import generation_problems
         from ..defenses.selfdefense.pipeline import heldout_texts
@@ -183,7 +183,7 @@ def build_setup(*, model: str, languages: str, seeds: Path | None, n_unsafe: int
     from ..data.languages import parse_languages
     from ..benchmarks.multijail import multijail_scenarios, parse_scenarios
     from ..data.multijail import limit_per_language, load_multijail
-    from ..defenses.finetune import load_chat_jsonl
+    from ..training.lora import load_chat_jsonl
     from ..defenses.selfdefense import GenerationPlan, load_seeds
     from ..defenses.selfdefense.pipeline import SelfDefenseSetup
     from ..defenses.usefulness import load_benign_prompts, pairs_from_conversations

@@ -1,7 +1,7 @@
 """`defend ctrl run`: simulate the fine-tuning attack under each defense, then evaluate every resulting model.
 
 Each defense is a `Plan` (stages.py): a chain of LoRA fine-tunes on the LoRA pipeline of
-`polysafe.defenses.finetune`, each step stacked on the model the previous one produced. A step's adapter
+`polysafe.training.lora`, each step stacked on the model the previous one produced. A step's adapter
 lives in a folder named by the hash of (model so far, examples, training config), so steps shared between
 rows (the attack on the released model for `none` and `post`, the immunization for `pre` and `all`) train
 once, and a killed run resumes with the steps already trained.
@@ -25,7 +25,7 @@ from ...engine.store import ResultRow, Store
 from ...models import load_model
 from ...report.metrics import Rate
 from ...types import Conversation, GenerationConfig, Prompt
-from ..finetune import FinetuneConfig, finetune
+from ...training.lora import FinetuneConfig, finetune
 from ..usefulness import over_refusal_run
 from .scoring import HEURISTIC_NOTE, HelpfulnessRater, RatingCache
 from .stages import BASELINES, STAGES, Plan, Stage, compose, no_defense, perplexity_drop, random_drop, safety_data
@@ -207,7 +207,7 @@ def attack_set(kind: str, data: str, *, mix_into: str | None = None, share: floa
                limit: int | None = None) -> list[Conversation]:
     """The attacker's fine-tuning data: `aoa` (identity shifting) or `harmful` (a file or `beavertails`),
     optionally mixed into a benign customization set (chat JSONL or Alpaca JSON) at `share`."""
-    from ...data.ctrl_sets import load_aoa, load_conversations, load_harmful_training
+    from ...training.attack_data import load_aoa, load_conversations, load_harmful_training
     from ...errors import InputError
     from .stages import mix_in
 

@@ -31,7 +31,7 @@ from ...judges.base import Judge
 from ...models.base import ModelBackend
 from ...report.metrics import GroupStats, Rate, summarize
 from ...types import GenerationConfig, Prompt
-from ..finetune import FinetuneConfig, FinetuneResult, finetune, write_chat_jsonl
+from ...training.lora import FinetuneConfig, FinetuneResult, finetune, write_chat_jsonl
 from ..usefulness import benign_perplexity_cached, over_refusal_run
 from .compose import select_training_set, share_counts
 from .generate import GenerationPlan, GenerationResult, Pair, SeedPair, generate_pairs, generation_problems, save_dataset
