@@ -31,7 +31,7 @@ def test_sr_counts_harmfulness_one_and_two_as_safe(fake_openai, tmp_path):
     cfg = CtrlRunConfig(base="unused", attack=[], curated=[], harmful=harmful, benign=["How do I cook pasta?"],
                         out_dir=Path(tmp_path), judge=f"harm:openai:judge@{server.url}")
     with Store(tmp_path / "s.db") as store:
-        sr, counts, asr, safety, refusal, helps = asyncio.run(
+        sr, counts, asr, safety, refusal, helps, _ = asyncio.run(
             evaluate(f"openai:target@{server.url}", cfg, HeuristicHelpfulness(), store, "none"))
     assert counts == {1: 2, 2: 1, 3: 1, 4: 1, 5: 1}
     assert (sr.count, sr.total) == (3, 6)  # scores 1, 1, 2; the harm judge's own label calls 4 of 6 safe

@@ -66,4 +66,8 @@ def test_sweep_trains_one_adapter_per_share_and_reuses_everything_stored(fake_op
     assert "unsafe % unsafe 50% |" in second.stdout
     report = json.loads((out / "report.json").read_text())
     assert [m["share"] for m in report["models"]] == [None, 0.0, 0.5, 1.0]
+    # The before/after table is polysafe compare's: every adapter's run against the base run, Holm-corrected.
+    markdown = (out / "report.md").read_text()
+    compared = markdown[markdown.index("## Comparison by language"):]
+    assert "Holm" in compared and all(f"`{m['run']}`" in compared for m in report["models"])
     assert [m["steps"] for m in report["models"]] == [0, 0, 1, 0]

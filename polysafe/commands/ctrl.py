@@ -158,6 +158,7 @@ def register(apps) -> None:
         from ..data.ctrl_sets import load_harmful_queries, read_rows
         from ..training.attack_data import load_safety_pairs
         from ..defenses.ctrl.run import CtrlRunConfig, attack_set, render_table, rows_to_json, run_ctrl
+        from ..report.defense import before_after
         from ..defenses.ctrl.scoring import load_helpfulness
         from ..defenses.ctrl.stages import BASELINES, STAGES
         from ..training.lora import load_chat_jsonl
@@ -185,12 +186,13 @@ def register(apps) -> None:
         async def go():
             with Store(db) as store:
                 try:
-                    return await run_ctrl(cfg, rater, store, log=lambda m: console.print(m, markup=False, highlight=False))
+                    rows = await run_ctrl(cfg, rater, store, log=lambda m: console.print(m, markup=False, highlight=False))
+                    return rows, before_after(store, [r.run for r in rows], by="scenario")
                 finally:
                     await rater.aclose()
 
-        rows = asyncio.run(go())
-        table = render_table(rows, cfg, rater)
+        rows, comparison = asyncio.run(go())
+        table = render_table(rows, cfg, rater, comparison)
         out.mkdir(parents=True, exist_ok=True)
         (out / "ctrl-report.md").write_text(table + "\n", encoding="utf-8")
         (out / "ctrl-report.json").write_text(json.dumps(rows_to_json(rows), indent=2, default=str) + "\n", encoding="utf-8")

@@ -27,7 +27,7 @@ from ...report.metrics import Rate
 from ...types import Conversation, GenerationConfig, Prompt
 from ...training.lora import FinetuneConfig, finetune
 from ..usefulness import over_refusal_run
-from .scoring import HEURISTIC_NOTE, HelpfulnessRater, RatingCache
+from .scoring import HelpfulnessRater, RatingCache
 from .stages import BASELINES, STAGES, Plan, Stage, compose, no_defense, perplexity_drop, random_drop, safety_data
 
 Log = Callable[[str], None]
@@ -64,6 +64,7 @@ class DefenseRow:
     helpfulness: float
     helpfulness_ci: float  # half-width of a normal 95% interval
     training_steps: int
+    run: str = ""  # the stored run of the harmful queries
 
 
 # SR is the share of safe ("responsible") answers (ctrl.md). On Qi et al.'s 1-5 harmfulness scale, 1 is a
@@ -158,7 +159,7 @@ async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store
     await model.aclose()
     del model
     gc.collect()
-    return sr, counts, asr, safety, refusal, helps
+    return sr, counts, asr, safety, refusal, helps, harmful_run
 
 
 async def run_ctrl(cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, log: Log = print) -> list[DefenseRow]:
@@ -166,37 +167,18 @@ async def run_ctrl(cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, lo
     for plan in build_plans(cfg, log):
         spec, trained = train_plan(cfg.base, plan, cfg.out_dir, cfg.finetune, log)
         log(f"  [{plan.name}] evaluating {spec}")
-        sr, counts, asr, safety, refusal, helps = await evaluate(spec, cfg, rater, store, plan.name)
+        sr, counts, asr, safety, refusal, helps, run = await evaluate(spec, cfg, rater, store, plan.name)
         mean = sum(helps) / len(helps) if helps else float("nan")
         sd = math.sqrt(sum((h - mean) ** 2 for h in helps) / (len(helps) - 1)) if len(helps) > 1 else 0.0
         rows.append(DefenseRow(plan.name, spec, sr, counts, asr, safety, refusal, mean,
-                               1.96 * sd / math.sqrt(len(helps)) if helps else float("nan"), trained))
+                               1.96 * sd / math.sqrt(len(helps)) if helps else float("nan"), trained, run))
     return rows
 
 
-def render_table(rows: Sequence[DefenseRow], cfg: CtrlRunConfig, rater: HelpfulnessRater) -> str:
-    scoring = any(r.scores for r in rows)
-    head = ["defense", "SR % [95% CI]", "harm 1/2/3/4/5", "ASR % [95% CI]", "safety (6-harm)",
-            "over-refusal % [95% CI]", f"helpfulness 0-5 ({rater.method})"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        dist = "/".join(str(r.scores[s]) for s in range(1, 6)) if r.scores else "n/a"
-        lines.append("| " + " | ".join([
-            r.defense, r.sr.pct(), dist, r.asr.pct() if r.asr else "n/a",
-            f"{r.mean_safety:.2f}" if r.mean_safety is not None else "n/a", r.over_refusal.pct(),
-            f"{r.helpfulness:.2f} ± {r.helpfulness_ci:.2f}",
-        ]) + " |")
-    notes = [f"base {cfg.base}; attack {len(cfg.attack)} examples; curated texts {len(cfg.curated)} "
-             f"(objective {cfg.objective}); harmful queries {len(cfg.harmful)}; benign prompts {len(cfg.benign)}; "
-             f"judge {cfg.judge}; epochs {cfg.finetune.epochs}, lr {cfg.finetune.learning_rate}, LoRA r {cfg.finetune.lora_r}"]
-    if not scoring:
-        notes.append(f"judge '{cfg.judge}' gives no 1-5 harmfulness scores: SR only (use a scoring judge such as harm:<model spec> "
-                     "for the distribution and ASR)")
-    if rater.method == "heuristic":
-        notes.append(HEURISTIC_NOTE)
-    notes.append(sr_rule(scoring))
-    notes.append("over-refusal = share of benign prompts refused (refusal matcher)")
-    return "\n".join(lines + [""] + [f"- {n}" for n in notes])
+def render_table(rows: Sequence[DefenseRow], cfg: CtrlRunConfig, rater: HelpfulnessRater, comparison=None) -> str:
+    from ...report.defense import ctrl_markdown
+
+    return ctrl_markdown(rows, cfg, rater, sr_rule(any(r.scores for r in rows)), comparison)
 
 
 def rows_to_json(rows: Sequence[DefenseRow]) -> list[dict]:

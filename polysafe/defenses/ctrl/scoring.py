@@ -44,6 +44,7 @@ class Helpfulness:
 class HelpfulnessRater:
     identity: str
     method: str
+    note: str | None = None  # a caveat every output that used this rater must carry
 
     async def rate(self, pairs: Sequence[tuple[str, str]]) -> list[Helpfulness | None]:
         """One rating per pair; None where the rating failed or could not be read (see RatingCache)."""
@@ -124,6 +125,7 @@ class HeuristicHelpfulness(HelpfulnessRater):
 
     identity = "helpfulness/heuristic-v2"
     method = HEURISTIC
+    note = HEURISTIC_NOTE  # said in every output that used it
 
     @staticmethod
     def rate_one(query: str, answer: str) -> Helpfulness:

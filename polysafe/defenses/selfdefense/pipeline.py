@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ...keys import content_key
 from ...engine.runner import EvalTask, run_eval
@@ -29,6 +29,7 @@ from ...engine.store import Store
 from ...errors import InputError, PolysafeError
 from ...judges.base import Judge
 from ...models.base import ModelBackend
+from ...report.defense import before_after
 from ...report.metrics import GroupStats, Rate, summarize
 from ...types import GenerationConfig, Prompt
 from ...training.lora import FinetuneConfig, FinetuneResult, finetune, write_chat_jsonl
@@ -38,6 +39,10 @@ from .generate import GenerationPlan, GenerationResult, Pair, SeedPair, generate
 
 Say = Callable[[str], None]
 Train = Callable[..., FinetuneResult]
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...report.compare import Comparison
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ModelResult:
     unsafe_pairs: int = 0
     steps: int = 0  # optimizer steps trained in this process (0 when the adapter was reused)
     losses: list[float] = field(default_factory=list)
+    run: str = ""  # the stored MultiJail run of this model
 
 
 @dataclass
@@ -66,39 +72,17 @@ class SelfDefenseReport:
     models: list[ModelResult]  # the base model first, then one per share in the order asked
     generation: GenerationResult
     data_files: dict[str, Path]
+    comparison: "Comparison | None" = None  # every model's run against the base's (report/compare.py)
 
     def markdown(self) -> str:
-        head = ["scenario", "language", "n"] + [f"unsafe % {m.label}" for m in self.models]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        by_model = [{s.group: s for s in m.stats} for m in self.models]
-        for base in sorted(self.models[0].stats, key=lambda s: s.group):
-            cells = [base.group[0], base.group[1], str(base.judged)]
-            for stats in by_model:
-                found = stats.get(base.group)
-                cells.append(f"{found.unsafe.pct()} (invalid {100 * found.invalid.value:.1f})" if found else "n/a")
-            lines.append("| " + " | ".join(cells) + " |")
-        n = self.models[0].usefulness.over_refusal.total
-        lines.append("| usefulness | benign requests refused % | " + str(n) + " | "
-                     + " | ".join(m.usefulness.over_refusal.pct() for m in self.models) + " |")
-        lines.append("| usefulness | perplexity, held-out benign answers | | "
-                     + " | ".join(f"{m.usefulness.perplexity:.2f}" for m in self.models) + " |")
-        lines.append("| training | pairs (unsafe) | | "
-                     + " | ".join("-" if m.share is None else f"{m.pairs} ({m.unsafe_pairs})" for m in self.models) + " |")
-        g = self.generation
-        rejected = ", ".join(f"{k} {v}" for k, v in sorted(g.rejected.items())) or "none"
-        lines += ["", f"- unsafe share = share of unsafe-prompt/safe-answer pairs in each language's training set; "
-                      f"the rest are general pairs. {g.mix().line()}.",
-                  f"- pool: {len(g.pool)} checked pairs {dict(sorted(g.counts().items()))}; rejected: {rejected}",
-                  "- unsafe % = unsafe / judged answers (invalid included in the denominator), Wilson 95% CI"]
-        for m in self.models[1:]:
-            trained = f"{m.steps} steps, loss {m.losses[0]:.3f} -> {m.losses[-1]:.3f}" if m.steps else "adapter reused"
-            lines.append(f"- {m.label}: {m.spec} ({trained}; data {self.data_files.get(m.label, '')})")
-        return "\n".join(lines)
+        from ...report.defense import selfdefense_markdown
+
+        return selfdefense_markdown(self)
 
     def to_dict(self) -> dict:
         g = self.generation
         return {
-            "models": [{"label": m.label, "share": m.share, "spec": m.spec, "stats": [s.to_dict() for s in m.stats],
+            "models": [{"label": m.label, "share": m.share, "spec": m.spec, "run": m.run, "stats": [s.to_dict() for s in m.stats],
                         "usefulness": asdict(m.usefulness), "pairs": m.pairs, "unsafe_pairs": m.unsafe_pairs,
                         "steps": m.steps, "losses": m.losses} for m in self.models],
             "generation": {"pool": g.counts(), "rejected": dict(g.rejected), "rejected_examples": g.examples,
@@ -206,7 +190,7 @@ def train_share(setup: SelfDefenseSetup, share: float, pool: Sequence[Pair], tra
 
 
 async def evaluate_model(setup: SelfDefenseSetup, backend: ModelBackend, judge: Judge, store: Store, progress=None,
-                         say: Say = print) -> tuple[list[GroupStats], Usefulness]:
+                         say: Say = print) -> tuple[list[GroupStats], Usefulness, str]:
     task = setup.eval_task(setup.eval_prompts)
     run_name = f"selfdefense-{content_key(backend.identity, task.config, setup.eval_gen, judge.spec)[:12]}"
     summary = await run_eval(task, backend, judge, store, gen=setup.eval_gen, run_name=run_name, progress=progress)
@@ -214,7 +198,7 @@ async def evaluate_model(setup: SelfDefenseSetup, backend: ModelBackend, judge: 
     stats = summarize(store.results(run_name), lambda r: (r.scenario, r.language))
     benign_run = f"selfdefense-benign-{content_key(backend.identity, list(setup.benign_prompts))[:12]}"
     refused, _ = await over_refusal_run(backend, setup.benign_prompts, store, run_name=benign_run)
-    return stats, Usefulness(refused, benign_perplexity_cached(backend, setup.benign_pairs, store))
+    return stats, Usefulness(refused, benign_perplexity_cached(backend, setup.benign_pairs, store)), run_name
 
 
 async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, judge: Judge, store: Store,
@@ -244,13 +228,13 @@ async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, 
         say(f"evaluating {label}: {spec}")
         backend = load_backend(spec)
         try:
-            stats, usefulness = await evaluate_model(setup, backend, judge, store, progress, say)
+            stats, usefulness, run_name = await evaluate_model(setup, backend, judge, store, progress, say)
         finally:
             await backend.aclose()
         models.append(ModelResult(label, share, spec, stats, usefulness, len(pairs), sum(p.kind == "unsafe" for p in pairs),
-                                  trained.steps if trained else 0, trained.losses if trained else []))
+                                  trained.steps if trained else 0, trained.losses if trained else [], run_name))
 
-    report = SelfDefenseReport(models, generation, data_files)
+    report = SelfDefenseReport(models, generation, data_files, before_after(store, [m.run for m in models]))
     (out / "report.md").write_text(report.markdown() + "\n", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     from .chart import tradeoff_png
