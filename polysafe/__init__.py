@@ -1,12 +1,12 @@
 """polysafe: measure and repair how LLM safety fails to carry over beyond English prose.
 
-The library API (`evaluate`, `load_model`, `load_judge`, `results`, `RunOptions`) is imported on first use,
+The library API (`evaluate`, `estimate`, `load_model`, `load_judge`, `results`, `RunOptions`) is imported on first use,
 so that `import polysafe` and the CLI start fast.
 """
 
 __version__ = "0.1.0"
 
-_API = ("evaluate", "load_model", "load_judge", "results", "RunOptions", "DEFAULT_DB")
+_API = ("evaluate", "estimate", "load_model", "load_judge", "results", "RunOptions", "DEFAULT_DB")
 
 
 def __getattr__(name: str):

@@ -19,8 +19,10 @@ from .attacks.base import AttackContext
 from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
 from .keys import content_key
 from .engine.progress import Progress
-from .engine.runner import EvalTask, run_eval
+from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
+from .engine.runner import EvalTask, RunPlan, plan_eval, run_eval
 from .engine.store import ResultRow, Store
+from .errors import InputError
 from .judges.base import Judge, load_judge as _load_judge
 from .models.base import ModelBackend, ModelOptions, load_model as _load_model
 from .types import GenerationConfig, RunSummary
@@ -41,6 +43,10 @@ class RunOptions:
     db: Path = DEFAULT_DB
     run_name: str | None = None
     overwrite: bool = False  # reuse `run_name` although it holds another model, task or judge (items replaced)
+    max_calls: int | None = None  # stop starting model calls past this many (this invocation)
+    max_cost: float | None = None  # US dollars; needs a known price (the shipped table or price_in/price_out)
+    price_in: float | None = None  # $ per million prompt tokens (overrides the shipped table)
+    price_out: float | None = None  # $ per million completion tokens
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
@@ -118,13 +124,25 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)
 
 
+def budget_for(prepared: Prepared, options: RunOptions) -> Budget | None:
+    """The caps of `options` for this run; InputError when a cost cap has no price to count with."""
+    if options.max_calls is None and options.max_cost is None:
+        return None
+    price = price_for(prepared.model.spec, options.price_in, options.price_out)
+    if options.max_cost is not None and price is None:
+        raise InputError(f"no price known for '{prepared.model.spec}': give --price-in and --price-out "
+                         "($ per million tokens) to cap the cost", field="max-cost")
+    return Budget(max_calls=options.max_calls, max_cost=options.max_cost, price=price,
+                  max_tokens=prepared.generation.max_tokens)
+
+
 async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress | None = None,
-                       overwrite: bool = False) -> RunSummary:
+                       overwrite: bool = False, budget: Budget | None = None) -> RunSummary:
     with Store(db) as store:
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, budget=budget)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -139,13 +157,61 @@ def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", j
     """
     options = options or RunOptions()
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
-    return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite))
+    return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite,
+                                    budget=budget_for(prepared, options)))
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """A dry run: the calls a run would make, what is stored, and the cost when prices are known."""
+
+    plan: RunPlan
+    prompt_tokens: int  # estimated, for the calls still to make (about 4 characters a token)
+    completion_tokens: int  # upper bound: max_tokens for every call still to make
+    price: Price | None
+
+    @property
+    def cost(self) -> float | None:
+        return self.price.cost(self.prompt_tokens, self.completion_tokens) if self.price else None
+
+    def lines(self) -> list[str]:
+        p = self.plan
+        out = [f"items: {p.items}",
+               f"model calls: {p.model_calls} to make, {p.stored_responses} already stored",
+               f"judge calls: up to {p.judge_calls} to make, {p.stored_verdicts} already stored"]
+        if p.other_calls:
+            out.append(f"translation calls: {p.other_calls} to make")
+        out.append(f"tokens (estimate): prompt ~{self.prompt_tokens}, completion up to {self.completion_tokens}")
+        out.append(f"cost (estimate, upper bound): ${self.cost:.4f} at ${self.price.per_million_in:g} / "
+                   f"${self.price.per_million_out:g} per million tokens (shipped prices as of {PRICES_AS_OF} unless "
+                   "--price-in/--price-out)" if self.price else
+                   "cost: unknown (no price for this model: give --price-in and --price-out)")
+        return out
+
+
+async def estimate_prepared(prepared: Prepared, db: Path | str, options: RunOptions) -> CostEstimate:
+    """Count what the run would ask, reading the store only; no call is made and nothing is written."""
+    store = Store(db, readonly=True) if Path(db).exists() else None
+    try:
+        plan = await plan_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
+                               ctx=prepared.context)
+    finally:
+        if store is not None:
+            store.close()
+    return CostEstimate(plan, plan.prompt_chars // 4, plan.model_calls * prepared.generation.max_tokens,
+                        price_for(prepared.model.spec, options.price_in, options.price_out))
+
+
+def estimate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
+             params: Mapping[str, Any] | BenchmarkParams | None = None, options: RunOptions | None = None) -> CostEstimate:
+    """`evaluate`'s dry run: how many model and judge calls, how many stored, and the estimated cost."""
+    options = options or RunOptions()
+    prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
+    return asyncio.run(estimate_prepared(prepared, options.db, options))
 
 
 def results(run: str, db: Path | str = DEFAULT_DB) -> list[ResultRow]:
     """Every item of a stored run with its response and verdict, in order."""
-    from .errors import InputError
-
     if not Path(db).exists():
         raise InputError("no result store here yet", file=str(db))
     with Store(db) as store:

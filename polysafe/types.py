@@ -115,3 +115,7 @@ class RunSummary:
     errors: int
     first_error: str | None = None
     extra: dict = field(default_factory=dict)
+    prompt_tokens: int = 0  # over every response of the run, as the backends counted them
+    completion_tokens: int = 0
+    capped: str | None = None  # why this invocation stopped early (--max-calls / --max-cost), None when it did not
+    pending: int = 0  # items without an answer yet (a capped or interrupted run)

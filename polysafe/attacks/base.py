@@ -46,6 +46,8 @@ class AttackContext:
 
     translator: Any = None  # a polysafe.translators.Translator, when a chain translates
     store: "Store | None" = None
+    dry_run: bool = False  # count what would be asked; make no call and write nothing
+    pending_calls: int = 0  # calls a dry run found it would make (translations)
 
 
 class Attack:

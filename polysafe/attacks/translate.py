@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from ..data.languages import get_language
 from ..translators import TranslationRequest, translate_checked
+from ..translators.base import lookup_checked
 from ..errors import InputError
 from .base import ATTACKS, Attack, AttackContext, AttackedPrompt
 
@@ -25,6 +26,12 @@ class TranslateAttack(Attack):
             raise InputError(f"'{self.spec}' needs a translator (--translator precomputed | llm:<model> | hf:<path>)", field="attack")
         requests = [TranslationRequest(text=it.text, source=it.language, target=self.target, prompt_id=it.prompt.id)
                     for it in items]
+        if ctx.dry_run:  # only what is stored; the rest is counted, and stands as a text that was never answered
+            found = lookup_checked(ctx.translator, requests, ctx.store)
+            ctx.pending_calls += sum(t is None for t in found)
+            return [it.evolve(self.spec, text=t.text if t else f"[to be translated into {self.target}] {it.text}",
+                              language=self.target, error=it.error or (None if t is None or t.ok else t.problem))
+                    for it, t in zip(items, found)]
         translations = await translate_checked(ctx.translator, requests, ctx.store)
         # A rejected translation (refused, wrong language, looping, merged) is never sent: the item is an error.
         return [it.evolve(self.spec, text=t.text, language=self.target,

@@ -42,6 +42,11 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Lo
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the model and judge calls the run would make, what is stored, and the estimated cost; make no call.")]
+MaxCallsOpt = Annotated[Optional[int], typer.Option("--max-calls", min=0, help="Stop cleanly once this many model calls were made (what is stored stays stored).")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop cleanly before the cost (US$) could pass this cap; needs a known price.")]
+PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]
+PriceOutOpt = Annotated[Optional[float], typer.Option("--price-out", min=0.0, help="$ per million completion tokens.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
@@ -65,6 +70,11 @@ class EvalOptions:
     timeout: float = 120.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     overwrite: bool = False
+    dry_run: bool = False
+    max_calls: int | None = None
+    max_cost: float | None = None
+    price_in: float | None = None
+    price_out: float | None = None
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
@@ -92,6 +102,7 @@ _SHARED_OPTIONS = {
     "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
+    "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
 }
 
 
@@ -138,21 +149,41 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
     from ..api import RunOptions
 
     return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
-                      run_name=opts.run_name, overwrite=opts.overwrite)
+                      run_name=opts.run_name, overwrite=opts.overwrite, max_calls=opts.max_calls,
+                      max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out)
 
 
-def run_prepared_with_progress(prepared, db: Path, *, overwrite: bool = False) -> RunSummary:
-    """Run one prepared run with progress bars, then print its summary line."""
-    from ..api import run_prepared
+def run_prepared_with_progress(prepared, options) -> RunSummary:
+    """Run one prepared run with progress bars, then print its summary line (tokens, cost, cap)."""
+    from ..api import budget_for, run_prepared
+    from ..engine.cost import price_for
+
+    budget = budget_for(prepared, options)
 
     async def go() -> RunSummary:
         with RichProgress(console) as progress:
-            return await run_prepared(prepared, db, progress=progress, overwrite=overwrite)
+            return await run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite, budget=budget)
 
     summary = asyncio.run(go())
+    price = price_for(prepared.model.spec, options.price_in, options.price_out)
+    cost = f", cost ≈ ${price.cost(summary.prompt_tokens, summary.completion_tokens):.4f}" if price else ""
     console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
-                  f"{summary.cached} reused from {db}, {summary.judged} judged")
+                  f"{summary.cached} reused from {options.db}, {summary.judged} judged; tokens: prompt "
+                  f"{summary.prompt_tokens}, completion {summary.completion_tokens}{cost}", highlight=False)
+    if summary.capped:
+        console.print(f"[yellow]capped:[/] {summary.capped}; {summary.pending} items have no answer yet: run the "
+                      "same command again (with a higher cap) to finish", highlight=False)
     return summary
+
+
+def print_estimate(prepared, options) -> None:
+    """`--dry-run`: what the run would ask and cost; no call is made."""
+    from ..api import estimate_prepared
+
+    estimate = asyncio.run(estimate_prepared(prepared, options.db, options))
+    typer.echo(f"dry run: {prepared.run_name} (no call made)")
+    for line in estimate.lines():
+        typer.echo(f"- {line}")
 
 
 def print_reports(run: str, db: Path, formats) -> None:
@@ -174,8 +205,12 @@ def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str]
     bench = load_benchmark(name)
     values = parse_param_pairs(params) if isinstance(params, list) else params
     generation = opts.generation(defaults=bench.generation_defaults)
-    prepared = prepare(bench, model=model, judge=judge, params=values, options=run_options(opts, generation))
-    summary = run_prepared_with_progress(prepared, opts.db, overwrite=opts.overwrite)
+    options = run_options(opts, generation)
+    prepared = prepare(bench, model=model, judge=judge, params=values, options=options)
+    if opts.dry_run:
+        print_estimate(prepared, options)
+        return RunSummary(run=prepared.run_name, items=0, generated=0, cached=0, judged=0, errors=0)
+    summary = run_prepared_with_progress(prepared, options)
     print_reports(summary.run, opts.db, reports or bench.reports)
     if exit_on_errors:
         finish(summary)

@@ -56,7 +56,7 @@ def run_config(path: Path, db: Path | None) -> None:
     console.print(f"{path}: {len(prepared)} runs (models x benchmarks)")
     summaries = []
     for run in prepared:
-        summary = run_prepared_with_progress(run, options.db)
+        summary = run_prepared_with_progress(run, options)
         print_reports(summary.run, options.db, run.benchmark.reports[:1])
         summaries.append(summary)
     failed = [s for s in summaries if s.errors]

@@ -45,29 +45,44 @@ def estimate_tokens(text: str) -> int:
 
 
 class Budget:
-    """Caps on the calls and the cost of one invocation. `admit(n)` says whether n more calls may start."""
+    """Caps on the calls and the cost of one invocation; the cost cap is never passed.
+
+    `admit(requests)` is asked before a batch starts: it reserves the batch's worst case (every call using its
+    whole `max_tokens`) and says no once the calls, or the money spent plus reserved, would pass a cap.
+    `settle(requests, completions)` replaces the reservation with what the answers really used.
+    """
 
     def __init__(self, *, max_calls: int | None = None, max_cost: float | None = None, price: Price | None = None,
                  max_tokens: int = 0):
         self.max_calls, self.max_cost, self.price, self.max_tokens = max_calls, max_cost, price, max_tokens
         self.calls = 0
         self.spent = 0.0
+        self.reserved = 0.0
         self.capped = False
+        self.why = ""
+
+    def _worst(self, requests: list[str]) -> float:
+        return sum(self.price.cost(estimate_tokens(r), self.max_tokens) for r in requests) if self.price else 0.0
 
     def admit(self, requests: list[str]) -> bool:
-        """Before a batch: would it stay within the caps, counting its worst case (every call uses max_tokens)?"""
         if self.capped:
             return False
+        worst = self._worst(requests)
         if self.max_calls is not None and self.calls + len(requests) > self.max_calls:
+            self.capped, self.why = True, f"--max-calls {self.max_calls} reached ({self.calls} calls made)"
+        elif self.max_cost is not None and self.price is not None and self.spent + self.reserved + worst > self.max_cost:
             self.capped = True
-        elif self.max_cost is not None and self.price is not None:
-            worst = sum(self.price.cost(estimate_tokens(r), self.max_tokens) for r in requests)
-            if self.spent + worst > self.max_cost:
-                self.capped = True
+            self.why = (f"--max-cost ${self.max_cost:g} reached (${self.spent:.4f} spent; the next batch could cost "
+                        f"up to ${worst:.4f})")
         if not self.capped:
             self.calls += len(requests)
+            self.reserved += worst
         return not self.capped
 
-    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def settle(self, requests: list[str], usage: list[tuple[int, int]]) -> None:
+        self.reserved = max(0.0, self.reserved - self._worst(requests))
         if self.price is not None:
-            self.spent += self.price.cost(prompt_tokens, completion_tokens)
+            self.spent += sum(self.price.cost(p, c) for p, c in usage)
+
+    def reason(self) -> str:
+        return self.why

@@ -16,8 +16,11 @@ async def dispatch(
     batch_size: int,
     concurrency: int,
     on_done: Callable[[Sequence[J], list[R]], None],
+    admit: Callable[[Sequence[J]], bool] | None = None,
 ) -> None:
-    """Run `work` over batches of `jobs`, at most `concurrency` at once, calling `on_done` as each ends."""
+    """Run `work` over batches of `jobs`, at most `concurrency` at once, calling `on_done` as each ends.
+
+    `admit(batch)` is asked before each batch starts; once it says no, no further batch starts (a budget cap)."""
     batches = [jobs[i : i + max(1, batch_size)] for i in range(0, len(jobs), max(1, batch_size))]
     queue: asyncio.Queue = asyncio.Queue()
     for batch in batches:
@@ -28,6 +31,8 @@ async def dispatch(
             try:
                 batch = queue.get_nowait()
             except asyncio.QueueEmpty:
+                return
+            if admit is not None and not admit(batch):
                 return
             results = await work(batch)
             if len(results) != len(batch):

@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
+from .cost import Budget
 from .dispatch import dispatch
 from ..keys import content_key
 from .progress import Progress
@@ -111,8 +112,9 @@ class _TurnWriter:
             raise self.error
 
 
-async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: GenerationConfig, store: Store, progress: Progress) -> tuple[int, int]:
-    """Ask the model for every response not yet stored. Returns (asked, reused)."""
+async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: GenerationConfig, store: Store,
+                           progress: Progress, budget: Budget | None = None) -> tuple[int, int]:
+    """Ask the model for every response not yet stored, within `budget`. Returns (asked, reused)."""
     unique: dict[str, _Item] = {}
     for item in items:
         if not item.attacked.error:
@@ -133,14 +135,20 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
 
     def on_done(batch: Sequence[_Item], completions: list[Completion]) -> None:
         writer.add([(item.record.response_key, item.request, c) for item, c in zip(batch, completions)])
+        if budget is not None:
+            budget.settle(request_texts(batch), [(c.prompt_tokens, c.completion_tokens) for c in completions])
         progress.advance("generate", len(batch))
 
+    def admit(batch: Sequence[_Item]) -> bool:
+        return budget.admit(request_texts(batch))
+
     try:
-        await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done)
+        await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done,
+                       admit=admit if budget is not None else None)
     finally:
         writer.close()
     progress.finish("generate")
-    return len(pending), len(stored)
+    return (budget.calls if budget is not None else len(pending)), len(stored)
 
 
 async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: Store, progress: Progress) -> int:
@@ -153,15 +161,12 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
         if completion is None or not completion.ok:
             continue  # reported as an error; judged once a later run gets an answer
         try:
-            extracted = item.scenario.chain.extract(completion.text)
+            verdict_key, extracted, judge_input = _judge_job(item, completion, judge)
         except Undecodable as why:
             key = content_key("verdict", "undecodable", item.scenario.chain.spec, completion.text)
             links.append((item.record.key, key))
             unreadable.append((key, "undecodable", completion.text, Verdict("invalid", rationale=f"undecodable: {why}")))
             continue
-        judge_input = JudgeInput(query=item.attacked.prompt.reference, prompt=item.attacked.text,
-                                 response=extracted, language=item.attacked.language)
-        verdict_key = content_key("verdict", judge.identity, judge_input.__dict__)
         links.append((item.record.key, verdict_key))
         jobs.append((verdict_key, extracted, judge_input))
     if unreadable:
@@ -200,6 +205,7 @@ async def run_eval(
     ctx: AttackContext | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
+    budget: Budget | None = None,
 ) -> RunSummary:
     """Run a task, resuming the run `run_name` when it exists.
 
@@ -226,12 +232,69 @@ async def run_eval(
         if item.attacked.error:
             store.put_response(item.record.response_key, model.identity, {**item.request, "not_sent": item.attacked.error},
                                Completion.failed(f"not sent: {item.attacked.error}"))
-    asked, reused = await generate_missing(items, model, gen, store, progress)
+    asked, reused = await generate_missing(items, model, gen, store, progress, budget)
+    capped = budget.reason() if budget is not None and budget.capped else None
+    store.update_run_config(run_name, {"capped": capped})
     judged = await judge_missing(run_name, items, judge, store, progress)
     rows = store.results(run_name)
     errors = [r for r in rows if r.label == "error"]
     return RunSummary(run=run_name, items=len(items), generated=asked, cached=reused, judged=judged,
-                      errors=len(errors), first_error=(errors[0].rationale if errors else None))
+                      errors=len(errors), first_error=(errors[0].rationale if errors else None),
+                      prompt_tokens=sum(r.prompt_tokens for r in rows),
+                      completion_tokens=sum(r.completion_tokens for r in rows), capped=capped,
+                      pending=sum(1 for r in rows if r.label == "pending"))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run would ask, found without asking anything (`--dry-run`)."""
+
+    items: int
+    model_calls: int  # responses not stored yet
+    stored_responses: int
+    judge_calls: int  # verdicts not stored yet (one per answer still to come, at most)
+    stored_verdicts: int
+    other_calls: int  # e.g. machine translations not stored yet
+    prompt_chars: int  # of the requests still to send
+
+
+async def plan_eval(task: EvalTask, model: ModelBackend, judge: Judge, store: Store | None, *,
+                    gen: GenerationConfig, ctx: AttackContext) -> RunPlan:
+    """Count the calls a run would make; `store` is read only (None: nothing stored yet). No call is made."""
+    dry = AttackContext(translator=ctx.translator, store=store, dry_run=True)
+    items = await build_items(task, model, gen, dry)
+    unique: dict[str, _Item] = {}
+    for item in items:
+        if not item.attacked.error:
+            unique.setdefault(item.record.response_key, item)
+    stored = store.ok_response_keys(unique) if store is not None else set()
+    responses = store.get_responses(stored) if store is not None else {}
+    verdict_keys = set()
+    for item in items:
+        completion = responses.get(item.record.response_key)
+        if completion is not None:
+            try:
+                verdict_keys.add(_judge_job(item, completion, judge)[0])
+            except Undecodable:
+                continue
+    judged = store.ok_verdict_keys(verdict_keys) if store is not None else set()
+    missing = [item for key, item in unique.items() if key not in stored]
+    return RunPlan(items=len(items), model_calls=len(missing), stored_responses=len(stored),
+                   judge_calls=len(missing) + len(verdict_keys - judged), stored_verdicts=len(judged),
+                   other_calls=dry.pending_calls,
+                   prompt_chars=sum(len(m["content"]) for it in missing for m in it.request["messages"]))
+
+
+def request_texts(batch: Sequence[_Item]) -> list[str]:
+    return [" ".join(m["content"] for m in it.request["messages"]) for it in batch]
+
+
+def _judge_job(item: _Item, completion: Completion, judge: Judge) -> tuple[str, str, JudgeInput]:
+    """(verdict key, judged text, judge input) for a stored answer; raises Undecodable from the attack."""
+    extracted = item.scenario.chain.extract(completion.text)
+    judge_input = JudgeInput(query=item.attacked.prompt.reference, prompt=item.attacked.text,
+                             response=extracted, language=item.attacked.language)
+    return content_key("verdict", judge.identity, judge_input.__dict__), extracted, judge_input
 
 
 def identity_digest(identity: str) -> str:

@@ -160,6 +160,14 @@ class Store:
             self.db.execute(self._SAVE_RUN, self._run_row(run))
             self.db.executemany(self._ADD_ITEMS, self._item_rows(run.name, items))
 
+    def update_run_config(self, name: str, changes: dict) -> None:
+        """Merge `changes` into a stored run's config (e.g. that this invocation was capped)."""
+        run = self.get_run(name)
+        if run is not None:
+            config = {**run.config, **changes}
+            self.db.execute("UPDATE runs SET config=?, updated=? WHERE name=?",
+                            (json.dumps(config, sort_keys=True), time.time(), name))
+
     def get_run(self, name: str) -> RunRecord | None:
         row = self.db.execute("SELECT name, task, model, judge, config, created, updated FROM runs WHERE name=?", (name,)).fetchone()
         return RunRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6]) if row else None

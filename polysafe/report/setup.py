@@ -108,6 +108,8 @@ class Setup:
     seed: int | None
     system_prompt: str | None
     truncation: Truncation | None = None
+    usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
+    capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -155,6 +157,10 @@ class Setup:
         ]
         if self.truncation is not None:
             out.append(f"stopped at max_tokens: {self.truncation.describe()}")
+        if self.usage:
+            out.append(f"tokens: {self.usage}")
+        if self.capped:
+            out.append(f"CAPPED: {self.capped}; the run is incomplete until it is run again")
         out += [f"paper reference ({PAPER}), {c.line()}" for c in self.comparability()]
         out += list(self.notes)
         return out
@@ -206,7 +212,18 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         back_translator=back_translator or None, temperature=generation.get("temperature"), top_p=generation.get("top_p"),
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
         truncation=truncation(rows) if rows is not None else None,
+        usage=usage(run, rows) if rows else None, capped=config.get("capped"),
     )
+
+
+def usage(run: RunRecord, rows: Sequence[ResultRow]) -> str:
+    """Prompt and completion tokens as the backends counted them, with the cost when a price is known."""
+    from ..engine.cost import PRICES_AS_OF, price_for
+
+    prompt, completion = sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows)
+    price = price_for(run.model)
+    cost = (f"; cost ≈ ${price.cost(prompt, completion):.4f} at shipped prices as of {PRICES_AS_OF}" if price else "")
+    return f"prompt {prompt}, completion {completion}{cost}"
 
 
 def truncation(rows: Sequence[ResultRow]) -> Truncation:

@@ -114,6 +114,25 @@ def _translation(request: TranslationRequest, record: str) -> Translation:
     return Translation(request, data["text"], checks, checks.problem)
 
 
+def lookup_checked(translator: Translator, requests: Sequence[TranslationRequest],
+                   store: "Store | None") -> list[Translation | None]:
+    """The stored translations, None where a call would be needed: no call is made and nothing is written."""
+    keys = [translation_key(translator, r) for r in requests]
+    stored = store.memo_get_many(MEMO_NAMESPACE, keys) if store is not None else {}
+    legacy = store.memo_get_many(LEGACY_NAMESPACE, [k for k in keys if k not in stored]) if store is not None else {}
+    out: list[Translation | None] = []
+    for key, request in zip(keys, requests):
+        if request.source == request.target:
+            out.append(Translation(request, request.text))
+        elif key in stored:
+            out.append(_translation(request, stored[key]))
+        elif key in legacy:
+            out.append(_translation(request, _record(request, legacy[key])))
+        else:
+            out.append(None)
+    return out
+
+
 async def translate_cached(translator: Translator, requests: Sequence[TranslationRequest], store: "Store | None") -> list[str]:
     """The texts of `translate_checked`; a translation that failed a check raises BackendError."""
     out = await translate_checked(translator, requests, store)
