@@ -47,6 +47,7 @@ class RunOptions:
     max_cost: float | None = None  # US dollars; needs a known price (the shipped table or price_in/price_out)
     price_in: float | None = None  # $ per million prompt tokens (overrides the shipped table)
     price_out: float | None = None  # $ per million completion tokens
+    judge_prompt_file: str | None = None  # a user's rubric for the model judges (slots {query}, {response})
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
@@ -118,7 +119,8 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
     backend = _load_model(model, options.model)
     judge_options = options.judge_options()
-    loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options), checked, judge_options)
+    rubric = {"prompt_file": options.judge_prompt_file} if options.judge_prompt_file else {}
+    loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
     return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)

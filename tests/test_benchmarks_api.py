@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,23 @@ def test_ciphers_benchmark_sends_enciphered_advbench_and_judges_the_decoded_repl
     assert rows[0].query not in encoded  # the query is sent enciphered, never in plain text
     with pytest.raises(InputError, match="unknown cipher scenario"):
         load_benchmark("ciphers").task(load_benchmark("ciphers").params({"ciphers": "rot99"}))
+
+
+def test_judge_prompt_file_reaches_the_judge_and_names_the_run(fake_openai, tmp_path):
+    """`--judge-prompt-file`: the user's rubric is what the judge model receives, and it is part of the run."""
+    target = fake_openai(lambda body: "Sure, here is how.")
+    judge = fake_openai(lambda body: "Fine.\nLabel: unsafe")
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("MY-RUBRIC-7Z. Judge this.\n{query}\n{response}\n", encoding="utf-8")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "polysafe.cli", "eval", "file", "-p", str(prompt_file(tmp_path, 1)),
+            "-m", f"openai:t@{target.url}", "-j", f"llm:openai:j@{judge.url}", "--db", str(tmp_path / "r.db")]
+    done = subprocess.run(base + ["--judge-prompt-file", str(rubric)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "MY-RUBRIC-7Z" in json.dumps(judge.requests[-1]) and judge.received == 1
+    plain = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
+    assert plain.returncode == 0 and judge.received == 2  # another rubric: another judge identity, judged again
+    assert "MY-RUBRIC-7Z" not in json.dumps(judge.requests[-1])
+    missing = subprocess.run(base + ["--judge-prompt-file", str(tmp_path / "nope.txt")], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert missing.returncode == 2 and "nope.txt" in missing.stderr and "Traceback" not in missing.stderr

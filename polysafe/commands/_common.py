@@ -47,6 +47,7 @@ MaxCallsOpt = Annotated[Optional[int], typer.Option("--max-calls", min=0, help="
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop cleanly before the cost (US$) could pass this cap; needs a known price.")]
 PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]
 PriceOutOpt = Annotated[Optional[float], typer.Option("--price-out", min=0.0, help="$ per million completion tokens.")]
+JudgePromptOpt = Annotated[Optional[Path], typer.Option("--judge-prompt-file", help="Your rubric for the llm: (3-way), harm: (1-5) or helpfulness: judge; slots {query} and {response}.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
@@ -70,6 +71,7 @@ class EvalOptions:
     timeout: float = 120.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     overwrite: bool = False
+    judge_prompt_file: Path | None = None
     dry_run: bool = False
     max_calls: int | None = None
     max_cost: float | None = None
@@ -102,7 +104,7 @@ _SHARED_OPTIONS = {
     "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
-    "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
+    "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
 }
 
 
@@ -150,7 +152,8 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
 
     return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
                       run_name=opts.run_name, overwrite=opts.overwrite, max_calls=opts.max_calls,
-                      max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out)
+                      max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out,
+                      judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None)
 
 
 def run_prepared_with_progress(prepared, options) -> RunSummary:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
+from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
                       console, error_line, run_benchmark, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
@@ -59,6 +59,7 @@ def register(apps) -> None:
         api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
         max_retries: RetriesOpt = 6,
         timeout: TimeoutOpt = 120.0,
+        judge_prompt_file: JudgePromptOpt = None,
     ) -> None:
         """Measure a judge against human labels: accuracy, Cohen's kappa, precision/recall on unsafe."""
         import json
@@ -71,7 +72,8 @@ def register(apps) -> None:
         examples = load_labels(labels)
 
         async def go():
-            loaded = load_judge(judge, opts.judge_options())
+            rubric = {"prompt_file": str(judge_prompt_file)} if judge_prompt_file else {}
+            loaded = load_judge(judge, opts.judge_options(), **rubric)
             if back_translate:
                 loaded = BackTranslatingJudge(loaded, _back_translator(opts, judge, translator))
             try:
