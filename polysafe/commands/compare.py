@@ -22,53 +22,55 @@ def output_path(out: Path | None, default_dir: Path, stem: str, fmt: str) -> Pat
     return (out or default_dir) / f"{stem}.{fmt}"
 
 
-def register(apps) -> None:
-    @apps.root.command("compare")
-    def compare(
-        runs: Annotated[list[str], typer.Argument(help="Two or more run names (see 'polysafe runs'); the first is the reference.")],
-        by: Annotated[str, typer.Option("--by", help="Rows: language | tier | variant (scenario, CodeAttack variant) | category.")] = "language",
-        fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | csv | png | html.")] = "md",
-        correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm | bh (Benjamini-Hochberg).")] = "holm",
-        db: DbOpt = Path(DEFAULT_DB),
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (ending in .<format>) or folder; default: stdout for md/json/csv, reports/ beside the store for png/html.")] = None,
-    ) -> None:
-        """Compare runs: rate and 95% CI per group and run, differences to the first run (Newcombe CI, Holm)."""
-        from ..engine.store import Store
-        from ..errors import InputError, PolysafeError
-        from ..report.base import load_report_input
-        from ..report.chart import safe_filename
-        from ..report.compare import comparison_csv, comparison_json, comparison_markdown
-        from ..report.compare import compare as build
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run names (see 'polysafe runs'); the first is the reference.")],
+    by: Annotated[str, typer.Option("--by", help="Rows: language | tier | variant (scenario, CodeAttack variant) | category.")] = "language",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | csv | png | html.")] = "md",
+    correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm | bh (Benjamini-Hochberg).")] = "holm",
+    db: DbOpt = Path(DEFAULT_DB),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (ending in .<format>) or folder; default: stdout for md/json/csv, reports/ beside the store for png/html.")] = None,
+) -> None:
+    """Compare runs: rate and 95% CI per group and run, differences to the first run (Newcombe CI, Holm)."""
+    from ..engine.store import Store
+    from ..errors import InputError, PolysafeError
+    from ..report.base import load_report_input
+    from ..report.chart import safe_filename
+    from ..report.compare import comparison_csv, comparison_json, comparison_markdown
+    from ..report.compare import compare as build
 
-        if fmt not in FORMATS:
-            raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", field="format")
-        if not db.exists():
-            raise PolysafeError(f"{db}: no result store here yet")
-        with Store(db) as store:
-            inputs = [load_report_input(store, name, db.parent / "reports") for name in runs]
-        comparison = build(inputs, by=by, correction=correction)
-        digest = hashlib.sha256("\0".join(runs).encode()).hexdigest()[:8]
-        stem = safe_filename(f"compare-{by}-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
-        path = output_path(out, db.parent / "reports", stem, fmt)
-        if fmt == "html":
-            from ..report.html import render_comparison_html
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", field="format")
+    if not db.exists():
+        raise PolysafeError(f"{db}: no result store here yet")
+    with Store(db) as store:
+        inputs = [load_report_input(store, name, db.parent / "reports") for name in runs]
+    comparison = build(inputs, by=by, correction=correction)
+    digest = hashlib.sha256("\0".join(runs).encode()).hexdigest()[:8]
+    stem = safe_filename(f"compare-{by}-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
+    path = output_path(out, db.parent / "reports", stem, fmt)
+    if fmt == "html":
+        from ..report.html import render_comparison_html
 
-            content: str | bytes = render_comparison_html(comparison, inputs)
-        elif fmt == "png":
-            from ..report.heatmap import heatmap_png
+        content: str | bytes = render_comparison_html(comparison, inputs)
+    elif fmt == "png":
+        from ..report.heatmap import heatmap_png
 
-            content = heatmap_png(comparison)
+        content = heatmap_png(comparison)
+    else:
+        content = {"md": comparison_markdown, "json": comparison_json, "csv": comparison_csv}[fmt](comparison)
+    if path is None:
+        typer.echo(content, nl=not content.endswith("\n"))
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
         else:
-            content = {"md": comparison_markdown, "json": comparison_json, "csv": comparison_csv}[fmt](comparison)
-        if path is None:
-            typer.echo(content, nl=not content.endswith("\n"))
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content, encoding="utf-8")
-        except OSError as err:
-            raise PolysafeError(f"{path}: cannot write the comparison ({err.strerror or err})") from None
-        typer.echo(str(path))
+            path.write_text(content, encoding="utf-8")
+    except OSError as err:
+        raise PolysafeError(f"{path}: cannot write the comparison ({err.strerror or err})") from None
+    typer.echo(str(path))
+
+
+def register(apps) -> None:
+    apps.root.command("compare")(compare)

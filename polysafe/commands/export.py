@@ -14,42 +14,44 @@ OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="File to wri
 HfOpt = Annotated[Optional[Path], typer.Option("--hf", help="Also write a Hugging Face datasets dataset (save_to_disk) to this folder.")]
 
 
+def export(
+    run: Annotated[str, typer.Argument(help="Run name (see 'polysafe runs').")],
+    fmt: FormatOpt = "jsonl",
+    out: OutOpt = None,
+    hf: HfOpt = None,
+    db: DbOpt = Path(DEFAULT_DB),
+) -> None:
+    """Export every item of a run: prompt, response, back-translation or extraction, verdict, tokens."""
+    import sys
+
+    from ..engine.store import Store
+    from ..errors import InputError, PolysafeError
+    from ..report.base import load_report_input
+    from ..report.chart import safe_filename
+    from ..report.export import FORMATS, export_rows, write_csv, write_export, write_hf_dataset, write_jsonl
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}' (jsonl, csv, parquet)", field="format")
+    if str(out) == "-" and fmt == "parquet":
+        raise InputError("parquet cannot go to stdout: give --out FILE", field="out")
+    if not db.exists():
+        raise PolysafeError(f"{db}: no result store here yet")
+    with Store(db) as store:
+        data = load_report_input(store, run, db.parent)
+    rows = export_rows(data.run, data.rows)
+    if str(out) == "-":
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, sys.stdout)
+    else:
+        path = out or db.parent / "exports" / f"{safe_filename(run)}.{fmt}"
+        _written(lambda: write_export(rows, fmt, path), path)
+        typer.echo(str(path))
+    if hf is not None:
+        _written(lambda: write_hf_dataset(rows, hf), hf)
+        typer.echo(str(hf))
+
+
 def register(apps) -> None:
-    @apps.root.command("export")
-    def export(
-        run: Annotated[str, typer.Argument(help="Run name (see 'polysafe runs').")],
-        fmt: FormatOpt = "jsonl",
-        out: OutOpt = None,
-        hf: HfOpt = None,
-        db: DbOpt = Path(DEFAULT_DB),
-    ) -> None:
-        """Export every item of a run: prompt, response, back-translation or extraction, verdict, tokens."""
-        import sys
-
-        from ..engine.store import Store
-        from ..errors import InputError, PolysafeError
-        from ..report.base import load_report_input
-        from ..report.chart import safe_filename
-        from ..report.export import FORMATS, export_rows, write_csv, write_export, write_hf_dataset, write_jsonl
-
-        if fmt not in FORMATS:
-            raise InputError(f"unknown format '{fmt}' (jsonl, csv, parquet)", field="format")
-        if str(out) == "-" and fmt == "parquet":
-            raise InputError("parquet cannot go to stdout: give --out FILE", field="out")
-        if not db.exists():
-            raise PolysafeError(f"{db}: no result store here yet")
-        with Store(db) as store:
-            data = load_report_input(store, run, db.parent)
-        rows = export_rows(data.run, data.rows)
-        if str(out) == "-":
-            (write_jsonl if fmt == "jsonl" else write_csv)(rows, sys.stdout)
-        else:
-            path = out or db.parent / "exports" / f"{safe_filename(run)}.{fmt}"
-            _written(lambda: write_export(rows, fmt, path), path)
-            typer.echo(str(path))
-        if hf is not None:
-            _written(lambda: write_hf_dataset(rows, hf), hf)
-            typer.echo(str(hf))
+    apps.root.command("export")(export)
 
 
 def _written(write, path: Path) -> None:

@@ -27,23 +27,24 @@ def training_progress(description: str = "train") -> Iterator[Callable[[int, int
         yield update
 
 
-def register(apps) -> None:
-    @apps.root.command("finetune")
-    @with_training_options()
-    def finetune_command(
-        base: Annotated[str, typer.Option("--base", help="Base model spec: smollm2, hf:<path|id> (may already carry +lora:<dir>).")],
-        data: Annotated[Path, typer.Option("--data", help='Chat JSONL: one {"messages": [{"role", "content"}, ...]} per line.')],
-        out: Annotated[Path, typer.Option("--out", help="Directory for the LoRA adapter.")],
-        train: TrainingOptions = TrainingOptions(),
-    ) -> None:
-        """Fine-tune a local model with LoRA on the assistant tokens of chat data; prints the new model spec."""
-        from ..training.lora import finetune, load_chat_jsonl
+def finetune_command(
+    base: Annotated[str, typer.Option("--base", help="Base model spec: smollm2, hf:<path|id> (may already carry +lora:<dir>).")],
+    data: Annotated[Path, typer.Option("--data", help='Chat JSONL: one {"messages": [{"role", "content"}, ...]} per line.')],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the LoRA adapter.")],
+    train: TrainingOptions = TrainingOptions(),
+) -> None:
+    """Fine-tune a local model with LoRA on the assistant tokens of chat data; prints the new model spec."""
+    from ..training.lora import finetune, load_chat_jsonl
 
-        examples = load_chat_jsonl(data)
-        console.print(f"{len(examples)} conversations from {data}; base {base}")
-        with training_progress() as progress:
-            result = finetune(base, examples, out, train.finetune_config(), progress=progress)
-        first, last = result.losses[0], result.losses[-1]
-        console.print(f"{result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step, "
-                      f"{result.examples / result.seconds:.2f} examples/s); loss {first:.4f} -> {last:.4f}")
-        typer.echo(result.model_spec)
+    examples = load_chat_jsonl(data)
+    console.print(f"{len(examples)} conversations from {data}; base {base}")
+    with training_progress() as progress:
+        result = finetune(base, examples, out, train.finetune_config(), progress=progress)
+    first, last = result.losses[0], result.losses[-1]
+    console.print(f"{result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step, "
+                  f"{result.examples / result.seconds:.2f} examples/s); loss {first:.4f} -> {last:.4f}")
+    typer.echo(result.model_spec)
+
+
+def register(apps) -> None:
+    apps.root.command("finetune")(with_training_options()(finetune_command))

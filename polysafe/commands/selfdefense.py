@@ -57,107 +57,110 @@ def _generation_progress():
     return show
 
 
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Chat JSONL to write.")],
+    generator: Annotated[str, typer.Option("--generator", "-g", help="Model spec that writes and translates.")] = "smollm2",
+    seeds: SeedsOpt = None,
+    languages: LanguagesOpt = "zh,bn,sw",
+    n_unsafe: NUnsafeOpt = 15,
+    n_general: NGeneralOpt = None,
+    helpful_ratio: HelpfulRatioOpt = None,
+    check_judge: CheckJudgeOpt = None,
+    heldout: HeldoutOpt = None,
+    save_dataset_dir: Annotated[Optional[Path], typer.Option("--save-dataset", help="Also save a `datasets` copy here.")] = None,
+    temperature: TemperatureOpt = 0.8,
+    seed_share: SeedShareOpt = 0.3,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write English pairs from seeds, translate them, check them, and save chat JSONL.
+
+    Exits 1, naming the languages, when a requested language ends with no accepted pair or when every
+    generation call failed."""
+    from ..data.languages import parse_languages
+    from ..training.lora import write_chat_jsonl
+    from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
+    from ..defenses.selfdefense.generate import generation_problems
+    from ..defenses.selfdefense.pipeline import heldout_texts
+    from ..errors import PolysafeError
+    from ..judges import load_judge
+    from ..models import load_model
+
+    codes = parse_languages(languages)
+    plan = GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
+                          seed_share=seed_share, temperature=temperature, seed=seed)
+    seed_pairs = load_seeds(seeds)
+    held = []
+    if heldout:
+        from ..data.multijail import load_multijail
+
+        held = heldout_texts(load_multijail(str(heldout), [c for c in codes if c != "en"] or ["en"]))
+
+    async def go():
+        backend = load_model(generator)
+        judge = load_judge(check_judge) if check_judge else None
+        try:
+            return await generate_pairs(backend, seed_pairs, plan, heldout=held, judge=judge, progress=_generation_progress())
+        finally:
+            await backend.aclose()
+            if judge:
+                await judge.aclose()
+
+    result = asyncio.run(go())
+    _show_generation(result)
+    problem = generation_problems(result, codes)
+    if problem and (not result.pairs or result.all_writing_failed):
+        raise PolysafeError(f"{problem}; nothing written")
+    write_chat_jsonl(out, result.conversations())
+    if save_dataset_dir:
+        save_dataset(result.pairs, save_dataset_dir)
+    console.print(f"{len(result.pairs)} pairs written to {out}")
+    if problem:
+        raise PolysafeError(f"{problem} (the pairs of the other languages are in {out})")
+
+
+def run(
+    model: ModelOpt = "smollm2",
+    generator: GeneratorOpt = None,
+    languages: LanguagesOpt = "zh,bn,sw",
+    seeds: SeedsOpt = None,
+    n_unsafe: NUnsafeOpt = 15,
+    n_general: NGeneralOpt = None,
+    helpful_ratio: HelpfulRatioOpt = None,
+    unsafe_ratios: Annotated[Optional[str], typer.Option("--unsafe-ratios", help="Trade-off study: one adapter per unsafe share of the training data, e.g. 0,0.3,0.7,1.0 (each set has n-unsafe + n-general pairs per language).")] = None,
+    seed_share: SeedShareOpt = 0.3,
+    check_judge: CheckJudgeOpt = None,
+    data: MultiJailOpt = None,
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")] = "both",
+    limit: LimitOpt = 30,
+    judge: JudgeOpt = "refusal",
+    benign: Annotated[Optional[str], typer.Option("--benign", help="Benign requests for over-refusal: I-Alpaca JSON path or URL (default: its GitHub URL).")] = None,
+    benign_limit: Annotated[int, typer.Option("--benign-limit", min=1)] = 50,
+    benign_pairs: Annotated[Optional[Path], typer.Option("--benign-pairs", help="Chat JSONL of held-out benign answers for perplexity (default: half of the general seeds, kept out of training).")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapters and report.")] = None,
+    db: DbOpt = Path(DEFAULT_DB),
+    save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy of the pool in the output folder.")] = False,
+    gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
+    train: TrainingOptions = TrainingOptions(),
+) -> None:
+    """Generate -> fine-tune (one adapter per unsafe share) -> MultiJail on held-out prompts, over-refusal, perplexity."""
+    setup, seed_pairs = build_setup(
+        model=model, languages=languages, seeds=seeds, n_unsafe=n_unsafe, n_general=n_general, helpful_ratio=helpful_ratio,
+        unsafe_ratios=unsafe_ratios, seed_share=seed_share, data=data, scenario=scenario, limit=limit, benign=benign,
+        benign_limit=benign_limit, benign_pairs=benign_pairs, max_tokens=max_tokens, out=out,
+        save_dataset=save_dataset_dir, gen_max_tokens=gen_max_tokens, train=train)
+    report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db)
+    typer.echo(report.markdown())
+    console.print(f"report: {setup.out_dir / 'report.md'}; chart: {setup.out_dir / 'tradeoff.png'}")
+
+
 def register(apps) -> None:
     selfdefense = typer.Typer(no_args_is_help=True, help="Self-Defense: the model writes multilingual safety data, then is tuned on it.")
     apps.defend.add_typer(selfdefense, name="self-defense")
 
-    @selfdefense.command("generate")
-    def generate(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Chat JSONL to write.")],
-        generator: Annotated[str, typer.Option("--generator", "-g", help="Model spec that writes and translates.")] = "smollm2",
-        seeds: SeedsOpt = None,
-        languages: LanguagesOpt = "zh,bn,sw",
-        n_unsafe: NUnsafeOpt = 15,
-        n_general: NGeneralOpt = None,
-        helpful_ratio: HelpfulRatioOpt = None,
-        check_judge: CheckJudgeOpt = None,
-        heldout: HeldoutOpt = None,
-        save_dataset_dir: Annotated[Optional[Path], typer.Option("--save-dataset", help="Also save a `datasets` copy here.")] = None,
-        temperature: TemperatureOpt = 0.8,
-        seed_share: SeedShareOpt = 0.3,
-        seed: SeedOpt = 0,
-    ) -> None:
-        """Write English pairs from seeds, translate them, check them, and save chat JSONL.
+    selfdefense.command("generate")(generate)
 
-        Exits 1, naming the languages, when a requested language ends with no accepted pair or when every
-        generation call failed."""
-        from ..data.languages import parse_languages
-        from ..training.lora import write_chat_jsonl
-        from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
-        from ..defenses.selfdefense.generate import generation_problems
-        from ..defenses.selfdefense.pipeline import heldout_texts
-        from ..errors import PolysafeError
-        from ..judges import load_judge
-        from ..models import load_model
-
-        codes = parse_languages(languages)
-        plan = GenerationPlan(languages=codes, n_unsafe=n_unsafe, n_general=_n_general(n_unsafe, n_general, helpful_ratio),
-                              seed_share=seed_share, temperature=temperature, seed=seed)
-        seed_pairs = load_seeds(seeds)
-        held = []
-        if heldout:
-            from ..data.multijail import load_multijail
-
-            held = heldout_texts(load_multijail(str(heldout), [c for c in codes if c != "en"] or ["en"]))
-
-        async def go():
-            backend = load_model(generator)
-            judge = load_judge(check_judge) if check_judge else None
-            try:
-                return await generate_pairs(backend, seed_pairs, plan, heldout=held, judge=judge, progress=_generation_progress())
-            finally:
-                await backend.aclose()
-                if judge:
-                    await judge.aclose()
-
-        result = asyncio.run(go())
-        _show_generation(result)
-        problem = generation_problems(result, codes)
-        if problem and (not result.pairs or result.all_writing_failed):
-            raise PolysafeError(f"{problem}; nothing written")
-        write_chat_jsonl(out, result.conversations())
-        if save_dataset_dir:
-            save_dataset(result.pairs, save_dataset_dir)
-        console.print(f"{len(result.pairs)} pairs written to {out}")
-        if problem:
-            raise PolysafeError(f"{problem} (the pairs of the other languages are in {out})")
-
-    @selfdefense.command("run")
-    @with_training_options(epochs=2.0, lr=2e-4, batch_size=8, max_length=256)
-    def run(
-        model: ModelOpt = "smollm2",
-        generator: GeneratorOpt = None,
-        languages: LanguagesOpt = "zh,bn,sw",
-        seeds: SeedsOpt = None,
-        n_unsafe: NUnsafeOpt = 15,
-        n_general: NGeneralOpt = None,
-        helpful_ratio: HelpfulRatioOpt = None,
-        unsafe_ratios: Annotated[Optional[str], typer.Option("--unsafe-ratios", help="Trade-off study: one adapter per unsafe share of the training data, e.g. 0,0.3,0.7,1.0 (each set has n-unsafe + n-general pairs per language).")] = None,
-        seed_share: SeedShareOpt = 0.3,
-        check_judge: CheckJudgeOpt = None,
-        data: MultiJailOpt = None,
-        scenario: Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")] = "both",
-        limit: LimitOpt = 30,
-        judge: JudgeOpt = "refusal",
-        benign: Annotated[Optional[str], typer.Option("--benign", help="Benign requests for over-refusal: I-Alpaca JSON path or URL (default: its GitHub URL).")] = None,
-        benign_limit: Annotated[int, typer.Option("--benign-limit", min=1)] = 50,
-        benign_pairs: Annotated[Optional[Path], typer.Option("--benign-pairs", help="Chat JSONL of held-out benign answers for perplexity (default: half of the general seeds, kept out of training).")] = None,
-        max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapters and report.")] = None,
-        db: DbOpt = Path(DEFAULT_DB),
-        save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy of the pool in the output folder.")] = False,
-        gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
-        train: TrainingOptions = TrainingOptions(),
-    ) -> None:
-        """Generate -> fine-tune (one adapter per unsafe share) -> MultiJail on held-out prompts, over-refusal, perplexity."""
-        setup, seed_pairs = build_setup(
-            model=model, languages=languages, seeds=seeds, n_unsafe=n_unsafe, n_general=n_general, helpful_ratio=helpful_ratio,
-            unsafe_ratios=unsafe_ratios, seed_share=seed_share, data=data, scenario=scenario, limit=limit, benign=benign,
-            benign_limit=benign_limit, benign_pairs=benign_pairs, max_tokens=max_tokens, out=out,
-            save_dataset=save_dataset_dir, gen_max_tokens=gen_max_tokens, train=train)
-        report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db)
-        typer.echo(report.markdown())
-        console.print(f"report: {setup.out_dir / 'report.md'}; chart: {setup.out_dir / 'tradeoff.png'}")
+    selfdefense.command("run")(with_training_options(epochs=2.0, lr=2e-4, batch_size=8, max_length=256)(run))
 
 
 def parse_shares(text: str | None, n_unsafe: int, n_general: int) -> tuple[float, ...]:
