@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..data.languages import get_language
+from ..languages import get_language
 from ..translators import TranslationRequest, translate_checked
 from ..translators.base import lookup_checked
 from ..errors import InputError

@@ -47,7 +47,7 @@ class CodeAttack(Benchmark):
     def task(self, params: CodeAttackParams) -> EvalTask:  # type: ignore[override]
         from ..attacks.codeattack import get_variant
         from ..data import PROMPT_SETS
-        from ..data.languages import parse_languages
+        from ..languages import parse_languages
         from ..data.multijail import limit_per_language
         from ..data.prompts import FilePromptSet
 

@@ -44,7 +44,7 @@ class MultiJail(Benchmark):
     reports = ("md", "tiers", "html")
 
     def task(self, params: MultiJailParams) -> EvalTask:  # type: ignore[override]
-        from ..data.languages import parse_languages
+        from ..languages import parse_languages
         from ..data.multijail import limit_per_language, load_multijail
 
         codes = parse_languages(",".join(params.languages))

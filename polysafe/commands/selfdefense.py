@@ -76,7 +76,7 @@ def generate(
 
     Exits 1, naming the languages, when a requested language ends with no accepted pair or when every
     generation call failed."""
-    from ..data.languages import parse_languages
+    from ..languages import parse_languages
     from ..training.lora import write_chat_jsonl
     from ..defenses.selfdefense import GenerationPlan, generate_pairs, load_seeds, save_dataset
     from ..defenses.selfdefense.generate import generation_problems
@@ -183,7 +183,7 @@ def build_setup(*, model: str, languages: str, seeds: Path | None, n_unsafe: int
                 limit: int | None, benign: str | None, benign_limit: int, benign_pairs: Path | None, max_tokens: int,
                 out: Path | None, save_dataset: bool, gen_max_tokens: int, train: TrainingOptions):
     """The experiment's setup from the command's options (loads MultiJail, seeds and benign prompts)."""
-    from ..data.languages import parse_languages
+    from ..languages import parse_languages
     from ..benchmarks.multijail import multijail_scenarios, parse_scenarios
     from ..data.multijail import limit_per_language, load_multijail
     from ..training.lora import load_chat_jsonl

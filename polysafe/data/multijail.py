@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..types import Prompt
-from .languages import MULTIJAIL_LANGUAGES, get_language
+from ..languages import MULTIJAIL_LANGUAGES, get_language
 from .prompts import PROMPT_SETS
 from .textfile import read_csv
 

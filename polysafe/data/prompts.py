@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..registry import Registry
 from ..types import Prompt
 from .jsonl import iter_jsonl
-from .languages import get_language
+from ..languages import get_language
 from .textfile import MAX_FIELD_CHARS, read_csv
 
 REQUIRED = ("id", "text")

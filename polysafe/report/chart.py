@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..data.languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIERS, tier_of
+from ..languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIERS, tier_of
 from ..engine.store import ResultRow
 from .base import RENDERERS, ReportInput
 from .metrics import Rate, group_stats

@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-from ..data.languages import TIER_NAMES, TIERS, tier_of
+from ..languages import TIER_NAMES, TIERS, tier_of
 from ..engine.store import ResultRow, RunRecord
 from ..errors import InputError
 from .base import ReportInput

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..data.languages import tier_of
+from ..languages import tier_of
 from ..engine.store import ResultRow, RunRecord
 from .tiers import tier_label
 

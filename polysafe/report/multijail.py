@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from ..data.languages import MULTIJAIL_LANGUAGES
+from ..languages import MULTIJAIL_LANGUAGES
 from ..engine.store import ResultRow
 from .metrics import Rate, wilson
 

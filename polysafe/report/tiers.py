@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
-from ..data.languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIER_NAMES, TIERS, tier_of
+from ..languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIER_NAMES, TIERS, tier_of
 from ..engine.store import ResultRow
 from .base import RENDERERS, ReportInput
 from .metrics import Rate, group_stats

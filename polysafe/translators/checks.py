@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from ..data.languages import LANGUAGES
+from ..languages import LANGUAGES
 from ..data.refusal_phrases import REFUSAL_PHRASES, find_refusal, normalize, opens_with_refusal
 from ..data.textchecks import detect_language, identifiable, is_degenerate, language_variants
 

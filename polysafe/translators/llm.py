@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..data.languages import LANGUAGES
+from ..languages import LANGUAGES
 from ..types import GenerationConfig, Message
 from .base import TRANSLATORS, TranslationFailed, TranslationRequest
 

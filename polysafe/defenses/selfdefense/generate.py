@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
-from ...data.languages import get_language
+from ...languages import get_language
 from ...data.jsonl import iter_jsonl
 from ...errors import InputError
 from ...judges.base import Judge

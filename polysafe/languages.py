@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import InputError
+from .errors import InputError
 
 Tier = Literal["baseline", "high", "medium", "low", "other"]
 TIERS: tuple[Tier, ...] = ("baseline", "high", "medium", "low")
