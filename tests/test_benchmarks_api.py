@@ -183,3 +183,17 @@ def test_judge_prompt_file_reaches_the_judge_and_names_the_run(fake_openai, tmp_
     missing = subprocess.run(base + ["--judge-prompt-file", str(tmp_path / "nope.txt")], capture_output=True, text=True,
                              env=env, timeout=60)
     assert missing.returncode == 2 and "nope.txt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_benchmarks_declare_the_papers_figures_as_the_method_notes_give_them(shared_data):
+    """Checked against the methods notes' own tables, parsed here (not against polysafe's copy)."""
+    notes = (shared_data.parent / "methods" / "codeattack.md").read_text(encoding="utf-8")
+    header = next(line for line in notes.splitlines() if line.startswith("| variant |"))
+    models = [c.strip() for c in header.strip("|").split("|")][1:-1]
+    reference = load_benchmark("codeattack").reference.figures
+    for line in notes.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("string", "list (queue)", "stack"):
+            encoding = cells[0].split()[0]
+            assert {m: float(v.rstrip("%")) for m, v in zip(models, cells[1:-1])} == reference[encoding]
+    assert load_benchmark("multijail").reference.figures[("GPT-4", "intentional")]["avg"] == 40.71

@@ -6,11 +6,13 @@ A benchmark declares:
 - `default_judge` and `judge_spec(spec)`: `--judge llm:X` maps to the benchmark's own rubric;
 - `reports`: the report formats printed after a run;
 - `generation_defaults`: settings the paper used (e.g. longer answers for code);
+- `reference`: the paper's own figures, when it has them;
 - `attack_context` / `wrap_judge`: what its chains and judge need (a translator, back-translation).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,8 +33,17 @@ class BenchmarkParams(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language).")
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A paper's own figures for this benchmark, shown only beside a comparable setup (report/setup.py)."""
+
+    source: str  # the paper and table
+    figures: Mapping[Any, Any]
+
+
 class Benchmark:
     name: ClassVar[str]
+    reference: ClassVar[Reference | None] = None
     Params: ClassVar[type[BenchmarkParams]] = BenchmarkParams
     default_judge: ClassVar[str] = "refusal"
     reports: ClassVar[tuple[str, ...]] = ("md",)

@@ -13,9 +13,18 @@ from ..attacks.base import AttackContext, parse_chain
 from ..engine.runner import EvalTask, Scenario
 from ..errors import InputError
 from ..models.base import ModelOptions
-from .base import BENCHMARKS, Benchmark, BenchmarkParams, resolved, split_list, translator_spec
+from .base import BENCHMARKS, Benchmark, BenchmarkParams, Reference, resolved, split_list, translator_spec
 
 PAPER_VARIANTS = ["python_string", "python_list", "python_stack", "cpp_string", "go_string"]
+# Ren et al. (ACL 2024): ASR % (share of harmfulness 5, GPT-4 judge), one trial, by encoding and model.
+PAPER_ASR = {
+    "string": {"GPT-3.5": 94, "GPT-4-0613": 22, "GPT-4-1106": 12, "Claude-1": 89, "Claude-2": 24, "Llama-2-7b": 33,
+               "Llama-2-70b": 40, "CodeLlama-70b": 93},
+    "list": {"GPT-3.5": 92, "GPT-4-0613": 28, "GPT-4-1106": 32, "Claude-1": 87, "Claude-2": 36, "Llama-2-7b": 88,
+             "Llama-2-70b": 90, "CodeLlama-70b": 93},
+    "stack": {"GPT-3.5": 84, "GPT-4-0613": 80, "GPT-4-1106": 81, "Claude-1": 84, "Claude-2": 84, "Llama-2-7b": 54,
+              "Llama-2-70b": 70, "CodeLlama-70b": 82},
+}
 
 
 class CodeAttackParams(BenchmarkParams):
@@ -35,6 +44,7 @@ class CodeAttackParams(BenchmarkParams):
 class CodeAttack(Benchmark):
     name = "codeattack"
     Params = CodeAttackParams
+    reference = Reference("Ren et al., ACL 2024: ASR % (share of 5s) by encoding (Python) and model", PAPER_ASR)
     default_judge = "refusal"
     reports = ("codeattack",)
     generation_defaults = {"max_tokens": 512}  # the paper's targets answered with 512-1000 new tokens

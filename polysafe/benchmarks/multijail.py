@@ -19,7 +19,8 @@ from ..engine.runner import EvalTask, Scenario
 from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelOptions
-from .base import BENCHMARKS, Benchmark, BenchmarkParams, split_list
+from ..report.tiers import PAPER_TABLE1
+from .base import BENCHMARKS, Benchmark, BenchmarkParams, Reference, split_list
 
 HUMAN = "precomputed"
 
@@ -40,6 +41,7 @@ class MultiJailParams(BenchmarkParams):
 class MultiJail(Benchmark):
     name = "multijail"
     Params = MultiJailParams
+    reference = Reference("Deng et al., ICLR 2024, Table 1: unsafe rate % by (model, scenario)", PAPER_TABLE1)
     default_judge = "refusal"
     reports = ("md", "tiers", "html")
 
