@@ -86,7 +86,7 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     def on_done(batch: Sequence[_Item], completions: list[Completion]) -> None:
         for item, completion in zip(batch, completions):
             store.put_response(item.record.response_key, model.identity, item.request, completion)
-        progress.advance("generate", len(batch))
+        progress.advance("generate", len(batch), tokens=sum(c.completion_tokens for c in completions))
 
     await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done)
     progress.finish("generate")

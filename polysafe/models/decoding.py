@@ -19,6 +19,7 @@ listed in SUPPORTED_ARCHITECTURES, whose attention layers read and write keys an
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import threading
 from collections import deque
@@ -121,8 +122,6 @@ class SlotCache:
         self.lengths[target] = self.lengths[source]
 
     def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        import torch
-
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         mode, a, b = self._mode
         if mode == "prefill":
@@ -130,9 +129,9 @@ class SlotCache:
             values[a : a + b, :, : value_states.shape[2]] = value_states
             return key_states, value_states
         rows, width = a, b
-        index = torch.arange(rows, device=keys.device)
-        keys[index, :, self.lengths[:rows]] = key_states[:, :, 0]
-        values[index, :, self.lengths[:rows]] = value_states[:, :, 0]
+        where = self.lengths[:rows].view(rows, 1, 1, 1).expand(-1, key_states.shape[1], 1, key_states.shape[3])
+        keys[:rows].scatter_(2, where, key_states)
+        values[:rows].scatter_(2, where, value_states)
         return keys[:rows, :, :width], values[:rows, :, :width]
 
 
@@ -163,6 +162,7 @@ class DecodeLoop:
         self.forward_rows = 0
         self._queue_lock = threading.Lock()
         self._driver = threading.Lock()
+        _return_large_frees_to_the_os()
 
     # -- the public call ---------------------------------------------------------------------------------------
     def run(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
@@ -285,6 +285,16 @@ class DecodeLoop:
         for row in pending:
             if not row.future.done():
                 row.future.set_exception(err)
+
+
+def _return_large_frees_to_the_os() -> None:
+    """glibc raises its mmap threshold after large frees, then serves cache-sized blocks from the heap, where a
+    growing cache and varying prefill activations fragment it: 0.5 GB more peak memory in a 64-prompt run.
+    A fixed 1 MiB threshold keeps large blocks in mmap, returned to the system when freed."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 def _row_seed(request: DecodeRequest) -> int:
