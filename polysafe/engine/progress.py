@@ -9,8 +9,8 @@ class Progress:
     def start(self, phase: str, total: int) -> None:
         pass
 
-    def advance(self, phase: str, count: int = 1) -> None:
-        pass
+    def advance(self, phase: str, count: int = 1, tokens: int = 0) -> None:
+        """`tokens`: generated tokens in what just finished, when the phase generates (shown as tokens/s)."""
 
     def finish(self, phase: str) -> None:
         pass
@@ -21,7 +21,8 @@ class RichProgress(Progress):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.bar = Bar(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TimeRemainingColumn(), console=console, transient=False)
+                       TimeRemainingColumn(), TextColumn("{task.fields[rate]}", style="progress.data.speed"),
+                       console=console, transient=False)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> "RichProgress":
@@ -32,13 +33,20 @@ class RichProgress(Progress):
         self.bar.stop()
 
     def start(self, phase: str, total: int) -> None:
-        self.tasks[phase] = self.bar.add_task(phase, total=total)
+        self.tasks[phase] = self.bar.add_task(phase, total=total, tokens=0, rate="")
 
-    def advance(self, phase: str, count: int = 1) -> None:
+    def advance(self, phase: str, count: int = 1, tokens: int = 0) -> None:
         if phase in self.tasks:
-            self.bar.advance(self.tasks[phase], count)
+            task = self.bar.tasks[self.tasks[phase]]
+            tokens += task.fields["tokens"]
+            self.bar.update(task.id, advance=count, tokens=tokens, rate=token_rate(tokens, task.elapsed))
 
     def finish(self, phase: str) -> None:
         if phase in self.tasks:
             task = self.tasks[phase]
             self.bar.update(task, completed=self.bar.tasks[task].total)
+
+
+def token_rate(tokens: int, seconds: float | None) -> str:
+    return f"{tokens / seconds:,.0f} tokens/s" if tokens and seconds else ""
+

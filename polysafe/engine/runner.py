@@ -137,7 +137,7 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
         writer.add([(item.record.response_key, item.request, c) for item, c in zip(batch, completions)])
         if budget is not None:
             budget.settle(request_texts(batch), [(c.prompt_tokens, c.completion_tokens) for c in completions])
-        progress.advance("generate", len(batch))
+        progress.advance("generate", len(batch), tokens=sum(c.completion_tokens for c in completions))
 
     def admit(batch: Sequence[_Item]) -> bool:
         return budget.admit(request_texts(batch))

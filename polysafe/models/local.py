@@ -1,6 +1,8 @@
-"""Local transformers causal LMs: batched, left-padded generation with the model's own chat template.
+"""Local transformers causal LMs: batched generation with the model's own chat template.
 
-torch and transformers are imported on first use so that the CLI starts fast.
+Generation runs through polysafe's continuous-batching decode loop (decoding.py) for the architectures it
+supports, and through transformers' `generate` otherwise. torch and transformers are imported on first use so
+that the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any, Sequence
 from ..errors import BackendError
 from ..types import Completion, Conversation, GenerationConfig
 from .base import MODELS, ModelBackend, ModelOptions
+from .decoding import DecodeLoop, DecodeRequest, clean_text, supports
 
-DEFAULT_BATCH_SIZE = 64  # on CPU, batch 64 runs ~2x the tokens/s of 32 (bench/local_throughput.py)
+DEFAULT_BATCH_SIZE = 64  # rows decoded together (bench/local_throughput.py)
+KV_CACHE_BUDGET = 768 * 2**20  # bytes of keys and values: long prompts get fewer rows, not more memory
 
 
 def pick_device(device: str) -> str:
@@ -31,30 +35,15 @@ def pick_device(device: str) -> str:
 
 
 def pick_dtype(dtype: str, device: str):
-    """`auto`: bf16 on GPUs; on CPUs bf16 only with native bf16 matmul (AMX / AVX512-BF16), else float32.
-
-    Measured on a 2-core AVX-512 Xeon without bf16 units: float32 generation ran 1.4x the tokens/s of bf16.
-    """
+    """`auto`: bf16 on GPUs, float32 elsewhere. On CPUs bf16 changes the answers (it is opt-in: --dtype bfloat16)."""
     import torch
 
     if dtype != "auto":
-        try:
-            return getattr(torch, dtype)
-        except AttributeError:
-            raise BackendError(f"unknown dtype '{dtype}'") from None
-    if device.startswith("cuda"):
-        return torch.bfloat16
-    if device == "cpu" and _cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise BackendError(f"unknown dtype '{dtype}'")
+        return resolved
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
 def quiet_transformers() -> None:
@@ -88,9 +77,13 @@ def fingerprint_adapter(path: str | Path) -> str:
 
 
 class LocalCausalLM(ModelBackend):
-    """A transformers causal LM on this machine. Also exposes `.model` and `.tokenizer` for scoring and training."""
+    """A transformers causal LM on this machine. Also exposes `.model` and `.tokenizer` for scoring and training.
 
-    concurrency = 1
+    The engine may run a few `generate` calls at once: they share one decode loop, so the next call's prompts
+    take the rows that the current call's finished answers leave free.
+    """
+
+    concurrency = 3
 
     def __init__(self, source: str, *, spec: str, options: ModelOptions, adapters: tuple[str, ...] = (), identity: str | None = None):
         self.source = source
@@ -98,11 +91,22 @@ class LocalCausalLM(ModelBackend):
         self.options = options
         self.spec = spec + "".join(f"+lora:{a}" for a in self.adapters)
         base_identity = identity or (f"hf:{Path(source).resolve()}#{fingerprint_dir(source)}" if Path(source).is_dir() else spec)
-        self.identity = base_identity + "".join(f"+lora#{fingerprint_adapter(a)}" for a in self.adapters)
+        self._weights_identity = base_identity + "".join(f"+lora#{fingerprint_adapter(a)}" for a in self.adapters)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE
         self._model: Any = None
         self._tokenizer: Any = None
+        self._loop: DecodeLoop | None = None
         self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        """The weights and the resolved dtype: float32 and bfloat16 answers differ, so they are never shared."""
+        return f"{self._weights_identity}@{self.resolved_dtype()}"
+
+    def resolved_dtype(self) -> str:
+        if self._model is not None:
+            return str(self._model.dtype).removeprefix("torch.")
+        return str(pick_dtype(self.options.dtype, pick_device(self.options.device))).removeprefix("torch.")
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_weights(self, dtype) -> tuple[Any, Any]:
@@ -132,7 +136,11 @@ class LocalCausalLM(ModelBackend):
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             tokenizer.padding_side = "left"
-            self._model, self._tokenizer, self.device = model, tokenizer, device
+            self._tokenizer, self.device = tokenizer, device
+            if supports(model):
+                self._loop = DecodeLoop(model, max_rows=self.batch_size, eos_ids=eos_ids(model, tokenizer),
+                                        pad_id=tokenizer.pad_token_id, kv_budget=KV_CACHE_BUDGET)
+            self._model = model
 
     @property
     def model(self):
@@ -156,53 +164,56 @@ class LocalCausalLM(ModelBackend):
 
     def generate_sync(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         self._ensure_loaded()
-        texts = [self.render(c) for c in conversations]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
-        results: list[Completion | None] = [None] * len(texts)
+        prompts = [tuple(self._tokenizer(self.render(c), add_special_tokens=False)["input_ids"]) for c in conversations]
+        if self._loop is not None:
+            requests = [DecodeRequest(p, config.max_tokens, config.temperature, config.top_p, config.seed) for p in prompts]
+            results = [(r.token_ids, r.stopped) for r in self._loop.run(requests)]
+        else:
+            with self._lock:
+                results = self._generate_with_transformers(prompts, config)
+        return [self.completion(len(p), ids, stopped) for p, (ids, stopped) in zip(prompts, results)]
+
+    def completion(self, prompt_tokens: int, token_ids: list[int], stopped: bool) -> Completion:
+        return Completion(text=clean_text(self._tokenizer, token_ids).strip(), prompt_tokens=prompt_tokens,
+                          completion_tokens=len(token_ids) + int(stopped), finish_reason="stop" if stopped else "length")
+
+    def _generate_with_transformers(self, prompts: list[tuple[int, ...]], config: GenerationConfig) -> list[tuple[list[int], bool]]:
+        """Architectures the decode loop does not cover: `generate` on left-padded batches of similar lengths."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[tuple[list[int], bool]] = [([], False)] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            for index, completion in zip(chunk, self._generate_batch([texts[i] for i in chunk], config)):
-                results[index] = completion
-        return [r for r in results if r is not None]
+            for index, result in zip(chunk, self._generate_batch([prompts[i] for i in chunk], config)):
+                results[index] = result
+        return results
 
-    def _generate_batch(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
+    def _generate_batch(self, prompts: list[tuple[int, ...]], config: GenerationConfig) -> list[tuple[list[int], bool]]:
         import torch
 
         tok = self._tokenizer
-        encoded = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        encoded = tok.pad({"input_ids": [list(p) for p in prompts]}, return_tensors="pt").to(self.device)
         sampling: dict[str, Any] = {"do_sample": False}
         if config.temperature > 0:
             sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
             torch.manual_seed(config.seed)
         with torch.inference_mode():
-            output = self._model.generate(
-                **encoded, max_new_tokens=config.max_tokens, pad_token_id=tok.pad_token_id, **sampling
-            )
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        eos_ids = self._eos_ids()
-        completions = []
-        for row, mask in zip(new_tokens, encoded["attention_mask"]):
-            ids = row.tolist()
-            end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
-            kept = ids if end is None else ids[:end]
-            completions.append(
-                Completion(
-                    text=tok.decode(kept, skip_special_tokens=True).strip(),
-                    prompt_tokens=int(mask.sum()),
-                    completion_tokens=len(kept) + (0 if end is None else 1),
-                    finish_reason="length" if end is None else "stop",
-                )
-            )
-        return completions
+            output = self._model.generate(**encoded, max_new_tokens=config.max_tokens, pad_token_id=tok.pad_token_id, **sampling)
+        eos = eos_ids(self._model, tok)
+        results = []
+        for row in output[:, encoded["input_ids"].shape[1] :].tolist():
+            end = next((i for i, t in enumerate(row) if t in eos), None)
+            results.append((row, False) if end is None else (row[:end], True))
+        return results
 
-    def _eos_ids(self) -> set[int]:
-        ids = {self._tokenizer.eos_token_id}
-        configured = getattr(self._model.generation_config, "eos_token_id", None)
-        if isinstance(configured, int):
-            ids.add(configured)
-        elif configured:
-            ids.update(configured)
-        return {i for i in ids if i is not None}
+
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return {i for i in ids if i is not None}
 
 
 @MODELS.register("hf", takes_argument=True, summary="Any transformers causal LM: a local path or a hub id.", example="hf:HuggingFaceTB/SmolLM2-135M-Instruct")
