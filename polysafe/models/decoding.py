@@ -25,6 +25,7 @@ import ctypes
 import hashlib
 import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -169,6 +170,7 @@ class DecodeLoop:
         self.rows: list[_Row] = []
         self.waiting: deque[_Row] = deque()
         self.forward_rows = 0
+        self.threads = ThreadChooser()
         self.prefixes: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}  # shared prompt prefix -> keys, values
         self._queue_lock = threading.Lock()
         self._driver = threading.Lock()
@@ -203,7 +205,10 @@ class DecodeLoop:
     def _step(self) -> None:
         self._admit()
         if self.rows:
+            self.threads.before_step()
+            start, rows = time.perf_counter(), len(self.rows)
             self._decode()
+            self.threads.after_step((time.perf_counter() - start) / rows)
 
     def _admit(self) -> None:
         with self._queue_lock:
@@ -326,6 +331,44 @@ class DecodeLoop:
         for row in pending:
             if not row.future.done():
                 row.future.set_exception(err)
+
+
+class ThreadChooser:
+    """Chooses torch's thread count by timing decode steps. On an idle machine all cores run a step fastest; on a
+    shared one two threads that wait for each other at every op ran 3x slower than one (2 cores, load 4). Every
+    `period` steps it times `probe` steps at one thread and at all cores, and keeps the faster. Left alone when
+    OMP_NUM_THREADS says how many to use."""
+
+    def __init__(self, period: int = 256, probe: int = 4):
+        import torch
+
+        most = torch.get_num_threads()
+        self.choices = [most] if "OMP_NUM_THREADS" in os.environ or most == 1 else [1, most]
+        self.period, self.probe, self.step = period, probe, 0
+        self.best = most
+        self.timings: dict[int, list[float]] = {}
+
+    def before_step(self) -> None:
+        import torch
+
+        slot = self.step % self.period
+        probing = len(self.choices) > 1 and slot < self.probe * len(self.choices)
+        wanted = self.choices[slot // self.probe] if probing else self.best
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    def after_step(self, seconds_per_row: float) -> None:
+        import torch
+
+        slot = self.step % self.period
+        self.step += 1
+        if len(self.choices) == 1 or slot >= self.probe * len(self.choices):
+            return
+        if slot % self.probe:  # the first step after a switch pays for waking the threads: not counted
+            self.timings.setdefault(torch.get_num_threads(), []).append(seconds_per_row)
+        if slot == self.probe * len(self.choices) - 1:
+            self.best = min(self.timings, key=lambda n: sum(self.timings[n]) / len(self.timings[n]))
+            self.timings = {}
 
 
 def _return_large_frees_to_the_os() -> None:
