@@ -29,9 +29,18 @@ PROMPTS = [  # 32 prompts in 8 languages, short and long
 
 @pytest.fixture(scope="module")
 def tiny():
+    """The session's tiny random Llama, with sharper attention: at its initial scale every position looks alike,
+    so a wrong position or a wrong key would not change a single token."""
+    import torch
+
     from polysafe.models import ModelOptions, load_model
 
-    return load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype="float32", device="cpu", batch_size=8))
+    backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype="float32", device="cpu", batch_size=8))
+    with torch.no_grad():
+        for name, weight in backend.model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                weight.mul_(8)
+    return backend
 
 
 def prompt_ids(backend, texts):
