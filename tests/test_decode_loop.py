@@ -29,9 +29,18 @@ PROMPTS = [  # 32 prompts in 8 languages, short and long
 
 @pytest.fixture(scope="module")
 def tiny():
+    """The session's tiny random Llama, with sharper attention: at its initial scale every position looks alike,
+    so a wrong position or a wrong key would not change a single token."""
+    import torch
+
     from polysafe.models import ModelOptions, load_model
 
-    return load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype="float32", device="cpu", batch_size=8))
+    backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype="float32", device="cpu", batch_size=8))
+    with torch.no_grad():
+        for name, weight in backend.model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                weight.mul_(8)
+    return backend
 
 
 def prompt_ids(backend, texts):
@@ -203,3 +212,32 @@ def test_a_float32_answer_is_never_served_for_bfloat16(tmp_path):
         assert (bf16.generated, bf16.cached) == (4, 0)
         models = {m for (m,) in store.db.execute("SELECT model FROM responses")}
         assert {m.rsplit("@", 1)[1] for m in models} == {"float32", "bfloat16"}
+
+
+def test_progress_shows_generated_tokens_per_second(tiny, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from polysafe.attacks import parse_chain
+    from polysafe.engine import EvalTask, Scenario, Store, run_eval
+    from polysafe.engine.progress import RichProgress
+    from polysafe.judges import load_judge
+    from polysafe.types import GenerationConfig, Prompt
+
+    class Recording(RichProgress):
+        tokens = 0
+
+        def advance(self, phase, count=1, tokens=0):
+            super().advance(phase, count, tokens)
+            self.tokens += tokens if phase == "generate" else 0
+
+    screen = io.StringIO()
+    progress = Recording(Console(file=screen, width=120, force_terminal=False))
+    task = EvalTask("t", [Prompt(id=str(i), text=t) for i, t in enumerate(PROMPTS[:3])], [Scenario("none", parse_chain("none"))])
+    with Store(tmp_path / "r.db") as store, progress:
+        asyncio.run(run_eval(task, tiny, load_judge("refusal"), store, gen=GenerationConfig(max_tokens=5), run_name="p",
+                             progress=progress))
+        generated = sum(r.completion_tokens for r in store.results("p"))
+    assert progress.tokens == generated > 0
+    assert "tokens/s" in screen.getvalue()

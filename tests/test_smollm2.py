@@ -30,5 +30,20 @@ def test_sampling_follows_the_seed(smollm2):
     assert a == b
 
 
-def test_identity_names_the_weights_not_a_path(smollm2):
+def test_identity_names_the_weights_and_dtype_not_a_path(smollm2):
     assert smollm2.identity.startswith("smollm2#") and smollm2.spec == "smollm2"
+    assert smollm2.identity.endswith("@float32")  # auto is float32 on CPUs
+
+
+def test_decode_loop_matches_transformers_generate_token_for_token(smollm2):
+    """32 prompts in 8 languages, 10 greedy tokens each: the decode loop (refilling 8 rows) against `generate`
+    on one left-padded batch, in float32."""
+    from test_decode_loop import PROMPTS, new_loop, prompt_ids, reference_generate
+
+    from polysafe.models.decoding import DecodeRequest
+
+    prompts = prompt_ids(smollm2, PROMPTS)
+    expected = reference_generate(smollm2, prompts, 10)
+    got = new_loop(smollm2, max_rows=8).run([DecodeRequest(p, 10) for p in prompts])
+    assert [r.token_ids for r in got] == expected
+    assert len({tuple(e) for e in expected}) > 24

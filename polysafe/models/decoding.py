@@ -6,7 +6,9 @@ cache by concatenation at every step. This loop instead:
 - removes a row as soon as it ends and gives its slot to a waiting prompt, so the batch stays full;
 - keeps keys and values in a preallocated cache, one slot per row, each row at its own length (no padding
   between prompt and answer, no copy per step);
-- computes logits for each row's last position only.
+- computes logits for each row's last position only;
+- computes a prompt prefix that a group of new rows shares (the chat template's system prompt, a jailbreak
+  template) once, keeps it for later groups, and copies it into each row's slot.
 
 Prompts can come from several threads at once (the engine runs a few `generate` calls concurrently): they all
 join one queue, so rows from the next call fill the slots that the current call leaves free.
@@ -21,14 +23,18 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
-PREFILL_TOKENS = 4096  # prompt tokens per prefill pass: bounds the activations of long prompts
+PREFILL_TOKENS = 2048  # prompt tokens per prefill pass: bounds the activations of long prompts
+SHARED_PREFIX_MIN = 8  # shorter common prefixes are not worth a pass of their own
+SHARED_PREFIXES_KEPT = 2
 REPLACEMENT = "\ufffd"
 
 
@@ -85,7 +91,7 @@ class SlotCache:
         self.values: list[Any] = [None] * num_layers
         self.slots = self.capacity = 0
         self.lengths = torch.zeros(0, dtype=torch.long, device=device)
-        self._mode: tuple = ("decode", 0, 0)
+        self._mode: tuple = ("decode", 0, 0, 0)
 
     def bytes_per_position(self) -> int:
         import torch
@@ -108,11 +114,12 @@ class SlotCache:
         lengths[:keep] = self.lengths[:keep]
         self.lengths, self.slots, self.capacity = lengths, slots, capacity
 
-    def prefill(self, first: int, count: int) -> None:
-        self._mode = ("prefill", first, count)
+    def prefill(self, first: int, count: int, offset: int = 0) -> None:
+        """The next pass writes rows first..first+count-1 from position `offset` on, after a cached prefix."""
+        self._mode = ("prefill", first, count, offset)
 
     def decode(self, rows: int, width: int) -> None:
-        self._mode = ("decode", rows, width)
+        self._mode = ("decode", rows, width, 0)
 
     def move(self, source: int, target: int) -> None:
         width = int(self.lengths[source])
@@ -123,11 +130,14 @@ class SlotCache:
 
     def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        mode, a, b = self._mode
+        mode, a, b, offset = self._mode
         if mode == "prefill":
-            keys[a : a + b, :, : key_states.shape[2]] = key_states
-            values[a : a + b, :, : value_states.shape[2]] = value_states
-            return key_states, value_states
+            end = offset + key_states.shape[2]
+            keys[a : a + b, :, offset:end] = key_states
+            values[a : a + b, :, offset:end] = value_states
+            if not offset:
+                return key_states, value_states
+            return keys[a : a + b, :, :end], values[a : a + b, :, :end]
         rows, width = a, b
         where = self.lengths[:rows].view(rows, 1, 1, 1).expand(-1, key_states.shape[1], 1, key_states.shape[3])
         keys[:rows].scatter_(2, where, key_states)
@@ -160,6 +170,8 @@ class DecodeLoop:
         self.rows: list[_Row] = []
         self.waiting: deque[_Row] = deque()
         self.forward_rows = 0
+        self.threads = ThreadChooser()
+        self.prefixes: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}  # shared prompt prefix -> keys, values
         self._queue_lock = threading.Lock()
         self._driver = threading.Lock()
         _return_large_frees_to_the_os()
@@ -193,7 +205,10 @@ class DecodeLoop:
     def _step(self) -> None:
         self._admit()
         if self.rows:
+            self.threads.before_step()
+            start, rows = time.perf_counter(), len(self.rows)
             self._decode()
+            self.threads.after_step((time.perf_counter() - start) / rows)
 
     def _admit(self) -> None:
         with self._queue_lock:
@@ -225,24 +240,55 @@ class DecodeLoop:
         slots = max(len(self.rows), min(self.max_rows, max(1, self.kv_budget_positions // capacity)))
         self.cache.resize(slots, capacity, keep=len(self.rows))
 
-    def _prefill(self, batch: list[_Row], width: int) -> None:
-        """Right-padded prompts: each row's real tokens sit at positions 0..P-1, as in an unpadded pass."""
+    def _prefill(self, batch: list[_Row], longest: int) -> None:
+        """Right-padded prompts after their shared prefix: each row's tokens keep positions 0..P-1, as unpadded."""
         import torch
 
-        device, first = self.cache.device, len(self.rows)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(batch):
-            ids[i, : len(row.request.prompt_ids)] = torch.tensor(row.request.prompt_ids)
-        lengths = torch.tensor([len(row.request.prompt_ids) for row in batch], device=device)
-        causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
-        self.cache.prefill(first, len(batch))
-        hidden = self.decoder(input_ids=ids.to(device), attention_mask=causal[None, None].expand(len(batch), 1, -1, -1),
-                              position_ids=torch.arange(width, device=device)[None].expand(len(batch), -1),
+        device, first, count = self.cache.device, len(self.rows), len(batch)
+        prompts = [row.request.prompt_ids for row in batch]
+        shared = self._shared_prefix(prompts, first)
+        width = longest - shared
+        ids = torch.full((count, width), self.pad_id, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, : len(prompt) - shared] = torch.tensor(prompt[shared:])
+        lengths = torch.tensor([len(p) for p in prompts], device=device)
+        sees = torch.ones((width, shared + width), dtype=torch.bool, device=device).tril(shared)  # prefix + causal
+        self.cache.prefill(first, count, offset=shared)
+        hidden = self.decoder(input_ids=ids.to(device), attention_mask=sees[None, None].expand(count, 1, -1, -1),
+                              position_ids=(shared + torch.arange(width, device=device))[None].expand(count, -1),
                               past_key_values=self.cache, use_cache=True).last_hidden_state
-        last = hidden[torch.arange(len(batch), device=device), lengths - 1]
-        self.cache.lengths[first : first + len(batch)] = lengths
+        last = hidden[torch.arange(count, device=device), lengths - shared - 1]
+        self.cache.lengths[first : first + count] = lengths
         self.rows.extend(batch)
-        self._advance(range(first, first + len(batch)), self.lm_head(last))
+        self._advance(range(first, first + count), self.lm_head(last))
+
+    def _shared_prefix(self, prompts: list[tuple[int, ...]], first: int) -> int:
+        """Write the prefix that all `prompts` share into their slots (from the kept ones, or computed once in
+        slot `first`); return its length. Every row keeps at least one token of its own to predict from."""
+        import torch
+
+        room = min(len(p) for p in prompts) - 1
+        length = min(len(os.path.commonprefix(prompts)), room) if len(prompts) > 1 else 0
+        kept = [k for k in self.prefixes if len(k) <= room and all(p[: len(k)] == k for p in prompts)]
+        key = max(kept, key=len, default=())
+        if len(key) < length - SHARED_PREFIX_MIN:  # this group shares clearly more than any kept prefix
+            key = prompts[0][:length]
+        if len(key) < SHARED_PREFIX_MIN:
+            return 0
+        length = len(key)
+        if key not in self.prefixes:
+            self.cache.prefill(first, 1)
+            self.decoder(input_ids=torch.tensor([key], device=self.cache.device), past_key_values=self.cache,
+                         attention_mask=torch.ones((length, length), dtype=torch.bool, device=self.cache.device).tril()[None, None],
+                         position_ids=torch.arange(length, device=self.cache.device)[None], use_cache=True)
+            self.prefixes[key] = ([k[first, :, :length].clone() for k in self.cache.keys],
+                                  [v[first, :, :length].clone() for v in self.cache.values])
+            while len(self.prefixes) > SHARED_PREFIXES_KEPT:
+                self.prefixes.pop(next(iter(self.prefixes)))
+        for store, kept in zip((self.cache.keys, self.cache.values), self.prefixes[key]):
+            for layer, part in zip(store, kept):
+                layer[first : first + len(prompts), :, :length] = part
+        return length
 
     def _decode(self) -> None:
         import torch
@@ -285,6 +331,44 @@ class DecodeLoop:
         for row in pending:
             if not row.future.done():
                 row.future.set_exception(err)
+
+
+class ThreadChooser:
+    """Chooses torch's thread count by timing decode steps. On an idle machine all cores run a step fastest; on a
+    shared one two threads that wait for each other at every op ran 3x slower than one (2 cores, load 4). Every
+    `period` steps it times `probe` steps at one thread and at all cores, and keeps the faster. Left alone when
+    OMP_NUM_THREADS says how many to use."""
+
+    def __init__(self, period: int = 256, probe: int = 4):
+        import torch
+
+        most = torch.get_num_threads()
+        self.choices = [most] if "OMP_NUM_THREADS" in os.environ or most == 1 else [1, most]
+        self.period, self.probe, self.step = period, probe, 0
+        self.best = most
+        self.timings: dict[int, list[float]] = {}
+
+    def before_step(self) -> None:
+        import torch
+
+        slot = self.step % self.period
+        probing = len(self.choices) > 1 and slot < self.probe * len(self.choices)
+        wanted = self.choices[slot // self.probe] if probing else self.best
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    def after_step(self, seconds_per_row: float) -> None:
+        import torch
+
+        slot = self.step % self.period
+        self.step += 1
+        if len(self.choices) == 1 or slot >= self.probe * len(self.choices):
+            return
+        if slot % self.probe:  # the first step after a switch pays for waking the threads: not counted
+            self.timings.setdefault(torch.get_num_threads(), []).append(seconds_per_row)
+        if slot == self.probe * len(self.choices) - 1:
+            self.best = min(self.timings, key=lambda n: sum(self.timings[n]) / len(self.timings[n]))
+            self.timings = {}
 
 
 def _return_large_frees_to_the_os() -> None:

@@ -19,7 +19,7 @@ from .base import MODELS, ModelBackend, ModelOptions
 from .decoding import DecodeLoop, DecodeRequest, clean_text, supports
 
 DEFAULT_BATCH_SIZE = 64  # rows decoded together (bench/local_throughput.py)
-KV_CACHE_BUDGET = 768 * 2**20  # bytes of keys and values: long prompts get fewer rows, not more memory
+KV_CACHE_BUDGET = 880 * 2**20  # bytes of keys and values: long prompts get fewer rows, not more memory
 
 
 def pick_device(device: str) -> str:
