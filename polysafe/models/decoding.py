@@ -157,7 +157,6 @@ class DecodeLoop:
     """Runs requests from any number of threads through one batch of at most `max_rows` rows.
 
     `kv_budget` (bytes) caps the key/value cache: long prompts get fewer rows rather than more memory.
-    `forward_rows` counts the rows of every decode pass (tests use it to check that finished rows cost nothing).
     """
 
     def __init__(self, model: Any, *, max_rows: int, eos_ids: set[int], pad_id: int, kv_budget: int):
@@ -169,7 +168,6 @@ class DecodeLoop:
         self.kv_budget_positions = max(1, kv_budget // self.cache.bytes_per_position())
         self.rows: list[_Row] = []
         self.waiting: deque[_Row] = deque()
-        self.forward_rows = 0
         self.threads = ThreadChooser()
         self.prefixes: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}  # shared prompt prefix -> keys, values
         self._queue_lock = threading.Lock()
@@ -269,10 +267,10 @@ class DecodeLoop:
 
         room = min(len(p) for p in prompts) - 1
         length = min(len(os.path.commonprefix(prompts)), room) if len(prompts) > 1 else 0
-        kept = [k for k in self.prefixes if len(k) <= room and all(p[: len(k)] == k for p in prompts)]
+        kept = [k for k in self.prefixes if len(k) <= room and all(tuple(p[: len(k)]) == k for p in prompts)]
         key = max(kept, key=len, default=())
         if len(key) < length - SHARED_PREFIX_MIN:  # this group shares clearly more than any kept prefix
-            key = prompts[0][:length]
+            key = tuple(prompts[0][:length])
         if len(key) < SHARED_PREFIX_MIN:
             return 0
         length = len(key)
@@ -285,8 +283,8 @@ class DecodeLoop:
                                   [v[first, :, :length].clone() for v in self.cache.values])
             while len(self.prefixes) > SHARED_PREFIXES_KEPT:
                 self.prefixes.pop(next(iter(self.prefixes)))
-        for store, kept in zip((self.cache.keys, self.cache.values), self.prefixes[key]):
-            for layer, part in zip(store, kept):
+        for store, saved in zip((self.cache.keys, self.cache.values), self.prefixes[key]):
+            for layer, part in zip(store, saved):
                 layer[first : first + len(prompts), :, :length] = part
         return length
 
@@ -301,7 +299,6 @@ class DecodeLoop:
         self.cache.decode(count, width)
         hidden = self.decoder(input_ids=ids, attention_mask=mask[:, None, None, :], position_ids=lengths[:, None],
                               past_key_values=self.cache, use_cache=True).last_hidden_state
-        self.forward_rows += count
         self.cache.lengths[:count] += 1
         self._advance(range(count), self.lm_head(hidden[:, -1]))
 
