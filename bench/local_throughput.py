@@ -200,7 +200,7 @@ def report(poly: dict, llama: list[dict], ceiling: list[dict], args) -> None:
     base = max(r["tokens"] / r["seconds"] for r in found) if found else None
     rows = [(f"llama.cpp single stream (Q4_1 GGUF, {llama_threads(args)} threads)", r) for r in found]
     rows.append((f"polysafe {poly['identity'].split('#')[0]}@{poly['identity'].rsplit('@', 1)[1]} "
-                 f"batch {poly['batch']}, {poly['threads']} threads", poly))
+                 f"batch {poly['batch']}, {poly['threads']} thread(s) at the end", poly))
     for name, r in rows:
         r_rate = r["tokens"] / r["seconds"]
         versus = f"{r_rate / base:12.2f}x" if base else "            -"
