@@ -103,5 +103,5 @@ def test_defaults_per_command_and_alpha_follows_rank():
     defaults = {path: {p.name: p.default for p in command(path).params} for path in COMMANDS}
     assert defaults[("attack", "finetune")]["epochs"] == 5.0 and defaults[("finetune",)]["epochs"] == 1.0
     assert all(d["lora_alpha"] is None and d["seed"] == 0 for d in defaults.values())
-    with pytest.raises(TypeError, match="unknown training options"):
+    with pytest.raises(TypeError, match="unknown shared options: epoch"):
         with_training_options(epoch=2)

@@ -108,30 +108,41 @@ _SHARED_OPTIONS = {
 }
 
 
-def with_eval_options(**defaults):
-    """Give a typer command the shared eval options; it receives them as `opts: EvalOptions`.
+def with_shared_options(options: dict, make, param: str, **defaults):
+    """Give a typer command the flags in `options` (name -> annotation); it receives them as `param=make(**values)`.
 
-    The command's own parameters come first in --help; the shared ones follow.
-    """
-    base = EvalOptions()
+    The command's own parameters come first in --help; the shared ones follow. `defaults` change a flag's default
+    for this command; a command may not define a shared flag itself."""
+    unknown = set(defaults) - set(options)
+    if unknown:
+        raise TypeError(f"unknown shared options: {', '.join(sorted(unknown))}")
+    base = make()
 
     def decorate(func):
         signature = inspect.signature(func, eval_str=True)  # typer reads annotations from the signature
-        own = [p for p in signature.parameters.values() if p.name != "opts"]
+        own = [p for p in signature.parameters.values() if p.name != param]
+        clash = {p.name for p in own} & set(options)
+        if clash:
+            raise TypeError(f"{func.__name__} defines shared options itself: {', '.join(sorted(clash))}")
         shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                     default=defaults.get(name, getattr(base, name)))
-                  for name, annotation in _SHARED_OPTIONS.items()]
+                  for name, annotation in options.items()]
 
         @functools.wraps(func)
         def command(**kwargs):
-            chosen = {name: kwargs.pop(name) for name in _SHARED_OPTIONS}
-            return func(**kwargs, opts=EvalOptions(**chosen))
+            chosen = {name: kwargs.pop(name) for name in options}
+            return func(**kwargs, **{param: make(**chosen)})
 
         command.__signature__ = signature.replace(parameters=own + shared)
-        command.__annotations__ = {**{k: v for k, v in func.__annotations__.items() if k != "opts"}, **_SHARED_OPTIONS}
+        command.__annotations__ = {**{k: v for k, v in func.__annotations__.items() if k != param}, **options}
         return command
 
     return decorate
+
+
+def with_eval_options(**defaults):
+    """The shared eval options, received as `opts: EvalOptions`."""
+    return with_shared_options(_SHARED_OPTIONS, EvalOptions, "opts", **defaults)
 
 
 def finish(summary: RunSummary) -> None:

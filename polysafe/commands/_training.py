@@ -6,12 +6,12 @@ attacks train longer than a defense, for example).
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
+
+from ._common import with_shared_options
 
 
 @dataclass(frozen=True)
@@ -53,28 +53,4 @@ def with_training_options(**defaults):
 
     The command's own parameters come first in --help; the training ones follow.
     """
-    unknown = set(defaults) - set(TRAINING_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown training options: {', '.join(sorted(unknown))}")
-    base = TrainingOptions()
-
-    def decorate(func):
-        signature = inspect.signature(func, eval_str=True)  # typer reads annotations from the signature
-        own = [p for p in signature.parameters.values() if p.name != "train"]
-        clash = {p.name for p in own} & set(TRAINING_OPTIONS)
-        if clash:
-            raise TypeError(f"{func.__name__} defines shared training options itself: {', '.join(sorted(clash))}")
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                    default=defaults.get(name, getattr(base, name)))
-                  for name, annotation in TRAINING_OPTIONS.items()]
-
-        @functools.wraps(func)
-        def command(**kwargs):
-            chosen = {name: kwargs.pop(name) for name in TRAINING_OPTIONS}
-            return func(**kwargs, train=TrainingOptions(**chosen))
-
-        command.__signature__ = signature.replace(parameters=own + shared)
-        command.__annotations__ = {**{k: v for k, v in func.__annotations__.items() if k != "train"}, **TRAINING_OPTIONS}
-        return command
-
-    return decorate
+    return with_shared_options(TRAINING_OPTIONS, TrainingOptions, "train", **defaults)
