@@ -105,7 +105,7 @@ def measure_polysafe(args) -> dict:
     answer_tokens = [c.completion_tokens for c in completions]
     return {
         "tokens": sum(answer_tokens), "seconds": seconds, "identity": backend.identity,
-        "batch": backend.batch_size, "threads": torch.get_num_threads(),
+        "batch": backend.batch_size, "threads": backend._loop.threads.best if backend._loop else torch.get_num_threads(),
         "mean_prompt": sum(prompt_tokens) / len(prompt_tokens), "mean_answer": sum(answer_tokens) / len(answer_tokens),
         "truncated": sum(c.finish_reason == "length" for c in completions) / len(completions),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

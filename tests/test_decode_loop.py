@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Future
 
 import pytest
 from test_ctrl_perplexity import tiny_llama_dir
@@ -241,3 +242,39 @@ def test_progress_shows_generated_tokens_per_second(tiny, tmp_path):
         generated = sum(r.completion_tokens for r in store.results("p"))
     assert progress.tokens == generated > 0
     assert "tokens/s" in screen.getvalue()
+
+
+def test_a_failing_pass_fails_every_waiting_caller_and_the_loop_goes_on(tiny):
+    prompts = prompt_ids(tiny, PROMPTS[:6])
+    loop = new_loop(tiny, max_rows=2)
+    real_forward, calls = loop._forward, []  # fails once
+
+    def broken(ids, *args):
+        if ids.shape[1] > 1 and loop.rows and not calls:  # a prompt pass while rows run and others still wait
+            calls.append(1)
+            raise RuntimeError("out of memory")
+        return real_forward(ids, *args)
+
+    loop._forward = broken
+    first = in_a_thread(loop.run, [DecodeRequest(p, n) for p, n in zip(prompts[:3], (2, 8, 3))])
+    second = in_a_thread(loop.run, [DecodeRequest(p, n) for p, n in zip(prompts[3:], (8, 2, 8))])
+    for call in (first, second):  # a caller left waiting forever shows as a timeout
+        with pytest.raises(RuntimeError, match="out of memory"):
+            call.result(timeout=60)
+    assert not loop.rows and not loop.waiting
+    again = in_a_thread(loop.run, [DecodeRequest(p, 6) for p in prompts[:3]]).result(timeout=60)
+    assert [r.token_ids for r in again] == reference_generate(tiny, prompts[:3], 6)
+
+
+def in_a_thread(function, *args) -> Future:
+    """A daemon thread's result: one stuck forever cannot hang the test session."""
+    result: Future = Future()
+
+    def call() -> None:
+        try:
+            result.set_result(function(*args))
+        except BaseException as err:
+            result.set_exception(err)
+
+    threading.Thread(target=call, daemon=True).start()
+    return result

@@ -4,19 +4,21 @@ transformers' `generate` keeps a finished row in the batch until the longest row
 cache by concatenation at every step. This loop instead:
 
 - removes a row as soon as it ends and gives its slot to a waiting prompt, so the batch stays full;
-- keeps keys and values in a preallocated cache, one slot per row, each row at its own length (no padding
-  between prompt and answer, no copy per step);
-- computes logits for each row's last position only;
-- computes a prompt prefix that a group of new rows shares (the chat template's system prompt, a jailbreak
-  template) once, keeps it for later groups, and copies it into each row's slot.
+- admits waiting prompts shortest first (the cache only grows, so short rows fit many to a batch);
+- keeps each row's own keys and values in a preallocated cache, one slot per row, each row at its own length
+  (no padding between prompt and answer, no copy per step);
+- keeps a prompt prefix that rows share (the chat template's system prompt, a jailbreak template) once, and
+  attends to it for all its rows in one matrix product per layer: rows take less memory, so more of them fit,
+  and the prefix is read once per step instead of once per row;
+- computes logits for each row's last position only.
 
 Prompts can come from several threads at once (the engine runs a few `generate` calls concurrently): they all
-join one queue, so rows from the next call fill the slots that the current call leaves free.
+join one queue, so rows from the next call fill the slots that the current call leaves free. One thread of the
+loop's own runs the model.
 
-In float32, greedy decoding picks the same tokens as `generate` (tests/test_decode_loop.py). It drives the
-model's own forward pass with a 4-D attention mask and position ids per row; it is used for the architectures
-listed in SUPPORTED_ARCHITECTURES, whose attention layers read and write keys and values through
-`past_key_values.update` exactly as they do with transformers' own caches.
+The loop runs the model's own modules (norms, projections, rotary embedding, MLP) in transformers' order and
+does attention itself, for the architectures listed in SUPPORTED_ARCHITECTURES. In float32, greedy decoding
+picks the same tokens as `generate` (tests/test_decode_loop.py, tests/test_smollm2.py).
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ import hashlib
 import os
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
 PREFILL_TOKENS = 2048  # prompt tokens per prefill pass: bounds the activations of long prompts
-SHARED_PREFIX_MIN = 8  # shorter common prefixes are not worth a pass of their own
-SHARED_PREFIXES_KEPT = 2
+SHARED_PREFIX_MIN = 16  # tokens a new prefix must add to what its rows already share
+SHARED_PREFIX_ROWS = 4  # rows that must share a new prefix (all candidates, when fewer wait)
+SHARED_PREFIX_MAX = 1024  # its one pass holds [length x length] scores per head
+SHARED_PREFIXES_KEPT = 4
 REPLACEMENT = "\ufffd"
 
 
@@ -54,7 +57,8 @@ class DecodeResult:
 
 
 def supports(model: Any) -> bool:
-    return getattr(model.config, "model_type", None) in SUPPORTED_ARCHITECTURES
+    decoder = model.get_decoder()
+    return getattr(model.config, "model_type", None) in SUPPORTED_ARCHITECTURES and hasattr(decoder, "rotary_emb")
 
 
 def clean_text(tokenizer: Any, token_ids: Sequence[int]) -> str:
@@ -74,13 +78,23 @@ def clean_text(tokenizer: Any, token_ids: Sequence[int]) -> str:
     return text
 
 
-class SlotCache:
-    """Keys and values per layer as [slots, kv_heads, capacity, head_dim]; slot i holds `lengths[i]` positions.
+@dataclass(frozen=True)
+class Prefix:
+    """Keys and values of a prompt prefix that several rows share, per layer as [kv_heads, length, head_dim]:
+    kept once, and attended by all its rows in one matrix product per layer."""
 
-    Attention layers call `update(keys, values, layer_idx)` as they would on a transformers Cache: in a prefill
-    pass the new rows' keys are written at positions 0..P-1 of their slots; in a decode pass each row's one new
-    key is written at its own length, and the rows' cache up to the longest length comes back.
-    """
+    tokens: tuple[int, ...]
+    keys: list[Any]
+    values: list[Any]
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+
+class SlotCache:
+    """Each row's own keys and values (after its shared prefix), per layer as [slots, kv_heads, capacity,
+    head_dim]; slot i holds `lengths[i]` positions."""
 
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, dtype: Any, device: Any):
         import torch
@@ -91,7 +105,6 @@ class SlotCache:
         self.values: list[Any] = [None] * num_layers
         self.slots = self.capacity = 0
         self.lengths = torch.zeros(0, dtype=torch.long, device=device)
-        self._mode: tuple = ("decode", 0, 0, 0)
 
     def bytes_per_position(self) -> int:
         import torch
@@ -105,7 +118,7 @@ class SlotCache:
 
         for store in (self.keys, self.values):
             for layer, old in enumerate(store):
-                new = torch.zeros((slots, *self.shape[:1], capacity, self.shape[1]), dtype=self.dtype, device=self.device)
+                new = torch.zeros((slots, self.shape[0], capacity, self.shape[1]), dtype=self.dtype, device=self.device)
                 if old is not None and keep:
                     width = min(capacity, self.capacity)
                     new[:keep, :, :width] = old[:keep, :, :width]
@@ -114,35 +127,12 @@ class SlotCache:
         lengths[:keep] = self.lengths[:keep]
         self.lengths, self.slots, self.capacity = lengths, slots, capacity
 
-    def prefill(self, first: int, count: int, offset: int = 0) -> None:
-        """The next pass writes rows first..first+count-1 from position `offset` on, after a cached prefix."""
-        self._mode = ("prefill", first, count, offset)
-
-    def decode(self, rows: int, width: int) -> None:
-        self._mode = ("decode", rows, width, 0)
-
     def move(self, source: int, target: int) -> None:
         width = int(self.lengths[source])
         for store in (self.keys, self.values):
             for layer in store:
                 layer[target, :, :width] = layer[source, :, :width]
         self.lengths[target] = self.lengths[source]
-
-    def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        keys, values = self.keys[layer_idx], self.values[layer_idx]
-        mode, a, b, offset = self._mode
-        if mode == "prefill":
-            end = offset + key_states.shape[2]
-            keys[a : a + b, :, offset:end] = key_states
-            values[a : a + b, :, offset:end] = value_states
-            if not offset:
-                return key_states, value_states
-            return keys[a : a + b, :, :end], values[a : a + b, :, :end]
-        rows, width = a, b
-        where = self.lengths[:rows].view(rows, 1, 1, 1).expand(-1, key_states.shape[1], 1, key_states.shape[3])
-        keys[:rows].scatter_(2, where, key_states)
-        values[:rows].scatter_(2, where, value_states)
-        return keys[:rows, :, :width], values[:rows, :, :width]
 
 
 @dataclass
@@ -151,6 +141,19 @@ class _Row:
     future: Future
     tokens: list[int] = field(default_factory=list)
     generator: Any = None  # a torch.Generator when sampling
+    prefix: Prefix | None = None
+
+    @property
+    def offset(self) -> int:
+        return self.prefix.length if self.prefix else 0
+
+    def need(self) -> int:
+        """Cache positions this row takes: its own prompt tokens and its answer."""
+        return len(self.request.prompt_ids) - self.offset + self.request.max_new_tokens
+
+
+# (a mask of the pass's rows that do not share the prefix, or None when all do; the prefix)
+Groups = list[tuple[Any, Prefix]]
 
 
 class DecodeLoop:
@@ -161,22 +164,28 @@ class DecodeLoop:
 
     def __init__(self, model: Any, *, max_rows: int, eos_ids: set[int], pad_id: int, kv_budget: int):
         config = model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.heads = config.num_attention_heads
         self.model, self.max_rows, self.eos_ids, self.pad_id = model, max_rows, eos_ids, pad_id
         self.decoder, self.lm_head = model.get_decoder(), model.get_output_embeddings()
-        self.cache = SlotCache(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, model.device)
+        self.scale = self.head_dim**-0.5
+        self.cache = SlotCache(config.num_hidden_layers, config.num_key_value_heads, self.head_dim, model.dtype, model.device)
         self.kv_budget_positions = max(1, kv_budget // self.cache.bytes_per_position())
         self.rows: list[_Row] = []
-        self.waiting: deque[_Row] = deque()
+        self.waiting: list[_Row] = []  # by need, shortest first: the cache only grows, so small rows go first
+        self._admitting: list[_Row] = []
         self.threads = ThreadChooser()
-        self.prefixes: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}  # shared prompt prefix -> keys, values
+        self.prefixes: dict[tuple[int, ...], Prefix] = {}
         self._queue_lock = threading.Lock()
-        self._driver = threading.Lock()
+        self._work = threading.Condition(self._queue_lock)
+        self._driver: threading.Thread | None = None
         _return_large_frees_to_the_os()
 
     # -- the public call ---------------------------------------------------------------------------------------
     def run(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        """Blocks until every request is done; whichever waiting thread holds the driver lock advances the loop."""
+        """Blocks until every request is done. One thread of the loop's own drives the model: OpenMP keeps a team
+        of worker threads per calling thread, and two teams taking turns on the same cores spin against each
+        other (a third slower on 2 cores)."""
         import torch
 
         rows = [_Row(r, Future()) for r in requests]
@@ -187,17 +196,25 @@ class DecodeLoop:
                 row.generator = torch.Generator(device="cpu").manual_seed(_row_seed(row.request))
         with self._queue_lock:
             self.waiting.extend(row for row in rows if not row.future.done())
-        while not all(row.future.done() for row in rows):
-            with self._driver:
-                if all(row.future.done() for row in rows):
-                    break
-                try:
-                    with torch.inference_mode():
-                        self._step()
-                except BaseException as err:
-                    self._fail_everything(err)
-                    raise
+            self.waiting.sort(key=_Row.need)  # stable: equal needs keep their order
+            if self._driver is None:
+                self._driver = threading.Thread(target=self._drive, name="polysafe-decode", daemon=True)
+                self._driver.start()
+            self._work.notify()
         return [row.future.result() for row in rows]
+
+    def _drive(self) -> None:
+        import torch
+
+        while True:
+            with self._queue_lock:
+                while not self.waiting and not self.rows:
+                    self._work.wait()
+            try:
+                with torch.inference_mode():
+                    self._step()
+            except BaseException as err:  # every caller waiting on a row gets the error; the loop goes on
+                self._fail_everything(err)
 
     # -- one step: admit waiting rows, then decode one token for every row ----------------------------------------
     def _step(self) -> None:
@@ -210,22 +227,32 @@ class DecodeLoop:
 
     def _admit(self) -> None:
         with self._queue_lock:
-            if not self.waiting:
-                return
-            head = self.waiting[0].request
-            self._reserve(len(head.prompt_ids) + head.max_new_tokens)
-            batch: list[_Row] = []
-            longest = 0
-            while self.waiting and len(self.rows) + len(batch) < self._row_limit():
-                request = self.waiting[0].request
-                need = len(request.prompt_ids) + request.max_new_tokens
-                longest_next = max(longest, len(request.prompt_ids))
-                if batch and (need > self.cache.capacity or longest_next * (len(batch) + 1) > PREFILL_TOKENS):
-                    break
-                longest = longest_next
-                batch.append(self.waiting.popleft())
-        if batch:
-            self._prefill(batch, longest)
+            candidates = self.waiting[: max(0, self._row_limit() - len(self.rows))]
+        if not candidates:
+            return
+        self._share_prefixes(candidates)
+        for row in candidates:
+            row.prefix = self._longest_prefix(row.request.prompt_ids)
+        head = candidates[0]
+        self._reserve(head.need())
+        batch: list[_Row] = []
+        longest = 0
+        for row in candidates:  # one prefill pass: rows of the head's prefix
+            own = len(row.request.prompt_ids) - row.offset
+            if len(self.rows) + len(batch) >= self._row_limit():
+                break
+            if batch and (row.need() > self.cache.capacity or max(longest, own) * (len(batch) + 1) > PREFILL_TOKENS):
+                break
+            if row.prefix is head.prefix:
+                longest = max(longest, own)
+                batch.append(row)
+        if batch:  # none when the cache just grew and the rows already running fill its new slot count
+            chosen = {id(row) for row in batch}
+            with self._queue_lock:
+                self.waiting = [row for row in self.waiting if id(row) not in chosen]
+                self._admitting = batch  # out of the queue, not yet rows: failed too if the pass fails
+            self._prefill(batch)
+            self._admitting = []
 
     def _row_limit(self) -> int:
         return max(1, min(self.max_rows, self.kv_budget_positions // max(1, self.cache.capacity)))
@@ -238,55 +265,82 @@ class DecodeLoop:
         slots = max(len(self.rows), min(self.max_rows, max(1, self.kv_budget_positions // capacity)))
         self.cache.resize(slots, capacity, keep=len(self.rows))
 
-    def _prefill(self, batch: list[_Row], longest: int) -> None:
-        """Right-padded prompts after their shared prefix: each row's tokens keep positions 0..P-1, as unpadded."""
+    # -- shared prompt prefixes ------------------------------------------------------------------------------------
+    def _share_prefixes(self, candidates: list[_Row]) -> None:
+        """Compute and keep the longest prefix that SHARED_PREFIX_ROWS candidates share beyond what they already
+        share with a kept prefix (a chat template's system prompt, a jailbreak template). Every row keeps one token
+        of its own."""
+        prompts = sorted(row.request.prompt_ids for row in candidates)
+        together = min(SHARED_PREFIX_ROWS, len(prompts))
+        best: tuple[int, ...] = ()
+        for a, b in zip(prompts, prompts[together - 1 :] if together > 1 else ()):  # sorted: a window's prefix is its ends'
+            length = min(len(os.path.commonprefix([a, b])), len(a) - 1, len(b) - 1, SHARED_PREFIX_MAX)
+            kept = self._longest_prefix(a)
+            if length > len(best) and length - (kept.length if kept else 0) > SHARED_PREFIX_MIN:
+                best = a[:length]
+        if len(best) >= SHARED_PREFIX_MIN and best not in self.prefixes:
+            self.prefixes[best] = self._compute_prefix(best)
+            while len(self.prefixes) > SHARED_PREFIXES_KEPT:
+                self.prefixes.pop(next(iter(self.prefixes)))
+
+    def _longest_prefix(self, prompt: tuple[int, ...]) -> Prefix | None:
+        fits = [p for key, p in self.prefixes.items() if len(key) < len(prompt) and prompt[: len(key)] == key]
+        return max(fits, key=lambda p: p.length, default=None)
+
+    def _compute_prefix(self, tokens: tuple[int, ...]) -> Prefix:
+        import torch
+
+        device, length = self.cache.device, len(tokens)
+        keys: list[Any] = []
+        values: list[Any] = []
+        causal = torch.ones((length, length), dtype=torch.bool, device=device).tril()[None, None]
+
+        def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
+            keys.append(k[0].contiguous())
+            values.append(v[0].contiguous())
+            return self._prompt_attention(layer, q, k, v, causal, None)
+
+        self._forward(torch.tensor([tokens], device=device), torch.arange(length, device=device)[None], attend)
+        return Prefix(tokens, keys, values)
+
+    # -- the model pass ----------------------------------------------------------------------------------------------
+    def _prefill(self, batch: list[_Row]) -> None:
+        """Each row's own prompt tokens (after its prefix), right-padded, in slots first..first+count-1; long
+        prompts in chunks, each attending to the chunks before it through the cache."""
         import torch
 
         device, first, count = self.cache.device, len(self.rows), len(batch)
-        prompts = [row.request.prompt_ids for row in batch]
-        shared = self._shared_prefix(prompts, first)
-        width = longest - shared
+        own = [row.request.prompt_ids[row.offset :] for row in batch]
+        width = max(len(o) for o in own)
         ids = torch.full((count, width), self.pad_id, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            ids[i, : len(prompt) - shared] = torch.tensor(prompt[shared:])
-        lengths = torch.tensor([len(p) for p in prompts], device=device)
-        sees = torch.ones((width, shared + width), dtype=torch.bool, device=device).tril(shared)  # prefix + causal
-        self.cache.prefill(first, count, offset=shared)
-        hidden = self.decoder(input_ids=ids.to(device), attention_mask=sees[None, None].expand(count, 1, -1, -1),
-                              position_ids=(shared + torch.arange(width, device=device))[None].expand(count, -1),
-                              past_key_values=self.cache, use_cache=True).last_hidden_state
-        last = hidden[torch.arange(count, device=device), lengths - shared - 1]
-        self.cache.lengths[first : first + count] = lengths
+        for i, tokens in enumerate(own):
+            ids[i, : len(tokens)] = torch.tensor(tokens)
+        ids = ids.to(device)
+        last = torch.tensor([len(o) - 1 for o in own], device=device)
+        prefix = batch[0].prefix  # one for the whole batch (see _admit)
+        offset = batch[0].offset
+        chunk = max(1, min(width, PREFILL_TOKENS // count))  # below width only for one prompt longer than that
+        picked = None
+        for start in range(0, width, chunk):
+            end = min(width, start + chunk)
+            sees = torch.arange(end, device=device)[None, :] <= torch.arange(start, end, device=device)[:, None]
+
+            def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
+                keys, values = self.cache.keys[layer], self.cache.values[layer]
+                keys[first : first + count, :, start:end] = k
+                values[first : first + count, :, start:end] = v
+                return self._prompt_attention(layer, q, keys[first : first + count, :, :end],
+                                              values[first : first + count, :, :end], sees[None, None], prefix)
+
+            positions = (offset + torch.arange(start, end, device=device))[None, :].expand(count, -1)
+            hidden = self._forward(ids[:, start:end], positions, attend)
+            here = ((last >= start) & (last < end)).nonzero().flatten()
+            if picked is None:
+                picked = hidden.new_empty((count, hidden.shape[-1]))
+            picked[here] = hidden[here, last[here] - start]
+        self.cache.lengths[first : first + count] = last + 1
         self.rows.extend(batch)
-        self._advance(range(first, first + count), self.lm_head(last))
-
-    def _shared_prefix(self, prompts: list[tuple[int, ...]], first: int) -> int:
-        """Write the prefix that all `prompts` share into their slots (from the kept ones, or computed once in
-        slot `first`); return its length. Every row keeps at least one token of its own to predict from."""
-        import torch
-
-        room = min(len(p) for p in prompts) - 1
-        length = min(len(os.path.commonprefix(prompts)), room) if len(prompts) > 1 else 0
-        kept = [k for k in self.prefixes if len(k) <= room and all(tuple(p[: len(k)]) == k for p in prompts)]
-        key = max(kept, key=len, default=())
-        if len(key) < length - SHARED_PREFIX_MIN:  # this group shares clearly more than any kept prefix
-            key = tuple(prompts[0][:length])
-        if len(key) < SHARED_PREFIX_MIN:
-            return 0
-        length = len(key)
-        if key not in self.prefixes:
-            self.cache.prefill(first, 1)
-            self.decoder(input_ids=torch.tensor([key], device=self.cache.device), past_key_values=self.cache,
-                         attention_mask=torch.ones((length, length), dtype=torch.bool, device=self.cache.device).tril()[None, None],
-                         position_ids=torch.arange(length, device=self.cache.device)[None], use_cache=True)
-            self.prefixes[key] = ([k[first, :, :length].clone() for k in self.cache.keys],
-                                  [v[first, :, :length].clone() for v in self.cache.values])
-            while len(self.prefixes) > SHARED_PREFIXES_KEPT:
-                self.prefixes.pop(next(iter(self.prefixes)))
-        for store, saved in zip((self.cache.keys, self.cache.values), self.prefixes[key]):
-            for layer, part in zip(store, saved):
-                layer[first : first + len(prompts), :, :length] = part
-        return length
+        self._advance(range(first, first + count), self.lm_head(self.decoder.norm(picked)))
 
     def _decode(self) -> None:
         import torch
@@ -294,13 +348,80 @@ class DecodeLoop:
         count, device = len(self.rows), self.cache.device
         lengths = self.cache.lengths[:count]
         width = int(lengths.max()) + 1
-        mask = torch.arange(width, device=device)[None, :] <= lengths[:, None]
+        hides = (torch.arange(width, device=device)[None, :] > lengths[:, None])[:, None, None, :]
+        where = lengths.view(count, 1, 1, 1).expand(-1, self.cache.shape[0], 1, self.cache.shape[1])
+        groups = _groups(self.rows, device)
+
+        def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
+            keys, values = self.cache.keys[layer][:count], self.cache.values[layer][:count]
+            keys.scatter_(2, where, k)
+            values.scatter_(2, where, v)
+            return self._attention(layer, q, keys[:, :, :width], values[:, :, :width], hides, groups)
+
         ids = torch.tensor([[row.tokens[-1]] for row in self.rows], device=device)
-        self.cache.decode(count, width)
-        hidden = self.decoder(input_ids=ids, attention_mask=mask[:, None, None, :], position_ids=lengths[:, None],
-                              past_key_values=self.cache, use_cache=True).last_hidden_state
+        offsets = torch.tensor([row.offset for row in self.rows], device=device)
+        hidden = self._forward(ids, (offsets + lengths)[:, None], attend)
         self.cache.lengths[:count] += 1
-        self._advance(range(count), self.lm_head(hidden[:, -1]))
+        self._advance(range(count), self.lm_head(self.decoder.norm(hidden[:, -1])))
+
+    def _forward(self, ids: Any, positions: Any, attend: Any) -> Any:
+        """The decoder's layers, their own modules called in transformers' order, with `attend` for attention.
+        Returns the last layer's hidden states, before the final norm."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        rows, width = ids.shape
+        hidden = self.decoder.embed_tokens(ids)
+        cos, sin = self.decoder.rotary_emb(hidden, positions)
+        for index, layer in enumerate(self.decoder.layers):
+            attention = layer.self_attn
+            normed = layer.input_layernorm(hidden)
+            q = attention.q_proj(normed).view(rows, width, -1, self.head_dim).transpose(1, 2)
+            k = attention.k_proj(normed).view(rows, width, -1, self.head_dim).transpose(1, 2)
+            v = attention.v_proj(normed).view(rows, width, -1, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            hidden = hidden + attention.o_proj(attend(index, q, k, v))
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return hidden
+
+    def _prompt_attention(self, layer: int, q: Any, keys: Any, values: Any, sees: Any, prefix: Prefix | None) -> Any:
+        """Prompt tokens q [rows, heads, T, d] over their shared prefix and their own `keys` [rows, kv_heads, W, d],
+        where `sees` [1, 1, T, W] is true: transformers' own SDPA path, with the prefix's keys put in front."""
+        import torch
+
+        rows, heads, width, dim = q.shape
+        if prefix is not None:
+            keys = torch.cat([prefix.keys[layer].expand(rows, -1, -1, -1), keys], dim=2)
+            values = torch.cat([prefix.values[layer].expand(rows, -1, -1, -1), values], dim=2)
+            sees = torch.cat([sees.new_ones((*sees.shape[:-1], prefix.length)), sees], dim=-1)
+        group = heads // keys.shape[1]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1), attn_mask=sees, scale=self.scale)
+        return out.transpose(1, 2).reshape(rows, width, heads * dim)
+
+    def _attention(self, layer: int, q: Any, keys: Any, values: Any, hides: Any, groups: Groups) -> Any:
+        """One new token per row, q [rows, heads, 1, d], over each row's prefix and its own `keys` [rows, kv_heads,
+        W, d] (except where `hides` [rows, 1, 1, W] is true). Query heads are grouped by their key/value head, so keys are
+        never repeated, and a prefix is one product for all its rows. Returns [rows, 1, heads x d]."""
+        import torch
+
+        rows, heads, _, dim = q.shape
+        kv_heads, width = keys.shape[1], keys.shape[2]
+        group = heads // kv_heads
+        q = q.reshape(rows, kv_heads, group, dim)
+        segments = []
+        for outsiders, prefix in groups:  # every row scores every prefix (cheap); outsiders get no weight on it
+            part = _prefix_scores(q, prefix, layer)
+            segments.append(part if outsiders is None else part.masked_fill_(outsiders, float("-inf")))
+        segments.append(torch.matmul(q, keys.transpose(-1, -2)).masked_fill_(hides, float("-inf")))
+        scores = torch.cat(segments, dim=-1) if groups else segments[0]
+        probs = scores.mul_(self.scale).softmax(-1, dtype=torch.float32).to(q.dtype)
+        reach = scores.shape[-1] - width
+        out = torch.matmul(probs[..., reach:], values)
+        start = 0
+        for _, prefix in groups:
+            out += _prefix_output(probs[..., start : start + prefix.length], prefix, layer)
+            start += prefix.length
+        return out.reshape(rows, 1, heads * dim)
 
     # -- choosing tokens, and retiring finished rows ----------------------------------------------------------
     def _advance(self, positions: range, logits: Any) -> None:
@@ -323,8 +444,8 @@ class DecodeLoop:
 
     def _fail_everything(self, err: BaseException) -> None:
         with self._queue_lock:
-            pending = self.rows + list(self.waiting)
-            self.rows, self.waiting = [], deque()
+            pending = self.rows + self.waiting + self._admitting
+            self.rows, self.waiting, self._admitting = [], [], []
         for row in pending:
             if not row.future.done():
                 row.future.set_exception(err)
@@ -401,3 +522,33 @@ def _choose(logits: Any, rows: Sequence[_Row]) -> list[int]:
             scores = scores.scatter(0, order[drop], float("-inf"))
         tokens[i] = int(torch.multinomial(scores.softmax(-1), 1, generator=row.generator))
     return tokens
+
+
+def _groups(rows: Sequence[_Row], device: Any) -> Groups:
+    """The prefixes of a pass's rows, each with a [rows, 1, 1, 1] mask of the rows that do not share it (None when
+    all do)."""
+    import torch
+
+    prefixes = {id(row.prefix): row.prefix for row in rows if row.prefix is not None}
+    groups: Groups = []
+    for key, prefix in prefixes.items():
+        outsiders = [id(row.prefix) != key for row in rows]
+        groups.append((torch.tensor(outsiders, device=device).view(-1, 1, 1, 1) if any(outsiders) else None, prefix))
+    return groups
+
+
+def _prefix_scores(q: Any, prefix: Prefix, layer: int) -> Any:
+    """q [n, kv_heads, G, d] against the prefix's keys: one product per key/value head for all n rows."""
+    import torch
+
+    n, kv_heads, group, dim = q.shape
+    scores = torch.matmul(q.transpose(0, 1).reshape(kv_heads, n * group, dim), prefix.keys[layer].transpose(-1, -2))
+    return scores.view(kv_heads, n, group, -1).transpose(0, 1)
+
+
+def _prefix_output(probs: Any, prefix: Prefix, layer: int) -> Any:
+    import torch
+
+    n, kv_heads, group, length = probs.shape
+    out = torch.matmul(probs.transpose(0, 1).reshape(kv_heads, n * group, length), prefix.values[layer])
+    return out.view(kv_heads, n, group, -1).transpose(0, 1)
