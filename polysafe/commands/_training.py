@@ -11,24 +11,25 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..training.lora import FinetuneConfig
 from ._common import with_shared_options
 
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    epochs: float = 1.0
-    lr: float = 2e-4
-    batch_size: int = 8
-    grad_accum: int = 1
-    lora_r: int = 8
+    """The training flags; their defaults are the library's (FinetuneConfig), save lora_alpha's 2 x rank."""
+
+    epochs: float = FinetuneConfig.epochs
+    lr: float = FinetuneConfig.learning_rate
+    batch_size: int = FinetuneConfig.batch_size
+    grad_accum: int = FinetuneConfig.grad_accum
+    lora_r: int = FinetuneConfig.lora_r
     lora_alpha: int | None = None  # None: 2 x lora_r
-    max_length: int = 512
-    max_steps: int | None = None
-    seed: int = 0
+    max_length: int = FinetuneConfig.max_length
+    max_steps: int | None = FinetuneConfig.max_steps
+    seed: int = FinetuneConfig.seed
 
-    def finetune_config(self):
-        from ..training.lora import FinetuneConfig
-
+    def finetune_config(self) -> FinetuneConfig:
         return FinetuneConfig(epochs=self.epochs, learning_rate=self.lr, batch_size=self.batch_size,
                               grad_accum=self.grad_accum, lora_r=self.lora_r,
                               lora_alpha=self.lora_alpha or 2 * self.lora_r, max_length=self.max_length,
