@@ -13,15 +13,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, console, error_line,
+from .commands.benchmarks import BenchmarkGroup
+from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, command_group, console, error_line,
                                run_benchmark, with_eval_options)
 from .errors import PolysafeError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = command_group(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Measure and repair LLM safety beyond English prose: languages, code, fine-tuning.")
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model on a prompt set.")
-defend_app = typer.Typer(no_args_is_help=True, help="Build defense data and defended models.")
-attack_app = typer.Typer(no_args_is_help=True, help="Simulate attacks that need more than a prompt (fine-tuning).")
+eval_app = command_group(cls=BenchmarkGroup, no_args_is_help=True, help="Evaluate a model on a prompt set.")
+defend_app = command_group(no_args_is_help=True, help="Build defense data and defended models.")
+attack_app = command_group(no_args_is_help=True, help="Simulate attacks that need more than a prompt (fine-tuning).")
 app.add_typer(eval_app, name="eval")
 app.add_typer(defend_app, name="defend")
 app.add_typer(attack_app, name="attack")

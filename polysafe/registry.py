@@ -23,7 +23,6 @@ third-party package never stops polysafe.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import pkgutil
 import sys
 import weakref
@@ -139,6 +138,8 @@ def load_plugins(package_name: str) -> None:
 
 def load_entry_points(group: str) -> None:
     """Import the module each entry point of `group` names; a plugin that fails is skipped with a warning."""
+    import importlib.metadata  # 12 ms: only when a registry is first used
+
     for entry in importlib.metadata.entry_points(group=group):
         label = f"plugin entry point '{entry.name} = {entry.value}' ({group})"
         if entry.attr:

@@ -1,28 +1,50 @@
 """What every `polysafe eval ...` command shares: options, and running a benchmark through `polysafe.api` with
-progress bars and its reports."""
+progress bars and its reports.
+
+Every command module imports this one at start-up, so it imports only what declaring the options needs; the
+stages (store, models, benchmarks, reports) are imported by the functions that use them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
-from rich.console import Console
 
-from ..engine.progress import RichProgress
-from ..engine.store import Store
-from ..models import ModelOptions
 from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
-from ..report.base import load_report_input, render
 from ..secrets import redact
-from ..types import GenerationConfig, RunSummary
+
+if TYPE_CHECKING:
+    from ..models import ModelOptions
+    from ..types import GenerationConfig, RunSummary
 
 DEFAULT_DB = "polysafe-results/polysafe.db"
-console = Console(stderr=True)
+
+
+def command_group(**settings) -> typer.Typer:
+    """A typer app with plain click help: typer's rich help imports rich's markdown and traceback modules (about
+    140 ms at every start, for `--help` alone)."""
+    return typer.Typer(rich_markup_mode=None, **settings)
+
+
+@functools.cache
+def stderr_console() -> Any:
+    """rich's Console on stderr, made on first use: `polysafe --help` need not import rich."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class _LazyConsole:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(stderr_console(), name)
+
+
+console: Any = _LazyConsole()  # `console.print(...)`; rich objects that take a console get `stderr_console()`
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Target model spec: smollm2, hf:<path|id>, openai:<model>[@url], ...+lora:<dir>.")]
 JudgeOpt = Annotated[str, typer.Option("--judge", "-j", help="Judge spec: refusal, llm:<model spec>, ...")]
@@ -80,11 +102,15 @@ class EvalOptions:
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
+        from ..models import ModelOptions
+
         return ModelOptions(base_urls=tuple(self.base_url or ()), api_key_env=self.api_key_env, concurrency=self.concurrency,
                             timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
                             max_response_bytes=self.max_response_bytes)
 
     def judge_options(self) -> ModelOptions:
+        from ..models import ModelOptions
+
         # A judge model's URL comes from its own spec (llm:openai:gpt-4o@http://...), not from --base-url.
         return ModelOptions(api_key_env=self.api_key_env, concurrency=self.concurrency, timeout=self.timeout,
                             max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
@@ -92,6 +118,8 @@ class EvalOptions:
 
     def generation(self, defaults: dict | None = None) -> GenerationConfig:
         """The sampling settings asked for; what was not given comes from `defaults` (a benchmark's), then 256."""
+        from ..types import GenerationConfig
+
         max_tokens = self.max_tokens or (defaults or {}).get("max_tokens") or 256
         return GenerationConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens,
                                 seed=self.seed, system_prompt=self.system_prompt)
@@ -145,6 +173,13 @@ def with_eval_options(**defaults):
     return with_shared_options(_SHARED_OPTIONS, EvalOptions, "opts", **defaults)
 
 
+def run_async(coroutine):
+    """`asyncio.run`, importing asyncio only when a command runs (not for `--help`)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
 def finish(summary: RunSummary) -> None:
     """Exit non-zero when items failed: they stay stored as errors and are retried by the next run."""
     if summary.errors:
@@ -171,14 +206,15 @@ def run_prepared_with_progress(prepared, options) -> RunSummary:
     """Run one prepared run with progress bars, then print its summary line (tokens, cost, cap)."""
     from ..api import budget_for, run_prepared
     from ..engine.cost import price_for
+    from ..engine.progress import RichProgress
 
     budget = budget_for(prepared, options)
 
     async def go() -> RunSummary:
-        with RichProgress(console) as progress:
+        with RichProgress(stderr_console()) as progress:
             return await run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite, budget=budget)
 
-    summary = asyncio.run(go())
+    summary = run_async(go())
     price = price_for(prepared.model.spec, options.price_in, options.price_out)
     cost = f", cost ≈ ${price.cost(summary.prompt_tokens, summary.completion_tokens):.4f}" if price else ""
     console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
@@ -194,13 +230,16 @@ def print_estimate(prepared, options) -> None:
     """`--dry-run`: what the run would ask and cost; no call is made."""
     from ..api import estimate_prepared
 
-    estimate = asyncio.run(estimate_prepared(prepared, options.db, options))
+    estimate = run_async(estimate_prepared(prepared, options.db, options))
     typer.echo(f"dry run: {prepared.run_name} (no call made)")
     for line in estimate.lines():
         typer.echo(f"- {line}")
 
 
 def print_reports(run: str, db: Path, formats) -> None:
+    from ..engine.store import Store
+    from ..report.base import load_report_input, render
+
     with Store(db) as store:
         data = load_report_input(store, run, db.parent / "reports")
         for fmt in formats:
@@ -215,6 +254,7 @@ def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str]
     `params` are `key=value` strings (-P) or a dict of typed values (a command's own flags)."""
     from ..api import prepare
     from ..benchmarks import load_benchmark, parse_param_pairs
+    from ..types import RunSummary
 
     bench = load_benchmark(name)
     values = parse_param_pairs(params) if isinstance(params, list) else params

@@ -10,22 +10,48 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from ._common import (EvalOptions, ModelOpt, console, finish, print_reports, run_benchmark,
+from ._common import (EvalOptions, ModelOpt, command_group, console, finish, print_reports, run_benchmark,
                       run_prepared_with_progress, with_eval_options)
 
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Benchmark parameter key=value (repeatable); see 'polysafe plugins'.")]
 GenericJudgeOpt = Annotated[Optional[str], typer.Option("--judge", "-j", help="Judge spec (default: the benchmark's own).")]
 
 
+class BenchmarkGroup(TyperGroup):
+    """`polysafe eval`: the generic commands are added when the group is first listed or asked for a command it
+    lacks, so that `polysafe --help` and the commands of its own (multijail, ...) import no other benchmark."""
+
+    _generic_added = False
+
+    def list_commands(self, ctx):
+        self._add_generic_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and not self._generic_added:
+            self._add_generic_commands()
+            command = super().get_command(ctx, name)
+        return command
+
+    def _add_generic_commands(self) -> None:
+        if self._generic_added:
+            return
+        self._generic_added = True
+        from ..benchmarks import BENCHMARKS
+
+        generic = command_group()
+        generic.callback()(lambda: None)  # a group, even with a single command
+        for name in BENCHMARKS.names():
+            if name not in self.commands:
+                _generic_command(generic, name, BENCHMARKS.info(name).summary)
+        for name, command in typer.main.get_command(generic).commands.items():
+            self.add_command(command, name)
+
+
 def register(apps) -> None:
-    from ..benchmarks import BENCHMARKS
-
-    taken = {command.name for command in apps.eval.registered_commands}
-    for name in BENCHMARKS.names():
-        if name not in taken:
-            _generic_command(apps, name, BENCHMARKS.info(name).summary)
-
     @apps.eval.callback(invoke_without_command=True)
     def eval_group(
         ctx: typer.Context,
@@ -41,8 +67,8 @@ def register(apps) -> None:
         run_config(config, db)
 
 
-def _generic_command(apps, name: str, summary: str) -> None:
-    @apps.eval.command(name, help=f"{summary} Parameters: -P key=value.")
+def _generic_command(app: typer.Typer, name: str, summary: str) -> None:
+    @app.command(name, help=f"{summary} Parameters: -P key=value.")
     @with_eval_options()
     def command(model: ModelOpt = "smollm2", judge: GenericJudgeOpt = None, param: ParamOpt = None,
                 opts: EvalOptions = EvalOptions()) -> None:

@@ -27,7 +27,7 @@ def eval_codeattack(
     limit: LimitOpt = None,
     opts: EvalOptions = EvalOptions(),
 ) -> None:
-    """CodeAttack: harmful requests encoded in code (Ren et al. 2024). --judge llm:<spec> scores 1-5 (ASR = share of 5s)."""
+    """CodeAttack: harmful requests encoded in code (Ren et al., 2024); --judge llm:<spec> scores 1-5 (ASR = share of 5s)."""
     from ..report import RENDERERS
 
     RENDERERS.split(report_format)  # an unknown format fails before any model call

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import DEFAULT_DB, DbOpt, LimitOpt, console
+from ._common import DEFAULT_DB, DbOpt, LimitOpt, command_group, console, run_async
 from ._training import TrainingOptions, with_training_options
 
 
@@ -119,7 +118,7 @@ def curate_cmd(
                 await rater.aclose()
             return result, rev.calls, scorer.perplexity_calls, scorer.rating_calls
 
-    curated, calls, ppl_calls, rating_calls = asyncio.run(go())
+    curated, calls, ppl_calls, rating_calls = run_async(go())
     write_curated(out, curated, meta)
     console.print(f"reviser calls {calls}, perplexities computed {ppl_calls}, ratings {rating_calls} (the rest from {db})")
     typer.echo(json.dumps(summary_line(curated) | {"objective": objective, "helpfulness": rater.method, "out": str(out)}))
@@ -185,7 +184,7 @@ def run_cmd(
             finally:
                 await rater.aclose()
 
-    rows, comparison = asyncio.run(go())
+    rows, comparison = run_async(go())
     table = render_table(rows, cfg, rater, comparison)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ctrl-report.md").write_text(table + "\n", encoding="utf-8")
@@ -194,7 +193,7 @@ def run_cmd(
 
 
 def register(apps) -> None:
-    ctrl = typer.Typer(no_args_is_help=True, help="CTRL: curate clean texts against fine-tuning jailbreaks, and defend at every stage.")
+    ctrl = command_group(no_args_is_help=True, help="CTRL: curate clean texts against fine-tuning jailbreaks, and defend at every stage.")
     apps.defend.add_typer(ctrl, name="ctrl")
 
     ctrl.command("curate")(curate_cmd)

@@ -8,7 +8,7 @@ from typing import Annotated, Callable, Iterator
 
 import typer
 
-from ._common import console
+from ._common import console, stderr_console
 from ._training import TrainingOptions, with_training_options
 
 
@@ -18,7 +18,7 @@ def training_progress(description: str = "train") -> Iterator[Callable[[int, int
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console())
     task = bar.add_task(description, total=None, loss="-")
     with bar:
         def update(step: int, total: int, loss: float) -> None:

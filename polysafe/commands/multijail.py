@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, error_line, run_benchmark, with_eval_options)
+                      console, error_line, run_async, run_benchmark, with_eval_options)
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
 LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
@@ -39,7 +38,7 @@ def eval_multijail(
     back_translate: BackTranslateOpt = False,
     opts: EvalOptions = EvalOptions(),
 ) -> None:
-    """MultiJail (Deng et al. 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
+    """MultiJail (Deng et al., 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
     params = {"scenario": scenario, "languages": languages, "limit": limit, "data": data,
               "template_file": str(template_file) if template_file else None,
               "translator": translator or "precomputed", "back_translate": back_translate}
@@ -78,7 +77,7 @@ def judge_agreement(
         finally:
             await loaded.aclose()
 
-    result, verdicts = asyncio.run(go())
+    result, verdicts = run_async(go())
     first_error = next((v.rationale for v in verdicts if v.label == "error"), None)
     typer.echo(json.dumps({"judge": judge, "labels": str(labels), **result.to_dict()}, indent=2) if as_json
                else agreement_markdown(result, judge))

@@ -3,13 +3,12 @@ adapter per unsafe share of the training data: the paper's 3:7 by default, its t
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import DEFAULT_DB, DbOpt, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, console
+from ._common import DEFAULT_DB, DbOpt, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, command_group, console, run_async
 from ._training import TrainingOptions, with_training_options
 
 GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", "-g", help="Model that writes and translates the data (default: the model itself).")]
@@ -105,7 +104,7 @@ def generate(
             if judge:
                 await judge.aclose()
 
-    result = asyncio.run(go())
+    result = run_async(go())
     _show_generation(result)
     problem = generation_problems(result, codes)
     if problem and (not result.pairs or result.all_writing_failed):
@@ -155,7 +154,7 @@ def run(
 
 
 def register(apps) -> None:
-    selfdefense = typer.Typer(no_args_is_help=True, help="Self-Defense: the model writes multilingual safety data, then is tuned on it.")
+    selfdefense = command_group(no_args_is_help=True, help="Self-Defense: the model writes multilingual safety data, then is tuned on it.")
     apps.defend.add_typer(selfdefense, name="self-defense")
 
     selfdefense.command("generate")(generate)
@@ -247,4 +246,4 @@ def execute_run(setup, seed_pairs, *, generator: str, judge: str, check_judge: s
             if checker:
                 await checker.aclose()
 
-    return asyncio.run(go())
+    return run_async(go())
