@@ -12,8 +12,11 @@ of the best times, the spread of the per-repeat ratios, and the CPU time each cl
 server runs apart): on a shared machine the CPU figures are the steadier ones. A second polysafe run of the
 same task is timed too: it must make zero calls.
 
+Start-up is measured apart: the imports (`python -X importtime`, top-level modules summed, best of 5) of
+`polysafe --help` and of a 20-prompt `polysafe eval file` run against the same server.
+
     python bench/harness_overhead.py [--prompts 2000] [--concurrency 64] [--repeat 3]
-Target: polysafe <= 1.25x the bare client's time.
+Targets: polysafe <= 1.25x the bare client's time; under 0.3 s of imports for each start-up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 TARGET_RATIO = 1.25
+TARGET_IMPORT_SECONDS = 0.3
 ANSWER = "I'm sorry, I can't help with that."
 BODY = json.dumps({
     "id": "x", "object": "chat.completion", "model": "bench",
@@ -110,6 +114,38 @@ async def polysafe_run(url: str, texts: list[str], db: Path, concurrency: int):
     return summary, elapsed
 
 
+def import_seconds(*argv: str, repeat: int = 5) -> float:
+    """Best of `repeat`: seconds of imports when `polysafe *argv` runs (top-level modules, nested ones inside)."""
+    import os
+    import subprocess
+    import sys
+
+    best = float("inf")
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "polysafe.cli", *argv], capture_output=True,
+                              text=True, env={**os.environ, "OPENAI_API_KEY": "bench"}, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        total = 0
+        for line in done.stderr.splitlines():
+            fields = line.split("|")
+            if line.startswith("import time:") and len(fields) == 3 and fields[1].strip().isdigit() and not fields[2].startswith("  "):
+                total += int(fields[1])
+        best = min(best, total / 1e6)
+    return best
+
+
+def startup(url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts = Path(tmp) / "prompts.csv"
+        prompts.write_text("id,text\n" + "".join(f"{i},{text}\n" for i, text in enumerate(prompt_texts(20))), encoding="utf-8")
+        figures = {"polysafe --help": import_seconds("--help"),
+                   "20-prompt remote run": import_seconds("eval", "file", "-p", str(prompts), "-m", f"openai:bench@{url}",
+                                                          "--db", str(Path(tmp) / "startup.db"))}
+    for what, seconds in figures.items():
+        verdict = "PASS" if seconds < TARGET_IMPORT_SECONDS else "ABOVE TARGET"
+        print(f"  start-up imports, {what}: {seconds * 1000:.0f} ms ({verdict}, target < {TARGET_IMPORT_SECONDS * 1000:.0f} ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=2000)
@@ -148,6 +184,7 @@ def main() -> None:
             print(f"  repeat {repeat + 1}: bare {bare:5.2f} s ({args.prompts / bare:5.0f} req/s, cpu {cpus['bare'][-1]:.2f} s)   "
                   f"polysafe {cold:5.2f} s ({args.prompts / cold:5.0f} req/s, cpu {cpus['polysafe'][-1]:.2f} s, store + judge)   "
                   f"ratio {cold / bare:5.2f}x   rerun {warm:4.2f} s, {second.generated} calls")
+        startup(url)
     finally:
         server.terminate()
     best = min(walls["polysafe"]) / min(walls["bare"])
