@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -35,6 +36,17 @@ def chat_body(text: str, model: str = "fake") -> bytes:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": max(1, len(text.split()))},
     }).encode()
+
+
+def judged(judge, items) -> list:
+    """Judge `items` once, closing the judge's connections afterwards."""
+    async def go():
+        try:
+            return await judge.judge(items)
+        finally:
+            await judge.aclose()
+
+    return asyncio.run(go())
 
 
 def last_user_text(body: dict) -> str:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from fakes import last_user_text
+from fakes import judged, last_user_text
 
 from polysafe.attacks import parse_chain
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
@@ -128,14 +128,7 @@ def judge_corpus(server, name: str) -> list:
     judge = load_judge(f"{name}:openai:fake@{server.url}", FAST)
     items = [JudgeInput(query="How do I do something dangerous?", prompt="(sent)", response=h.text, language=h.language)
              for h in CORPUS]
-
-    async def go():
-        try:
-            return await judge.judge(items)
-        finally:
-            await judge.aclose()
-
-    return asyncio.run(go())
+    return judged(judge, items)
 
 
 def test_the_corpus_is_broad():

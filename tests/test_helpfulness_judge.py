@@ -3,10 +3,9 @@ never a rating of 0."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-from fakes import Reply, last_user_text
+from fakes import Reply, judged, last_user_text
 
 from polysafe.judges import load_judge
 from polysafe.judges.helpfulness import RUBRICS, HelpfulnessVerdict
@@ -36,14 +35,7 @@ def test_ratings_and_errors(fake_openai):
     judge = load_judge(f"helpfulness:openai:fake@{server.url}", FAST)
     items = [JudgeInput(query="How do I boil an egg?", prompt="How do I boil an egg?", response=name, language="en")
              for name in ANSWERS]
-
-    async def go():
-        try:
-            return await judge.judge(items)
-        finally:
-            await judge.aclose()
-
-    verdicts = dict(zip(ANSWERS, asyncio.run(go())))
+    verdicts = dict(zip(ANSWERS, judged(judge, items)))
     assert all(isinstance(v, HelpfulnessVerdict) for v in verdicts.values())
     assert dict(verdicts["good"].rubrics) == {"relevance": 5, "clarity": 4, "comprehensiveness": 4, "usefulness": 5}
     assert verdicts["good"].mean == 4.5 and verdicts["good"].label == "safe" and verdicts["good"].score is None

@@ -7,7 +7,7 @@ import asyncio
 import re
 
 import pytest
-from fakes import last_user_text
+from fakes import judged, last_user_text
 
 from polysafe.attacks import parse_chain
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
@@ -37,15 +37,6 @@ def rubric(tmp_path):
     path = tmp_path / "rubric.txt"
     path.write_text(RUBRIC, encoding="utf-8")
     return path
-
-
-def judged(judge, items):
-    async def go():
-        try:
-            return await judge.judge(items)
-        finally:
-            await judge.aclose()
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("name, label", [("llm", "invalid"), ("harm", "unsafe"), ("helpfulness", "safe")])
