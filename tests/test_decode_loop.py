@@ -100,6 +100,42 @@ def test_a_finished_row_stops_consuming_compute(tiny):
     assert max(passes) == 3 and passes.count(3) >= 2  # refilled: more than the first rows ran together
 
 
+def test_every_admissible_row_joins_before_the_next_decode_step(tiny, monkeypatch):
+    """Prompts too long to share one prefill pass are admitted in several passes, all before one token is decoded:
+    the first decode pass carries every row, not just the first prefill pass's."""
+    from polysafe.models import decoding
+
+    monkeypatch.setattr(decoding, "PREFILL_TOKENS", 64)
+    prompts = prompt_ids(tiny, [" ".join([text] * 4) for text in PROMPTS[:6]])
+    assert min(len(p) for p in prompts) > 32  # so at most one of them fits a pass
+    passes, hook = decode_rows_per_pass(tiny.model)
+    try:
+        results = new_loop(tiny, max_rows=6).run([DecodeRequest(p, 4) for p in prompts])
+    finally:
+        hook.remove()
+    assert passes[0] == 6
+    assert [r.token_ids for r in results] == reference_generate(tiny, prompts, 4)
+
+
+def test_prefill_runs_at_the_chosen_thread_count_not_a_probes(tiny):
+    """The thread chooser times decode steps at 1 thread and at all cores; a prompt admitted during such a probe is
+    prefilled at the count it chose, not the probe's."""
+    import torch
+
+    loop = new_loop(tiny, max_rows=1)
+    loop.threads.choices, loop.threads.best = [1, 2], 2  # probing, as on a machine of 2 or more cores
+    counts: list[int] = []
+    hook = tiny.model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: counts.append(torch.get_num_threads()) if args[0].shape[1] > 1 else None)
+    before = torch.get_num_threads()
+    try:
+        loop.run([DecodeRequest(p, 2) for p in prompt_ids(tiny, PROMPTS[:3])])  # one row at a time: 3 prefills
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert counts == [2, 2, 2]
+
+
 def test_short_and_long_answers_come_back_whole_and_in_order(tiny):
     """Two threads share one loop of 3 rows; each answer equals that prompt's answer generated alone."""
     prompts = prompt_ids(tiny, PROMPTS[8:20])
