@@ -150,11 +150,28 @@ def _register_feature_commands() -> None:
 _register_feature_commands()
 
 
+INTERRUPTED = "interrupted: everything answered so far is stored; run the same command to resume"
+
+
 def main() -> None:
-    """Entry point: usage errors exit 2 (click), bad input exits 2 with one line, failed items and the
-    environment (disk full, read-only media) exit 1 with one line."""
+    """Entry point: bad input (a usage error too) exits 2 with one line, failed items and the environment (disk
+    full, read-only media) exit 1 with one line."""
     try:
-        app()  # standalone: click turns usage errors and typer.Exit into SystemExit
+        code = app(prog_name="polysafe", standalone_mode=False)  # click's own errors come here, to be said in one line
+        if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+            error_line(INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.TyperException as err:  # click's usage errors (exit 2): an unknown option, a missing argument...
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None and err.format_message() == ctx.get_help():  # a group named without a command
+            print(err.format_message(), file=sys.stderr)
+            sys.exit(err.exit_code)
+        where, hint = (f"{ctx.command_path}: ", f" (see '{ctx.command_path} --help')") if ctx else ("", "")
+        error_line(f"{where}{err.format_message()}{hint}")
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        error_line(INTERRUPTED)
+        sys.exit(130)
     except PolysafeError as err:
         error_line(str(err))
         sys.exit(err.exit_code)
@@ -169,7 +186,7 @@ def main() -> None:
         error_line(f"result store error: {err}")
         sys.exit(1)
     except KeyboardInterrupt:
-        error_line("interrupted: everything answered so far is stored; run the same command to resume")
+        error_line(INTERRUPTED)
         sys.exit(130)
 
 

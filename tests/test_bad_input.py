@@ -113,3 +113,29 @@ def test_a_good_file_with_odd_but_valid_text_still_loads(tmp_path):
     jsonl = tmp_path / "ok.jsonl"
     jsonl.write_text('{"id": 1, "text": "line\u2028separator \\ud83d\\ude00"}\n', encoding="utf-8")
     assert load_prompt_file(jsonl)[0].text == "line\u2028separator \U0001F600"
+
+
+# arguments, and what the one line must name
+USAGE_ERRORS = [
+    (("--bogus",), ["No such option: --bogus", "'polysafe --help'"]),
+    (("eval", "multijail", "--bogus"), ["polysafe eval multijail:", "No such option: --bogus"]),
+    (("eval", "multijail", "--limit", "many"), ["'--limit'", "valid integer"]),
+    (("eval", "file"), ["polysafe eval file:", "Missing option '--prompts'"]),
+    (("runs", "extra"), ["unexpected extra argument", "extra"]),
+]
+
+
+@pytest.mark.parametrize("args, needles", USAGE_ERRORS, ids=[" ".join(case[0]) for case in USAGE_ERRORS])
+def test_a_usage_error_is_one_line_naming_the_option_and_exit_2(tmp_path, args, needles):
+    out = cli(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out)
+    for needle in needles:
+        assert needle in line, line
+    assert not out.stdout
+
+
+def test_a_group_named_without_a_command_shows_its_help():
+    """Its help, laid out as `--help` lays it out: not an error squeezed into one line."""
+    out = cli("eval")
+    assert out.stderr.startswith("Usage: polysafe eval") and "\nCommands:\n" in out.stderr and "error:" not in out.stderr
