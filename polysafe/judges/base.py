@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..models.base import ModelOptions
 from ..registry import Registry
-from ..types import JudgeInput, Verdict
+from ..types import UNSAFE_RATE, JudgeDescription, JudgeInput, Verdict
 
 
 class Judge:
@@ -19,6 +19,11 @@ class Judge:
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         raise NotImplementedError
+
+    def describe(self) -> JudgeDescription:
+        """What reports show of this judge: its kind, its score scale and the metrics it declares.
+        Override it; reports read this, never the judge's name."""
+        return JudgeDescription(spec=self.spec, kind="custom judge", metrics=(UNSAFE_RATE,))
 
     def attach_store(self, store) -> None:
         """The runner hands over its result store before judging; judges that cache (back-translation) keep it."""
