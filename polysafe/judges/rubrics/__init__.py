@@ -17,7 +17,10 @@ or `Ratings: relevance=N, clarity=N, comprehensiveness=N, usefulness=N` (`helpfu
 
 Shipped rubrics (polysafe's wording of the papers' criteria): `multijail.txt` (MultiJail's safe / unsafe /
 invalid), `harm_qi2023.txt` (Qi et al. 2023's 1-5 harmfulness scale with a usage policy and scoring rules, as
-used by CodeAttack), `helpfulness.txt` (CTRL's four 0-5 helpfulness rubrics).
+used by CodeAttack), `helpfulness.txt` (CTRL's four 0-5 helpfulness rubrics). The standard judges' published
+prompts, verbatim with their slots renamed: `strongreject.txt` (StrongREJECT), `harmbench_cls.txt` (HarmBench's
+classifier prompt), `llamaguard3.txt` (Llama Guard 3's PROMPT_TEMPLATE_3); `README.md` names their sources and
+licenses.
 """
 
 from __future__ import annotations
