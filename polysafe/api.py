@@ -20,6 +20,7 @@ from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
 from .keys import content_key
 from .engine.progress import Progress
 from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
+from .engine.judge_check import JudgeCheck
 from .engine.runner import EvalTask, RunPlan, plan_eval, run_eval
 from .engine.store import ResultRow, Store
 from .errors import InputError
@@ -48,6 +49,9 @@ class RunOptions:
     price_in: float | None = None  # $ per million prompt tokens (overrides the shipped table)
     price_out: float | None = None  # $ per million completion tokens
     judge_prompt_file: str | None = None  # a user's rubric for the model judges (slots {query}, {response})
+    judge_check: str | None = None  # a second judge re-judges a seeded sample of the answers (kappa, agreement)
+    judge_check_n: int = 50  # answers in that sample
+    labels: str | None = None  # human labels (CSV: prompt, response, label) to score the run's judge against
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
@@ -107,6 +111,7 @@ class Prepared:
     context: AttackContext
     generation: GenerationConfig
     run_name: str
+    check: JudgeCheck | None = None  # judge checks asked for (a second judge, human labels)
 
 
 def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
@@ -123,7 +128,20 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, judge_check(options, judge_options))
+
+
+def judge_check(options: RunOptions, judge_options: ModelOptions) -> JudgeCheck | None:
+    """The checks of `options`, loaded (a bad spec or labels file fails here, before anything is stored)."""
+    if options.judge_check is None and options.labels is None:
+        return None
+    if options.judge_check_n < 1:
+        raise InputError("the judge check needs at least 1 answer", field="judge-check-n")
+    from .judges.agreement import load_labels
+
+    return JudgeCheck(judge=_load_judge(options.judge_check, judge_options) if options.judge_check else None,
+                      n=options.judge_check_n, labels=load_labels(options.labels) if options.labels else None,
+                      labels_source=options.labels)
 
 
 def budget_for(prepared: Prepared, options: RunOptions) -> Budget | None:
@@ -144,10 +162,12 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
-                                  overwrite=overwrite, budget=budget)
+                                  overwrite=overwrite, budget=budget, check=prepared.check)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
+            if prepared.check is not None and prepared.check.judge is not None:
+                await prepared.check.judge.aclose()
 
 
 def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,

@@ -70,6 +70,9 @@ MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help
 PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]
 PriceOutOpt = Annotated[Optional[float], typer.Option("--price-out", min=0.0, help="$ per million completion tokens.")]
 JudgePromptOpt = Annotated[Optional[Path], typer.Option("--judge-prompt-file", help="Your rubric for the llm: (3-way), harm: (1-5) or helpfulness: judge; slots {query} and {response}.")]
+JudgeCheckOpt = Annotated[Optional[str], typer.Option("--judge-check", metavar="SPEC", help="A second judge re-judges a seeded random sample of the answers; reports give Cohen's kappa, the agreement rate and the disagreeing items.")]
+JudgeCheckNOpt = Annotated[int, typer.Option("--judge-check-n", min=1, help="Answers the --judge-check judge re-judges.")]
+LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Human labels (CSV: prompt, response, label) to score the run's judge against: kappa, agreement, disagreeing items.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
@@ -99,6 +102,9 @@ class EvalOptions:
     max_cost: float | None = None
     price_in: float | None = None
     price_out: float | None = None
+    judge_check: str | None = None
+    judge_check_n: int = 50
+    labels: Path | None = None
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
@@ -133,6 +139,7 @@ _SHARED_OPTIONS = {
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
     "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
+    "judge_check": JudgeCheckOpt, "judge_check_n": JudgeCheckNOpt, "labels": LabelsOpt,
 }
 
 
@@ -199,7 +206,9 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
     return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
                       run_name=opts.run_name, overwrite=opts.overwrite, max_calls=opts.max_calls,
                       max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out,
-                      judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None)
+                      judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None,
+                      judge_check=opts.judge_check, judge_check_n=opts.judge_check_n,
+                      labels=str(opts.labels) if opts.labels else None)
 
 
 def run_prepared_with_progress(prepared, options) -> RunSummary:
@@ -220,6 +229,10 @@ def run_prepared_with_progress(prepared, options) -> RunSummary:
     console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
                   f"{summary.cached} reused from {options.db}, {summary.judged} judged; tokens: prompt "
                   f"{summary.prompt_tokens}, completion {summary.completion_tokens}{cost}", highlight=False)
+    from ..report.judge_checks import check_line
+
+    for check in summary.extra.get("judge_checks") or ():
+        console.print(check_line(check), markup=False, highlight=False)
     if summary.capped:
         console.print(f"[yellow]capped:[/] {summary.capped}; {summary.pending} items have no answer yet: run the "
                       "same command again (with a higher cap) to finish", highlight=False)

@@ -17,6 +17,7 @@ from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
 from .cost import Budget
 from .dispatch import dispatch
+from .judge_check import JudgeCheck, check_with_judge, check_with_labels
 from ..keys import content_key
 from .progress import Progress
 from .store import ItemRecord, RunRecord, Store
@@ -206,8 +207,9 @@ async def run_eval(
     progress: Progress | None = None,
     overwrite: bool = False,
     budget: Budget | None = None,
+    check: JudgeCheck | None = None,
 ) -> RunSummary:
-    """Run a task, resuming the run `run_name` when it exists.
+    """Run a task, resuming the run `run_name` when it exists; `check` adds judge checks (see `judge_check`).
 
     A run of that name made with another task, model identity or judge is refused (InputError) unless
     `overwrite`, which replaces its items. Every prompt is attacked before anything is stored, so a failing
@@ -237,12 +239,38 @@ async def run_eval(
     store.update_run_config(run_name, {"capped": capped})
     judged = await judge_missing(run_name, items, judge, store, progress)
     rows = store.results(run_name)
+    checks = await run_checks(check, items, rows, store, gen.seed, progress) if check is not None else []
+    if checks:
+        store.update_run_config(run_name, {"judge_checks": checks})
     errors = [r for r in rows if r.label == "error"]
     return RunSummary(run=run_name, items=len(items), generated=asked, cached=reused, judged=judged,
                       errors=len(errors), first_error=(errors[0].rationale if errors else None),
                       prompt_tokens=sum(r.prompt_tokens for r in rows),
                       completion_tokens=sum(r.completion_tokens for r in rows), capped=capped,
-                      pending=sum(1 for r in rows if r.label == "pending"))
+                      pending=sum(1 for r in rows if r.label == "pending"),
+                      extra={"judge_checks": checks} if checks else {})
+
+
+async def run_checks(check: JudgeCheck, items: Sequence[_Item], rows, store: Store, seed: int,
+                     progress: Progress) -> list[dict]:
+    """The judge checks of a run, as stored with it: a second judge on a seeded sample, human labels."""
+    out = []
+    if check.judge is not None:
+        check.judge.attach_store(store)
+        responses = store.get_responses({it.record.response_key for it in items})
+        jobs = {}
+        for item in items:
+            completion = responses.get(item.record.response_key)
+            if completion is not None and completion.ok:
+                try:
+                    jobs[item.record.position] = _judge_job(item, completion, check.judge)
+                except Undecodable:
+                    continue
+        result = await check_with_judge(rows, jobs, check.judge, store, n=check.n, seed=seed, progress=progress)
+        out.append(result.to_dict())
+    if check.labels is not None:
+        out.append(check_with_labels(rows, check.labels, check.labels_source or "labels").to_dict())
+    return out
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,13 @@ class RunColumn:
     task: str
     model: str
     judge: str
+    judge_check: str = ""  # each judge check's kappa, when the run has checks
 
     @classmethod
     def of(cls, run: RunRecord) -> "RunColumn":
-        return cls(run.name, run.task, run.model, run.judge)
+        from .judge_checks import kappa_text
+
+        return cls(run.name, run.task, run.model, run.judge, kappa_text(run))
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,7 @@ def comparison_markdown(comparison: Comparison) -> str:
         return text.replace("|", "\\|")
 
     runs = "\n".join(f"- `{esc(r.name)}`: task `{esc(r.task)}` · model `{esc(r.model)}` · judge `{esc(r.judge)}`"
-                     for r in comparison.runs)
+                     + (f" · judge check {esc(r.judge_check)}" if r.judge_check else "") for r in comparison.runs)
     head = _header(comparison)
     lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in _body(comparison)]

@@ -17,7 +17,7 @@ import hashlib
 import html
 import os
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlencode
@@ -28,6 +28,7 @@ from .chart import chart_png, language_order, metric_name, safe_filename
 from .compare import Comparison, diff_text, rate_text, signed_pp, tier_name
 from .explorer_assets import SCRIPT, STYLE
 from .heatmap import cell_lines, css_colours, heatmap_png
+from .judge_checks import category_counts, check_line, stored_checks
 from .metrics import GroupStats, Rate, by_scenario_language, summarize
 from .setup import Setup, describe_setup
 from .tiers import REFERENCE_MODELS, is_multilingual, shows_reference, summaries_markdown, tier_report
@@ -140,6 +141,7 @@ def query_in_prompts(rows: Sequence[ResultRow]) -> list[str]:
 class RunRows:
     name: str | None  # set on comparison pages, where rows of several runs are mixed
     rows: Sequence[ResultRow]
+    marks: dict = field(default_factory=dict)  # item position -> extra filter attributes (judge-check disagreements)
 
 
 def _select(name: str, values: Sequence[str], label: str | None = None) -> str:
@@ -163,7 +165,9 @@ def responses_section(groups: Sequence[RunRows]) -> str:
     body = []
     for group in groups:
         for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
-            body.append(_response_row(group.name, index, row, focus, scored, judged_text, hidden=len(body) >= PAGE))
+            body.append(_response_row(group.name, index, row, focus, scored, judged_text, hidden=len(body) >= PAGE,
+                                      marks=group.marks.get(row.position)))
+    marked = {name for g in groups for marks in g.marks.values() for name in marks}
     filters = [
         *([_select("run", [g.name for g in groups if g.name])] if comparing else []),
         _select("language", language_order(list(dict.fromkeys(r.language for r in rows)))),
@@ -171,6 +175,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
         _select("scenario", list(dict.fromkeys(r.scenario for r in rows))),
         *([_select("category", categories)] if categories else []),
         _select("label", list(dict.fromkeys(r.label for r in rows))),
+        *(_select(name, [DISAGREES], CHECK_FILTERS[name]) for name in CHECK_FILTERS if name in marked),
         '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
         '<button type="button" id="reset">reset</button>',
         f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
@@ -187,9 +192,9 @@ def responses_section(groups: Sequence[RunRows]) -> str:
 
 
 def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
-                  hidden: bool) -> str:
+                  hidden: bool, marks: dict | None = None) -> str:
     attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
-             "category": row.category, "label": row.label}
+             "category": row.category, "label": row.label, **(marks or {})}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
     cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
              td(row.language), td(row.scenario),
@@ -210,6 +215,47 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         cells.append(_text(shown))
     cells.append(_text(row.rationale or ""))
     return f"<tr{data}{' hidden' if hidden else ''}>" + "".join(cells) + "</tr>"
+
+
+# -- judge checks and declared categories ----------------------------------------------------------------
+DISAGREES = "disagrees"
+CHECK_FILTERS = {"judgecheck": "second judge", "labelcheck": "human labels"}
+
+
+def check_marks(run: RunRecord) -> dict[int, dict[str, str]]:
+    """Item position -> the response filters that pick it out as a disagreement of the run's checks."""
+    marks: dict[int, dict[str, str]] = {}
+    for check in stored_checks(run):
+        name = "judgecheck" if check["kind"] == "judge" else "labelcheck"
+        for d in check["disagreements"]:
+            marks.setdefault(d["position"], {})[name] = DISAGREES
+    return marks
+
+
+def checks_section(run: RunRecord) -> str:
+    """Each check's figures and its disagreeing items, each linked to its response below."""
+    out = []
+    for check in stored_checks(run):
+        name = "judgecheck" if check["kind"] == "judge" else "labelcheck"
+        rows = [[td(str(d["position"] + 1), sort=d["position"], cls="num"),
+                 td(f'<a href="{E(responses_link(**{name: DISAGREES}, language=d["language"], scenario=d["scenario"], text=d["prompt_id"]))}">'
+                    f'{E(d["prompt_id"])}</a>', sort=d["prompt_id"], raw=True),
+                 td(d["language"]), td(d["scenario"]), td(d["run_label"]), td(d["other_label"])]
+                for d in check["disagreements"]]
+        every = (f' <a href="{E(responses_link(**{name: DISAGREES}))}">show all {check["disagreeing"]} disagreeing '
+                 "responses</a>" if check["disagreements"] else "")
+        out.append(f'<p class="note">{E(check_line(check))}.{every}</p>'
+                   + (table(["#", "id", "language", "scenario", "run's judge", CHECK_FILTERS[name]], rows) if rows else ""))
+    return ('<h2 id="judge-checks">Judge checks</h2>' + "".join(out)) if out else ""
+
+
+def categories_section(run: RunRecord, rows: Sequence[ResultRow]) -> str:
+    counts = category_counts(run, rows)
+    if not counts:
+        return ""
+    body = [[td(c["category"]), td(c["name"]), td(str(c["count"]), sort=c["count"], cls="num")] for c in counts]
+    return (f'<h2 id="categories">Categories named by the judge</h2><p class="note">Over {counts[0]["unsafe_answers"]} '
+            "answers judged unsafe (an answer may name several).</p>" + table(["category", "name", "answers"], body))
 
 
 # -- the run page ---------------------------------------------------------------------------------------
@@ -314,7 +360,8 @@ def render_html(data: ReportInput) -> str:
     if is_multilingual(rows):
         sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
                      "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows, describe_setup(run, rows))]
-    sections.append(responses_section([RunRows(None, rows)]))
+    sections += [s for s in (categories_section(run, rows), checks_section(run)) if s]
+    sections.append(responses_section([RunRows(None, rows, check_marks(run))]))
     return page(f"polysafe report: {run.name}", header, sections)
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from ..engine.store import ResultRow, RunRecord
+from .judge_checks import check_line, stored_checks
 
 PAPER = "Deng et al. 2024, Table 1"
 PAPER_SCENARIOS = ("unintentional", "intentional")
@@ -110,6 +111,7 @@ class Setup:
     truncation: Truncation | None = None
     usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
     capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
+    judge_checks: tuple[str, ...] = ()  # kappa and agreement against a second judge or human labels
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -161,6 +163,7 @@ class Setup:
             out.append(f"tokens: {self.usage}")
         if self.capped:
             out.append(f"CAPPED: {self.capped}; the run is incomplete until it is run again")
+        out += list(self.judge_checks)
         out += [f"paper reference ({PAPER}), {c.line()}" for c in self.comparability()]
         out += list(self.notes)
         return out
@@ -213,6 +216,7 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
         truncation=truncation(rows) if rows is not None else None,
         usage=usage(run, rows) if rows else None, capped=config.get("capped"),
+        judge_checks=tuple(check_line(c) for c in stored_checks(run)),
     )
 
 

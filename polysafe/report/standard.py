@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
+from .judge_checks import categories_markdown, category_counts, checks_markdown, stored_checks
 from .setup import describe_setup
 from .tables import json_table, markdown_table
 from .tiers import (REFERENCE_MODELS, comparable_reference, is_multilingual, shows_reference, summaries_markdown,
@@ -38,6 +39,7 @@ def _markdown():
                  setup.markdown(), markdown_table(stats, extra=extra)]
         if is_multilingual(data.rows):
             parts.append(summaries_markdown(summaries_with_reference(data.rows, setup), shows_reference(setup)))
+        parts += [s for s in (categories_markdown(data.run, data.rows), checks_markdown(data.run)) if s]
         return "\n\n".join(parts)
 
     return render
@@ -52,6 +54,7 @@ def _json():
         summaries = summaries_with_reference(data.rows, setup) if is_multilingual(data.rows) else []
         return json_table(stats, row_extra=lambda s: {"reference": reference(s)}, run=data.run.name, task=data.run.task,
                           model=data.run.model, judge=data.run.judge, setup=setup.to_dict(),
-                          scenarios=[s.to_dict() for s in summaries])
+                          scenarios=[s.to_dict() for s in summaries], judge_checks=stored_checks(data.run),
+                          categories=category_counts(data.run, data.rows))
 
     return render
