@@ -128,18 +128,20 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, judge_check(options, judge_options))
+    check = judge_check(options, judge_options, lambda j: bench.wrap_judge(j, checked, judge_options))
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, check)
 
 
-def judge_check(options: RunOptions, judge_options: ModelOptions) -> JudgeCheck | None:
-    """The checks of `options`, loaded (a bad spec or labels file fails here, before anything is stored)."""
+def judge_check(options: RunOptions, judge_options: ModelOptions, wrap=lambda judge: judge) -> JudgeCheck | None:
+    """The checks of `options`, loaded (a bad spec or labels file fails here, before anything is stored). The
+    second judge goes through `wrap`, the benchmark's judging setup (MultiJail's back-translation), as the run's."""
     if options.judge_check is None and options.labels is None:
         return None
     if options.judge_check_n < 1:
         raise InputError("the judge check needs at least 1 answer", field="judge-check-n")
     from .judges.agreement import load_labels
 
-    return JudgeCheck(judge=_load_judge(options.judge_check, judge_options) if options.judge_check else None,
+    return JudgeCheck(judge=wrap(_load_judge(options.judge_check, judge_options)) if options.judge_check else None,
                       n=options.judge_check_n, labels=load_labels(options.labels) if options.labels else None,
                       labels_source=options.labels)
 

@@ -47,6 +47,8 @@ class RunSet(_Strict):
     batch_size: int | None = Field(default=None, ge=1)
     dtype: str = "auto"
     db: str | None = None
+    judge_check: str | None = None  # a second judge on a seeded sample of each run's answers (kappa, agreement)
+    judge_check_n: int = Field(default=50, ge=1)
 
 
 def load_run_set(path: str | Path) -> tuple[RunSet, "LineFinder"]:
@@ -149,7 +151,8 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
 
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
                          max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype)
-    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB))
+    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), judge_check=run_set.judge_check,
+                      judge_check_n=run_set.judge_check_n)
 
 
 def prepare_run_set(path: str | Path, *, db: str | Path | None = None) -> tuple:

@@ -184,3 +184,16 @@ def test_declared_categories_are_counted_from_verdict_parts():
     assert "| S1 | Violent Crimes | 2 |" in categories_markdown(declared, rows)
     undeclared = RunRecord("r", "file", "m", "llamaguard:x", {"judge_description": {"traits": {}}})
     assert category_counts(undeclared, rows) == [] and categories_markdown(undeclared, rows) == ""  # never by name
+
+
+def test_a_config_file_asks_for_the_check(tmp_path):
+    from polysafe.config import prepare_run_set
+
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("id,text\nq0,question number 0\n", encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"models: [openai:m@http://127.0.0.1:9/v1]\njudge: refusal\njudge_check: llm:openai:j@http://127.0.0.1:9/v1\n"
+                      f"judge_check_n: 7\nbenchmarks:\n  - name: file\n    params: {{prompts: {prompts}}}\n", encoding="utf-8")
+    options, [prepared] = prepare_run_set(config, db=tmp_path / "r.db")
+    assert options.judge_check_n == 7 and prepared.check.n == 7
+    assert prepared.check.judge.spec == "llm:openai:j@http://127.0.0.1:9/v1"
