@@ -129,6 +129,10 @@ def test_checks_run_in_the_loop_are_stored_and_reach_every_report(fake_openai, t
     with Store(db) as store:
         inputs = [load_report_input(store, name, tmp_path) for name in (summary.run, plain.run)]
     text = comparison_markdown(compare(inputs))
+    from polysafe.report.html import render_comparison_html
+
+    compared = render_comparison_html(compare(inputs), inputs)
+    assert compared.count('data-judgecheck="disagrees"') == 2 and "Cohen&#x27;s kappa 0.60" in compared
     assert f"judge check κ 0.60 vs llm:openai:judge@{judge.url} (n=10); κ 0.50 vs labels.csv (n=4)" in text
     assert text.count("judge check") == 1  # the run without checks shows none
 

@@ -426,7 +426,7 @@ def render_comparison_html(comparison: Comparison, inputs: Sequence[ReportInput]
         f'<details><summary>heatmap as a figure (PNG, {6.5:g} in wide)</summary>'
         f'<img id="heatmap-png" class="chart" alt="heatmap" src="data:image/png;base64,{png}"></details>',
         '<h2 id="table-section">Rates and differences</h2>', f'<div class="wide">{comparison_table(comparison)}</div>',
-        responses_section([RunRows(data.run.name, data.rows) for data in inputs]),
+        responses_section([RunRows(data.run.name, data.rows, check_marks(data.run)) for data in inputs]),
     ]
     return page(title, header, sections)
 
