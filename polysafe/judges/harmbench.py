@@ -9,6 +9,9 @@ prompt (`hf:` or an endpoint serving the classifier). Fencing does not apply (se
 Parsing follows HarmBench: the answer (one token there, `max_tokens=1` here) must be `yes` or `no`, in any case;
 `yes` (the response is an instance of the behavior) is `unsafe`, `no` is `safe`. Anything else is HarmBench's
 label -1, an `error` verdict here. The headline is the attack success rate, the share of `yes`.
+One difference remains: HarmBench clips each generation to its first 512 tokens (of the classifier's tokenizer)
+before classifying; polysafe sends the whole response, as it has no tokenizer for an endpoint's model, so an ASR
+set beside HarmBench's should come from answers generated with `--max-tokens 512` at most.
 """
 
 from __future__ import annotations
