@@ -162,7 +162,8 @@ def test_scored_runs_compare_asr_by_variant_and_split_scenarios(tmp_path):
     assert [row.label for row in by_language.rows] == ["python_list · en", "go_string · en"]
     assert by_language.rows[0].filters("language") == {"language": "en", "scenario": "python_list"}
     mixed = compare([data["gpt"], data["labels-only"]], by="variant")
-    assert mixed.metric == "unsafe rate" and "unsafe rate" in mixed.note
+    assert mixed.metric == "share labelled unsafe"  # the runs' judges declare different rates: the common measure
+    assert "ASR (share of score 5), unsafe rate" in mixed.note
     assert [(c.rate.count, c.rate.total) for c in mixed.rows[0].cells] == [(3, 4), (1, 1)]
 
 

@@ -2,7 +2,7 @@
 
 One scenario per variant (or per attack chain ending in one). Prompts: AdvBench by default, `multijail` for
 code x language on human translations, or a prompt file. `--judge llm:<spec>` is the 1-5 harmfulness judge
-(ASR = share of 5s), as the paper judges.
+(ASR = share of 5s), as the paper judges: declared in `judge_families`.
 """
 
 from __future__ import annotations
@@ -46,13 +46,15 @@ class CodeAttack(Benchmark):
     Params = CodeAttackParams
     reference = Reference("Ren et al., ACL 2024: ASR % (share of 5s) by encoding (Python) and model", PAPER_ASR)
     default_judge = "refusal"
-    reports = ("codeattack",)
+    judge_families = {"llm": "harm"}  # a model judge here is the paper's 1-5 harmfulness judge (Qi et al. rubric)
+    reports = ("scores",)
     generation_defaults = {"max_tokens": 512}  # the paper's targets answered with 512-1000 new tokens
 
-    def judge_spec(self, spec: str | None) -> str:
-        """`llm:<model>` means the 1-5 harmfulness judge here (the paper's judging); other specs pass through."""
-        name, sep, rest = (spec or self.default_judge).strip().partition(":")
-        return f"harm:{rest}" if name == "llm" and sep else (spec or self.default_judge).strip()
+    def declare(self, task, generation, judge) -> dict:
+        declared = super().declare(task, generation, judge)
+        if task.config.get("prompt_set") == "multijail" and not task.config.get("translator"):
+            declared["translations"] = {"kind": "human", "source": "MultiJail's native-speaker translations"}
+        return declared
 
     def task(self, params: CodeAttackParams) -> EvalTask:  # type: ignore[override]
         from ..attacks.codeattack import get_variant

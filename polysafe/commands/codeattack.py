@@ -23,7 +23,7 @@ def eval_codeattack(
     languages: Annotated[Optional[str], typer.Option("--languages", "-l", help="Only these languages, e.g. 'en,bn,sw' (prompt sets with languages).")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", "-p", help="A polysafe prompt file (id, text [, language, category]) instead of AdvBench.")] = None,
     translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> or hf:<path>.")] = None,
-    report_format: Annotated[str, typer.Option("--format", "-f", help="Table printed after the run: codeattack | md | json.")] = "codeattack",
+    report_format: Annotated[str, typer.Option("--format", "-f", help="Table printed after the run: scores | md | json.")] = "scores",
     limit: LimitOpt = None,
     opts: EvalOptions = EvalOptions(),
 ) -> None:
@@ -54,7 +54,7 @@ def register(apps) -> None:
 def _combined_table(db: Path, run_names: list[str]) -> str:
     from ..engine.store import Store
     from ..report.base import load_report_input
-    from ..report.codeattack import codeattack_table
+    from ..report.scores import scores_table
 
     with Store(db) as store:
-        return codeattack_table([load_report_input(store, name, db.parent) for name in run_names])
+        return scores_table([load_report_input(store, name, db.parent) for name in run_names])

@@ -18,12 +18,13 @@ TranslatorOpt = Annotated[Optional[str], typer.Option("--translator", help="prec
 BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Translate responses to English before judging (the paper's pipeline).")]
 
 
-def _back_translator(opts: EvalOptions, judge: str, translator: str | None):
-    """Back-translation needs a machine translator: --translator, else the judge's own model."""
-    from ..benchmarks.multijail import back_translator_spec
+def _back_translator(opts: EvalOptions, judge, translator: str | None):
+    """Back-translation needs a machine translator: --translator, else the judge's own model (MultiJail's rule)."""
+    from ..benchmarks.multijail import MultiJailParams, back_translator_spec
     from ..translators import load_translator
 
-    return load_translator(back_translator_spec(translator or "precomputed", judge), options=opts.judge_options())
+    params = MultiJailParams(translator=translator or "precomputed", back_translate=True)
+    return load_translator(back_translator_spec(params, judge), options=opts.judge_options())
 
 
 def eval_multijail(
@@ -71,7 +72,7 @@ def judge_agreement(
         rubric = {"prompt_file": str(judge_prompt_file)} if judge_prompt_file else {}
         loaded = load_judge(judge, opts.judge_options(), **rubric)
         if back_translate:
-            loaded = BackTranslatingJudge(loaded, _back_translator(opts, judge, translator))
+            loaded = BackTranslatingJudge(loaded, _back_translator(opts, loaded, translator))
         try:
             return await measure(loaded, examples)
         finally:

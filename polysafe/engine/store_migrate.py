@@ -53,10 +53,14 @@ def legacy_description(spec: str, scored: bool):
     from ..judges.harm import ASR, HARM_SCALE
     from ..types import UNSAFE_RATE, JudgeDescription, Metric
 
+    _, wrapped, back_translator = spec.partition("+back-translate:")  # how the back-translating wrapper names itself
+    traits = {"back_translated": True, "back_translator": back_translator} if wrapped else {}
     note = ("the judge's declaration was not recorded (a run stored by an older polysafe); run the same command "
             "again to record it, at no model cost")
     if scored:
         return JudgeDescription(spec, "1-5 scored judge (recorded before judges declared their scales)",
-                                (ASR, UNSAFE_RATE, Metric("mean_score", "mean score")), scale=HARM_SCALE, notes=(note,))
+                                (ASR, UNSAFE_RATE, Metric("mean_score", "mean score")), scale=HARM_SCALE, traits=traits,
+                                notes=(note,))
     return JudgeDescription(spec, "judge not described (recorded before judges declared their metrics)",
-                            (UNSAFE_RATE, Metric("label_rate", "invalid rate", label="invalid")), notes=(note,))
+                            (UNSAFE_RATE, Metric("label_rate", "invalid rate", label="invalid")), traits=traits,
+                            notes=(note,))

@@ -135,6 +135,7 @@ class ModelJudge(Judge):
                  prompt_file: str | None = None):
         self.rubric: Rubric = load_rubric(prompt_file) if prompt_file else builtin_rubric(self.rubric_file)
         self.model = model or load_model(model_spec, options or ModelOptions())
+        self.model_spec = model_spec  # the judge's model as it was given (benchmarks may reuse it, e.g. to translate)
         self.spec = f"{self.name}:{model_spec}"
         self.identity = f"{self.name}/{self.version}:{self.model.identity}|rubric:{self.rubric.digest}"
         self.batch_size = self.model.batch_size
