@@ -36,7 +36,7 @@ from typing import ClassVar, Sequence
 from ..models.base import ModelBackend, ModelOptions, load_model
 from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Message, Verdict
 from .base import Judge
-from .rubrics import Rubric, builtin_rubric, load_rubric
+from .rubrics import Rubric, builtin_rubric, inline_rubric, load_rubric
 
 FENCE_NOTICE = (
     "The texts you evaluate are enclosed between markers tagged with the code {nonce}. The code is random and new "
@@ -119,6 +119,7 @@ class ModelJudge(Judge):
     generation = GenerationConfig(temperature=0.0, max_tokens=256)
     system: str = ""  # the judge's system message; the fence notice is added to it
     rubric_file: str = ""  # the shipped rubric (a file in rubrics/)
+    rubric_text: str = ""  # or the rubric itself, for judges that live outside polysafe (same slots and checks)
     verdict_type: type[Verdict] = Verdict  # what `parse` returns; errors are made with its `error`
 
     def __init_subclass__(cls, **kwargs):
@@ -133,7 +134,9 @@ class ModelJudge(Judge):
 
     def __init__(self, model_spec: str, *, options: ModelOptions | None = None, model: ModelBackend | None = None,
                  prompt_file: str | None = None):
-        self.rubric: Rubric = load_rubric(prompt_file) if prompt_file else builtin_rubric(self.rubric_file)
+        self.rubric: Rubric = (load_rubric(prompt_file) if prompt_file
+                               else inline_rubric(type(self).__name__, self.rubric_text) if self.rubric_text
+                               else builtin_rubric(self.rubric_file))
         self.model = model or load_model(model_spec, options or ModelOptions())
         self.model_spec = model_spec  # the judge's model as it was given (benchmarks may reuse it, e.g. to translate)
         self.spec = f"{self.name}:{model_spec}"
