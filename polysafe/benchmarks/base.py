@@ -37,7 +37,8 @@ class BenchmarkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language).")
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language where the task has languages).",
+                              json_schema_extra={"cli": {"flags": ["--limit", "-n"]}})
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,19 @@ PAPER_ASR = {
 
 
 class CodeAttackParams(BenchmarkParams):
-    variants: list[str] = Field(default_factory=lambda: list(PAPER_VARIANTS))
-    attacks: list[str] = Field(default_factory=list, description="Attack chains instead of variants ('|'-joined steps).")
-    prompt_set: str = Field(default="advbench", description="advbench | multijail | file:<path>.")
-    data: str | None = Field(default=None, description="Local copy of the prompt set.")
-    prompts: str | None = Field(default=None, description="A polysafe prompt file instead of the prompt set.")
-    languages: list[str] = Field(default_factory=list, description="Only these languages (prompt sets with languages).")
+    variants: list[str] = Field(default_factory=lambda: list(PAPER_VARIANTS),
+                                description="Comma-separated: python_string, python_list, python_stack, cpp_string, "
+                                "go_string (+ python_*_plus).", json_schema_extra={"cli": {"flags": ["--variants", "-v"]}})
+    attacks: list[str] = Field(default_factory=list, description="An attack chain instead of --variants, e.g. "
+                               "'translate:sw|codeattack:python_stack'; repeatable.",
+                               json_schema_extra={"cli": {"flags": ["--attack", "-a"], "repeat": True}})
+    prompt_set: str = Field(default="advbench", description="advbench (public CSV) | multijail (hub) | file:<path>.")
+    data: str | None = Field(default=None, description="Local copy of the prompt set: AdvBench CSV with a 'goal' column, "
+                             "or MultiJail CSV.")
+    prompts: str | None = Field(default=None, description="A polysafe prompt file (id, text [, language, category]) "
+                                "instead of the prompt set.", json_schema_extra={"cli": {"flags": ["--prompts", "-p"]}})
+    languages: list[str] = Field(default_factory=list, description="Only these languages, e.g. 'en,bn,sw' (prompt sets "
+                                 "with languages).", json_schema_extra={"cli": {"flags": ["--languages", "-l"]}})
     translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<path>.")
 
     _split = field_validator("variants", "languages", mode="before")(classmethod(lambda cls, v: split_list(v)))

@@ -110,11 +110,15 @@ def declared_reference(setup) -> dict:
 
 
 class MultiJailParams(BenchmarkParams):
-    scenario: Literal["both", "unintentional", "intentional"] = "both"
-    languages: list[str] = Field(default_factory=lambda: ["all"], description="Language codes, or 'all'.")
-    data: str | None = Field(default=None, description="Local MultiJail CSV (default: the hub dataset).")
-    template_file: str | None = Field(default=None, description="Jailbreak text with a {prompt} slot for 'intentional'.")
-    translator: str = Field(default=HUMAN, description="precomputed (human) | llm:<model spec> | hf:<seq2seq path>.")
+    scenario: Literal["both", "unintentional", "intentional"] = Field(
+        default="both", description="unintentional | intentional | both.", json_schema_extra={"cli": {"flags": ["--scenario", "-s"]}})
+    languages: list[str] = Field(default_factory=lambda: ["all"],
+                                 description="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).",
+                                 json_schema_extra={"cli": {"flags": ["--languages", "-l"]}})
+    data: str | None = Field(default=None, description="Local MultiJail CSV; default: the hub dataset DAMO-NLP-SG/MultiJail.")
+    template_file: str | None = Field(default=None, description="Jailbreak text with a {prompt} slot for 'intentional' "
+                                      "(default: polysafe's own).")
+    translator: str = Field(default=HUMAN, description="precomputed (human translations) | llm:<model spec> | hf:<seq2seq path>.")
     back_translate: bool = Field(default=False, description="Translate responses to English before judging (the paper's pipeline).")
     back_translator: str | None = Field(default=None, description="Translator for back-translation: llm:<model spec> | "
                                         "hf:<path>; default: the machine translator, else the judge's own model.")

@@ -1,4 +1,4 @@
-"""`polysafe eval multijail` and `polysafe judge-agreement`."""
+"""`polysafe judge-agreement` (`polysafe eval multijail` is generated from MultiJail's parameters)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ import typer
 from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
                       console, error_line, run_async, run_benchmark, with_eval_options)
 
-ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
-LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
-DataOpt = Annotated[Optional[str], typer.Option("--data", help="Local MultiJail CSV; default: the hub dataset DAMO-NLP-SG/MultiJail.")]
-TemplateOpt = Annotated[Optional[Path], typer.Option("--template-file", help="Jailbreak text with a {prompt} slot for 'intentional' (default: polysafe's own).")]
 TranslatorOpt = Annotated[Optional[str], typer.Option("--translator", help="precomputed (human translations, default) | llm:<model spec> | hf:<seq2seq path>.")]
 BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Translate responses to English before judging (the paper's pipeline).")]
 
@@ -25,25 +21,6 @@ def _back_translator(opts: EvalOptions, judge, translator: str | None):
 
     params = MultiJailParams(translator=translator or "precomputed", back_translate=True)
     return load_translator(back_translator_spec(params, judge), options=opts.judge_options())
-
-
-def eval_multijail(
-    model: ModelOpt = "smollm2",
-    scenario: ScenarioOpt = "both",
-    languages: LanguagesOpt = "all",
-    limit: LimitOpt = None,
-    judge: JudgeOpt = "refusal",
-    data: DataOpt = None,
-    template_file: TemplateOpt = None,
-    translator: TranslatorOpt = None,
-    back_translate: BackTranslateOpt = False,
-    opts: EvalOptions = EvalOptions(),
-) -> None:
-    """MultiJail (Deng et al., 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
-    params = {"scenario": scenario, "languages": languages, "limit": limit, "data": data,
-              "template_file": str(template_file) if template_file else None,
-              "translator": translator or "precomputed", "back_translate": back_translate}
-    run_benchmark("multijail", model=model, judge=judge, params=params, opts=opts)
 
 
 def judge_agreement(
@@ -91,6 +68,4 @@ def judge_agreement(
 
 
 def register(apps) -> None:
-    apps.eval.command("multijail")(with_eval_options()(eval_multijail))
-
     apps.root.command("judge-agreement")(judge_agreement)
