@@ -14,8 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .commands.benchmarks import BenchmarkGroup
-from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, command_group, console, error_line,
-                               run_benchmark, with_eval_options)
+from .commands._common import DEFAULT_DB, DbOpt, command_group, console, error_line
 from .errors import PolysafeError
 
 app = command_group(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

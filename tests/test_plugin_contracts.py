@@ -29,8 +29,7 @@ import pytest
 from fakes import FakeOpenAI, Reply
 
 import polysafe
-from polysafe.attacks import AttackContext, parse_chain
-from polysafe.attacks.base import Undecodable
+from polysafe.attacks import parse_chain
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
 from polysafe.engine.store import Store
 from polysafe.errors import BackendError, InputError, SpecError

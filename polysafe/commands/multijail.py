@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, error_line, run_async, run_benchmark, with_eval_options)
+from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, RetriesOpt, TimeoutOpt, console,
+                      error_line, run_async)
 
 TranslatorOpt = Annotated[Optional[str], typer.Option("--translator", help="precomputed (human translations, default) | llm:<model spec> | hf:<seq2seq path>.")]
 BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Translate responses to English before judging (the paper's pipeline).")]
