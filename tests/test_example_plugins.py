@@ -6,11 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-from plugins import payload_split, twolang, zeroone  # noqa: F401  (importing a plugin registers it)
+import importlib
+import sys
 
-from polysafe.judges import load_judge
+import pytest
+
+from polysafe.attacks import ATTACKS
+from polysafe.benchmarks import BENCHMARKS
+from polysafe.judges import JUDGES, load_judge
 from polysafe.testing import FakeModel, FakeOpenAI, check_attack, check_benchmark, check_judge
+
+PLUGINS = {"payload_split": ATTACKS, "twolang": BENCHMARKS, "zeroone": JUDGES}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugins():
+    """Importing a plugin registers it, as an entry point would; they are unregistered afterwards, so that the rest
+    of the session (e.g. a subprocess's list of commands compared with this process's registry) never sees them."""
+    modules = {name: importlib.import_module(f"plugins.{name}") for name in PLUGINS}
+    yield modules
+    for name, registry in PLUGINS.items():
+        registry._factories.pop(name, None)
+        registry._info.pop(name, None)
+        sys.modules.pop(f"plugins.{name}", None)
 
 
 @pytest.fixture
@@ -36,12 +54,12 @@ def test_the_payload_split_attack_passes_the_kit(tmp_path):
     check_attack("payload_split", tmp_path)
 
 
-def test_a_zero_one_report_shows_the_mean_score_with_its_interval(two_language_file, tmp_path):
+def test_a_zero_one_report_shows_the_mean_score_with_its_interval(two_language_file, tmp_path, plugins):
     from polysafe.engine.runner import run_eval
     from polysafe.engine.store import Store
     from polysafe.report.base import load_report_input, render
 
-    bench = twolang.TwoLanguages()
+    bench = plugins["twolang"].TwoLanguages()
     task = bench.task(bench.params({"path": str(two_language_file)}))
     # the judge model gives 0 to English answers (refused); Chinese ones 0.875, 0.875 and 0.375 (the poem)
     def answer(body):
