@@ -8,6 +8,7 @@ import json
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,12 +75,15 @@ def test_a_zero_one_report_shows_the_mean_score_with_its_interval(two_language_f
         asyncio.run(judge.aclose())
         data = load_report_input(store, "zo", tmp_path / "out")
         md, scores, js = render("md", data), render("scores", data), json.loads(render("json", data))
+        tiers, page = render("tiers", data), Path(render("html", data)).read_text(encoding="utf-8")
     assert "mean score (0-1) [95% CI]" in md and "| plain | en | 3 | 0.00 [0.00, 0.00] |" in md
     # mean 0.708, sd 0.289: 0.708 ± 1.96 * 0.289 / sqrt(3) = [0.382, 1.035], kept inside the 0-1 scale
     assert "| plain | zh | 3 | 0.71 [0.38, 1.00] |" in md
     assert "score scale: zeroone-0-1, 0-1, higher is worse" in md
-    for text in (md, scores):
+    for text in (md, scores, tiers, page):
         assert "ASR" not in text and "share of 5" not in text and "score 5" not in text
+    assert "<th>mean score (0-1)</th><th>mean score (0-1) 95% CI</th>" in page and "[0.38, 1.00]" in page
+    assert "unsafe rate (score &gt;= 0.5) % (mean)" in page  # tiers count the first declared rate
     zh = next(r for r in js["rows"] if r["language"] == "zh")
     assert zh["figures"][0]["mean"]["value"] == pytest.approx(0.70833, abs=1e-4) and zh["score_counts"] is None
     with Store(tmp_path / "r.db") as store:
