@@ -46,15 +46,23 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 def legacy_description(spec: str, scored: bool):
-    """What a run stored before judges declared themselves (no `judge_description` in its config) is reported as:
-    its scores are on the one scale then stored (1-5 harm: ASR = share of 5s, as reports then showed); a run without
-    scores is reported by label rates. Running the same command again records the judge's own declaration, with
-    no model call."""
+    """What a run stored before judges declared themselves (no `judge_description` in its config) is reported as.
+
+    The judge its spec names is built (nothing is called) and describes itself, when that works offline; else its
+    scores are read on the one scale then stored (1-5 harm: ASR = share of 5s, as reports then showed) and a run
+    without scores by label rates. Running the same command again records the judge's own declaration, with no
+    model call."""
+    from dataclasses import replace
+
     from ..judges.harm import ASR, HARM_SCALE
     from ..types import UNSAFE_RATE, JudgeDescription, Metric
 
-    _, wrapped, back_translator = spec.partition("+back-translate:")  # how the back-translating wrapper names itself
+    base, wrapped, back_translator = spec.partition("+back-translate:")  # how the back-translating wrapper names itself
     traits = {"back_translated": True, "back_translator": back_translator} if wrapped else {}
+    described = _describe_offline(base)
+    if described is not None and (described.scale is not None) == scored:
+        return replace(described, spec=spec, traits={**described.traits, **traits},
+                       notes=(*described.notes, "described now: the run was stored by an older polysafe"))
     note = ("the judge's declaration was not recorded (a run stored by an older polysafe); run the same command "
             "again to record it, at no model cost")
     if scored:
@@ -64,3 +72,18 @@ def legacy_description(spec: str, scored: bool):
     return JudgeDescription(spec, "judge not described (recorded before judges declared their metrics)",
                             (UNSAFE_RATE, Metric("label_rate", "invalid rate", label="invalid")), traits=traits,
                             notes=(note,))
+
+
+def _describe_offline(spec: str):
+    """The description of the judge `spec` names, or None when it cannot be built here (unknown, needs a key)."""
+    from ..judges.base import load_judge
+
+    if spec not in _DESCRIBED:
+        try:
+            _DESCRIBED[spec] = load_judge(spec).describe()
+        except Exception:  # an unknown plugin, a remote endpoint without a key here: fall back to the data
+            _DESCRIBED[spec] = None
+    return _DESCRIBED[spec]
+
+
+_DESCRIBED: dict = {}
