@@ -179,7 +179,7 @@ class Verdict:
     score: float | None = None  # on the judge's declared ScoreScale (harm 1-5 is an int), when the judge scores
     rationale: str = ""
     judged: str | None = None  # the text the judge read when it is not the response itself (a back-translation)
-    parts: dict | None = None  # structured sub-scores named by the scale's `parts`, when the judge gives them
+    parts: dict | None = None  # sub-scores named by the scale's `parts`; "categories": codes a judge declares in traits
 
     @classmethod
     def error(cls, why: str) -> "Verdict":

@@ -99,13 +99,14 @@ async def check_with_judge(rows: Sequence[ResultRow], jobs: dict[int, tuple[str,
             seen.add(key)
             pending.append(jobs[row.position])
     progress.start("judge check", len(pending))
+    scale = judge.describe().scale
 
     async def work(batch):
         return await judge.judge([inp for _, _, inp in batch])
 
     def on_done(batch, verdicts: list[Verdict]) -> None:
         store.put_verdicts([(key, judge.identity, text if v.judged is None else v.judged, v)
-                            for (key, text, _), v in zip(batch, verdicts)])
+                            for (key, text, _), v in zip(batch, verdicts)], scale=scale.name if scale else None)
         progress.advance("judge check", len(batch))
 
     await dispatch(pending, work, batch_size=judge.batch_size, concurrency=judge.concurrency, on_done=on_done)

@@ -4,9 +4,10 @@ Such a classifier was trained on one raw prompt format and answers in a closed, 
 that format and nothing else: no nonce-tagged markers and no system notice, which would put it off its training
 distribution and change its verdicts. Forgery resistance comes from elsewhere instead:
 
-- **Closed answers.** The whole answer must be the verdict (`yes`/`no`; `safe`, or `unsafe` and one line of
-  category codes). A reply that explains itself, quotes the response, or adds a JSON object is no verdict, hence
-  an `error`, never `safe`. Generation is capped at a few tokens, so a judge cannot echo planted text.
+- **Closed answers.** The answer must end in the verdict, alone on its lines (`yes`/`no`; `safe`, or `unsafe`
+  and one line of category codes), read like every model judge's final part (`_model_judge`). A reply that ends
+  in anything else (an explanation, a quote, a JSON object) is an `error`, never `safe`. Generation is capped at
+  a few tokens, the size of the verdict, so a classifier cannot echo planted text before it.
 - **No markup from the texts.** The request and the response reach the prompt with the chat-format markers of
   these models defanged (`<|eot_id|>` becomes `< |eot_id|>`, `[/INST]` becomes `[/ INST]`, ...): a server that
   parses special tokens in message text cannot be made to end the user turn early and start a forged answer.
