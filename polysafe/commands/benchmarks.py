@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from ._common import (EvalOptions, ModelOpt, command_group, console, finish, print_reports, run_benchmark,
-                      run_prepared_with_progress, with_eval_options)
+from ._common import (DryRunOpt, EvalOptions, ModelOpt, command_group, console, finish, print_estimate, print_reports,
+                      run_benchmark, run_prepared_with_progress, with_eval_options)
 
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Benchmark parameter key=value (repeatable); see 'polysafe plugins'.")]
 GenericJudgeOpt = Annotated[Optional[str], typer.Option("--judge", "-j", help="Judge spec (default: the benchmark's own).")]
@@ -57,6 +57,7 @@ def register(apps) -> None:
         ctx: typer.Context,
         config: Annotated[Optional[Path], typer.Option("--config", help="Run every model x benchmark of a YAML or TOML file.")] = None,
         db: Annotated[Optional[Path], typer.Option("--db", help="SQLite result store (default: the file's db, else polysafe-results/polysafe.db).")] = None,
+        dry_run: DryRunOpt = False,
     ) -> None:
         """Evaluate a model on a benchmark: multijail, codeattack, file, ... or a whole config file."""
         if ctx.invoked_subcommand is not None:
@@ -64,7 +65,7 @@ def register(apps) -> None:
         if config is None:
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        run_config(config, db)
+        run_config(config, db, dry_run=dry_run)
 
 
 def _generic_command(app: typer.Typer, name: str, summary: str) -> None:
@@ -75,11 +76,15 @@ def _generic_command(app: typer.Typer, name: str, summary: str) -> None:
         run_benchmark(name, model=model, judge=judge, params=param or [], opts=opts)
 
 
-def run_config(path: Path, db: Path | None) -> None:
+def run_config(path: Path, db: Path | None, *, dry_run: bool = False) -> None:
     from ..config import prepare_run_set
 
-    options, prepared = prepare_run_set(path, db=db)
+    options, prepared = prepare_run_set(path, db=db, dry_run=dry_run)
     console.print(f"{path}: {len(prepared)} runs (models x benchmarks)")
+    if dry_run:
+        for run in prepared:
+            print_estimate(run, options)
+        return
     summaries = []
     for run in prepared:
         summary = run_prepared_with_progress(run, options)

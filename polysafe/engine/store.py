@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS items (
     run TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL, prompt_id TEXT NOT NULL,
     language TEXT NOT NULL, scenario TEXT NOT NULL, chain TEXT NOT NULL, category TEXT, tags TEXT NOT NULL,
     query TEXT NOT NULL, prompt TEXT NOT NULL, response_key TEXT NOT NULL, verdict_key TEXT,
+    sample INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, key)
 );
 CREATE INDEX IF NOT EXISTS items_response ON items (response_key);
@@ -72,6 +73,7 @@ class ItemRecord:
     query: str
     prompt: str
     response_key: str
+    sample: int = 0  # which of a prompt's K sampled answers (0 for a one-sample run)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class ResultRow:
     prompt_tokens: int = 0
     finish_reason: str | None = None  # stop | length | error; None while pending
     position: int = 0  # the item's place in its run
+    sample: int = 0  # which of the prompt's K sampled answers (seed = the run's seed + sample)
 
 
 class Store:
@@ -113,6 +116,18 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
             self.db.executescript(SCHEMA)
+        self.has_samples = self._items_have_samples(readonly)
+
+    def _items_have_samples(self, readonly: bool) -> bool:
+        """Stores made before sampling lack `items.sample`: added on open (0 for every old item), read as 0 when
+        the store is read-only."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+        if "sample" in columns or not columns:
+            return bool(columns)
+        if readonly:
+            return False
+        self.db.execute("ALTER TABLE items ADD COLUMN sample INTEGER NOT NULL DEFAULT 0")
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -181,7 +196,7 @@ class Store:
 
     # -- items ------------------------------------------------------------------------------------------
     _ADD_ITEMS = ("INSERT INTO items (run, key, position, prompt_id, language, scenario, chain, category, tags, query, "
-                  "prompt, response_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET "
+                  "prompt, response_key, sample) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET "
                   "position=excluded.position, response_key=excluded.response_key, prompt=excluded.prompt")
 
     def add_items(self, run: str, items: Sequence[ItemRecord]) -> None:
@@ -190,7 +205,7 @@ class Store:
     @staticmethod
     def _item_rows(run: str, items: Sequence[ItemRecord]) -> list[tuple]:
         return [(run, i.key, i.position, i.prompt_id, i.language, i.scenario, i.chain, i.category,
-                 json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key) for i in items]
+                 json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key, i.sample) for i in items]
 
     def set_verdict_keys(self, run: str, pairs: Sequence[tuple[str, str]]) -> None:
         """pairs: (item key, verdict key)."""
@@ -285,7 +300,7 @@ class Store:
         rows = self.db.execute(
             "SELECT i.prompt_id, i.language, i.scenario, i.chain, i.category, i.tags, i.query, i.prompt, "
             "r.text, v.extracted, v.label, v.score, v.rationale, r.error, r.completion_tokens, r.prompt_tokens, "
-            "r.finish_reason, i.position "
+            f"r.finish_reason, i.position, {'i.sample' if self.has_samples else '0'} "
             "FROM items i LEFT JOIN responses r ON r.key = i.response_key LEFT JOIN verdicts v ON v.key = i.verdict_key "
             "WHERE i.run = ? ORDER BY i.position",
             (run,),
@@ -295,7 +310,7 @@ class Store:
             error = r[13]
             label = "error" if error else (r[10] or ("pending" if r[8] is None else "pending"))
             out.append(ResultRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9],
-                                 label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17]))
+                                 label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17], r[18]))
         return out
 
     def _select_in(self, sql: str, keys: Iterable[str], prefix: tuple = ()) -> list[tuple]:
