@@ -271,6 +271,7 @@ async def run_eval(
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
                                "model_identity": identity_digest(model.identity),
                                "judge_identity": identity_digest(judge.identity),
+                               "model_dtype": model_dtype(model),
                                **({"samples": samples} if samples > 1 else {})})
     existing = store.get_run(run_name)
     if existing is not None and not overwrite:
@@ -303,6 +304,12 @@ def _judge_job(item: _Item, completion: Completion, judge: Judge) -> tuple[str, 
     judge_input = JudgeInput(query=item.attacked.prompt.reference, prompt=item.attacked.text,
                              response=extracted, language=item.attacked.language)
     return content_key("verdict", judge.identity, judge_input.__dict__), extracted, judge_input
+
+
+def model_dtype(model: ModelBackend) -> str | None:
+    """A local model's resolved dtype (its answers depend on it); None for an endpoint, whose dtype is its own."""
+    resolved = getattr(model, "resolved_dtype", None)
+    return resolved() if callable(resolved) else None
 
 
 def identity_digest(identity: str) -> str:

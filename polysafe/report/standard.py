@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
+from .samples import is_sampled, sample_summaries, samples_markdown
 from .setup import describe_setup
 from .tables import json_table, markdown_table
 from .tiers import (REFERENCE_MODELS, comparable_reference, is_multilingual, shows_reference, summaries_markdown,
@@ -38,6 +39,8 @@ def _markdown():
                  setup.markdown(), markdown_table(stats, extra=extra)]
         if is_multilingual(data.rows):
             parts.append(summaries_markdown(summaries_with_reference(data.rows, setup), shows_reference(setup)))
+        if is_sampled(data.rows):
+            parts.append(samples_markdown(sample_summaries(data.rows), data.run.config.get("generation", {}).get("seed")))
         return "\n\n".join(parts)
 
     return render
@@ -52,6 +55,7 @@ def _json():
         summaries = summaries_with_reference(data.rows, setup) if is_multilingual(data.rows) else []
         return json_table(stats, row_extra=lambda s: {"reference": reference(s)}, run=data.run.name, task=data.run.task,
                           model=data.run.model, judge=data.run.judge, setup=setup.to_dict(),
-                          scenarios=[s.to_dict() for s in summaries])
+                          scenarios=[s.to_dict() for s in summaries],
+                          **({"sampling": [s.to_dict() for s in sample_summaries(data.rows)]} if is_sampled(data.rows) else {}))
 
     return render
