@@ -167,6 +167,9 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     pending = [item for key, item in unique.items() if key not in stored]
     if model.batch_size > 1:  # batches of similar length waste less compute on padding
         pending.sort(key=lambda it: sum(len(m["content"]) for m in it.request["messages"]))
+    load = getattr(model, "load", None)
+    if pending and load is not None:  # loading weights is not generating: the phase's clock starts after it
+        await load()
     progress.start("generate", len(pending))
 
     async def work(batch: Sequence[_Item]) -> list[Completion]:
@@ -223,6 +226,9 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
         if job[0] not in done and job[0] not in seen:
             seen.add(job[0])
             pending.append(job)
+    load = getattr(getattr(judge, "model", None), "load", None)
+    if pending and load is not None:
+        await load()
     progress.start("judge", len(pending))
 
     async def work(batch: Sequence[tuple[str, str, JudgeInput]]) -> list[Verdict]:

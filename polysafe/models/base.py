@@ -47,6 +47,10 @@ class ModelBackend:
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         raise NotImplementedError
 
+    async def load(self) -> None:
+        """Get ready to answer (a local model loads its weights), so that timing generation leaves loading out."""
+        return None
+
     async def aclose(self) -> None:
         return None
 

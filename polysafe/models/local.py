@@ -162,6 +162,9 @@ class LocalCausalLM(ModelBackend):
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         return await asyncio.to_thread(self.generate_sync, conversations, config)
 
+    async def load(self) -> None:
+        await asyncio.to_thread(self._ensure_loaded)
+
     async def generate_each(self, conversations: Sequence[Conversation], configs: Sequence[GenerationConfig]) -> list[Completion]:
         """Each conversation with its own settings (samples of one prompt differ in seed), in one continuous batch."""
         await asyncio.to_thread(self._ensure_loaded)

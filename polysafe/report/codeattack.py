@@ -44,6 +44,12 @@ def codeattack_table(runs: Sequence[ReportInput]) -> str:
 @RENDERERS.register("codeattack", summary="CodeAttack: ASR (share of 5s) by variant x language, 1-5 distribution.")
 def _codeattack():
     def render(data: ReportInput) -> str:
+        if data.run.task.split(":")[0] != "codeattack" and not any("codeattack:" in r.chain for r in data.rows):
+            from ..errors import InputError
+
+            raise InputError(f"the codeattack format reads CodeAttack runs (1-5 scores by variant); run "
+                             f"'{data.run.name}' is a '{data.run.task.split(':')[0]}' run: use md, json, html or png",
+                             field="format")
         title = (f"## {data.run.name}\n\ntask `{data.run.task}` · model `{data.run.model}` · judge `{data.run.judge}`"
                  " · ASR = share of responses scored 5 (Wilson 95% CI); errors are left out of every rate\n\n")
         return title + describe_setup(data.run, data.rows).markdown() + "\n\n" + codeattack_table([data])

@@ -159,7 +159,8 @@ def responses_section(groups: Sequence[RunRows]) -> str:
     judged_text = any(r.extracted is not None and r.extracted != r.response for r in rows)
     categories = sorted({r.category for r in rows if r.category})
     head = [*(["run"] if comparing else []), "#", "id", "language", "scenario", "label", *(["score"] if scored else []),
-            "English source", "query in prompt", "response", *(["judged text"] if judged_text else []), "judge rationale"]
+            "English source", "query in prompt", "response", "finish · tokens", *(["judged text"] if judged_text else []),
+            "judge rationale"]
     body = []
     for group in groups:
         for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
@@ -171,6 +172,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
         _select("scenario", list(dict.fromkeys(r.scenario for r in rows))),
         *([_select("category", categories)] if categories else []),
         _select("label", list(dict.fromkeys(r.label for r in rows))),
+        _select("finish", list(dict.fromkeys(r.finish_reason or "pending" for r in rows))),
         '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
         '<button type="button" id="reset">reset</button>',
         f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
@@ -189,7 +191,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
 def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
                   hidden: bool) -> str:
     attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
-             "category": row.category, "label": row.label}
+             "category": row.category, "label": row.label, "finish": row.finish_reason or "pending"}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
     cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
              td(row.language), td(row.scenario),
@@ -205,6 +207,10 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         cells.append(_text(row.response))
     else:
         cells.append(_text(f"(no response: {row.error or 'pending'})", "text muted"))
+    finish = row.finish_reason or "pending"
+    cut = " cut" if finish == "length" else ""
+    cells.append(td(f'<span class="finish{cut}">{E(finish)}</span><br><span class="tokens">{row.completion_tokens} tokens'
+                    "</span>", sort=row.completion_tokens, raw=True, cls="num"))
     if judged_text:
         shown = row.extracted if row.extracted is not None and row.extracted != row.response else ""
         cells.append(_text(shown))

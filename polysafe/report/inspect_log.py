@@ -24,6 +24,7 @@ from ..engine.store import ResultRow, RunRecord
 from ..errors import PolysafeError
 
 SCORER = "polysafe"
+PROVENANCE_KEYS = ("generation", "scenarios", "model_identity", "judge_identity", "model_dtype", "capped")  # metadata, not task arguments
 JUDGED = ("safe", "unsafe", "invalid")
 STOP_REASONS = {"stop": "stop", "length": "max_tokens"}
 
@@ -104,7 +105,7 @@ def build_log(run: RunRecord, rows: Sequence[ResultRow]):
     prompts, completions = sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows)
     spec = EvalSpec(
         eval_id=log_id(run), run_id=log_id(run), created=_utc(run.created).isoformat(), task=f"polysafe/{run.task}",
-        task_id=log_id(run), task_args={k: v for k, v in run.config.items() if k not in ("generation", "scenarios")},
+        task_id=log_id(run), task_args={k: v for k, v in run.config.items() if k not in PROVENANCE_KEYS},
         dataset=EvalDataset(name=run.task, samples=len({(r.scenario, r.language, r.prompt_id) for r in rows})),
         model=model,
         model_generate_config=GenerateConfig(temperature=generation.get("temperature"), top_p=generation.get("top_p"),

@@ -71,7 +71,7 @@ def shows_reference(setup: Setup | None) -> bool:
 @dataclass(frozen=True)
 class TierStats:
     scenario: str
-    tier: str  # baseline | high | medium | low
+    tier: str  # english | high | medium | low
     label: str  # English | HRL | MRL | LRL (TIER_LABELS)
     languages: tuple[str, ...]
     unsafe_mean: float  # plain mean of the languages' unsafe rates (the paper's tier figure)
@@ -122,7 +122,7 @@ def tier_report(rows: Sequence[ResultRow], setup: Setup | None = None) -> TierRe
                 scenario=scenario, tier=tier, label=tier_label(tier), languages=languages, unsafe_mean=means[tier],
                 invalid_mean=_mean([s.invalid.value for s in stats]), unsafe_pooled=pooled_stats.unsafe,
                 invalid_pooled=pooled_stats.invalid,
-                reference=comparable_reference(setup, scenario, "en" if tier == "baseline" else tier, languages),
+                reference=comparable_reference(setup, scenario, "en" if tier == "english" else tier, languages),
             ))
         high = means.get("high")
         ratios[scenario] = {
