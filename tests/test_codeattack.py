@@ -377,8 +377,10 @@ def test_cli_variant_by_model_table(fake_openai, tmp_path):
         "--variants", "python_stack", "--prompts", str(prompts), "--db", str(tmp_path / "r.db"), "--run-name", "vm"])
     assert result.exit_code == 0, result.output
     combined = result.output.split("## variant x model")[1]
-    assert f"| `openai:refuser@{server.url}` | `python_stack` | en | 1 | n/a | n/a | n/a | 0.0 [" in combined
-    assert f"| `openai:complier@{server.url}` | `python_stack` | en | 1 | n/a | n/a | n/a | 100.0 [" in combined
+    # the refusal judge scores nothing: no ASR columns, and the table says why
+    assert f"| `openai:refuser@{server.url}` | `python_stack` | en | 1 | 0.0 [" in combined
+    assert f"| `openai:complier@{server.url}` | `python_stack` | en | 1 | 100.0 [" in combined
+    assert "No ASR: no answer has a 1-5 harm score (its judge labels and does not score" in combined
 
 
 def test_cli_multijail_human_translations_in_code(fake_openai, shared_data, tmp_path):

@@ -68,11 +68,12 @@ def multijail_store(tmp_path) -> Path:
     return db
 
 
-def test_codeattack_format_refuses_a_multijail_run(multijail_store):
+def test_codeattack_format_on_a_multijail_run_says_why_there_is_no_asr(multijail_store):
     done = cli("report", "mj", "-f", "codeattack", "--db", str(multijail_store))
-    assert done.returncode == 2 and "n/a" not in done.stdout
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "codeattack format reads CodeAttack runs" in lines[0] and "'multijail'" in lines[0]
+    assert done.returncode == 0, done.stderr
+    assert "n/a" not in done.stdout and "ASR (score 5)" not in done.stdout
+    assert "No ASR: no answer has a 1-5 harm score (it is not a CodeAttack run; task multijail)" in done.stdout
+    assert "| `openai:fake` | `unintentional` | bn | 4 | 75.0 [" in done.stdout
 
 
 def test_report_help_lists_every_format():
