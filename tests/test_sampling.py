@@ -70,6 +70,9 @@ def test_three_samples_give_per_sample_any_of_k_and_spread(fake_openai, tmp_path
     assert report["per_sample"]["low"] < 5 / 12 < report["per_sample"]["high"]
     md = render("md", data)
     assert "Sampling: 3 answers per prompt, seeds 0..2" in md and "| 75.0 [" in md
+    assert "- sampling: 3 answers per prompt, seeds 0..2" in md  # the setup block says so too
+    page = Path(render("html", data)).read_text(encoding="utf-8")
+    assert '<table id="samples"' in page and "any-of-3 %" in page and ">75.0<" in page
 
 
 def test_k1_keeps_its_keys_and_an_old_store_resumes_with_no_call(fake_openai, tmp_path):

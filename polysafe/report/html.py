@@ -30,6 +30,7 @@ from .explorer_assets import SCRIPT, STYLE
 from .heatmap import cell_lines, css_colours, heatmap_png
 from .metrics import GroupStats, Rate, by_scenario_language, summarize
 from .setup import Setup, describe_setup
+from .samples import is_sampled, sample_summaries
 from .tiers import REFERENCE_MODELS, is_multilingual, shows_reference, summaries_markdown, tier_report
 
 E = html.escape
@@ -320,8 +321,27 @@ def render_html(data: ReportInput) -> str:
     if is_multilingual(rows):
         sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
                      "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows, describe_setup(run, rows))]
+    if is_sampled(rows):
+        sections.append(samples_table(sample_summaries(rows)))
     sections.append(responses_section([RunRows(None, rows)]))
     return page(f"polysafe report: {run.name}", header, sections)
+
+
+def samples_table(summaries) -> str:
+    k = summaries[0].samples
+    head = ["scenario", "per-sample rate %", "prompt-clustered 95% CI", f"any-of-{k} %", "Wilson 95% CI", "prompts",
+            "lowest sample %", "highest sample %", "sd (pp)"]
+    body = []
+    for s in summaries:
+        spread = s.spread
+        body.append([td(s.group), td(f"{100 * s.per_sample.value:.1f}", sort=s.per_sample.value, cls="num"),
+                     td(f"{100 * s.per_sample.low:.1f} – {100 * s.per_sample.high:.1f}"), *rate_cells(s.any_of_k),
+                     td(str(s.any_of_k.total), sort=s.any_of_k.total, cls="num"),
+                     *(td(f"{100 * v:.1f}", sort=v, cls="num") if spread else td("n/a") for v in (spread or (0, 0, 0)))])
+    return (f'<h2 id="sampling">Sampling: {k} answers per prompt</h2><p class="note">Per-sample rate over every '
+            "answer, its interval clustered by prompt; any-of-K: prompts with at least one flagged answer; the "
+            "spread is over the rates of the sample indexes (sample i drawn with seed + i).</p>"
+            + table(head, body, table_id="samples"))
 
 
 def write_html(data: ReportInput) -> Path:
