@@ -210,9 +210,9 @@ class CostEstimate:
             if group.kind != "model" and not group.calls and not group.stored:
                 continue
             stored = f", {group.stored} already stored" if group.kind in ("model", "judge") else ""
-            who = (f" by {group.spec}" if group.spec else " (offline judge)" if group.kind == "judge" else "") \
+            who = (f" ({group.spec})" if group.spec else " (offline judge)" if group.kind == "judge" else "") \
                 if group.kind != "model" else ""
-            line = f"{group.kind} calls: {group.calls} to make{stored}{who}"
+            line = f"{group.kind} calls{who}: {group.calls} to make{stored}"
             if group.calls:
                 line += f"; tokens up to {group.prompt_tokens} prompt, {group.completion_tokens} completion"
                 cost = self.group_cost(group)
