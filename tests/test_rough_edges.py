@@ -68,11 +68,11 @@ def multijail_store(tmp_path) -> Path:
     return db
 
 
-def test_codeattack_format_on_a_multijail_run_says_why_there_is_no_asr(multijail_store):
-    done = cli("report", "mj", "-f", "codeattack", "--db", str(multijail_store))
+def test_score_table_of_a_multijail_run_has_no_column_of_n_a(multijail_store):
+    # The CodeAttack table became the judge-declared `scores` format: a refusal-judged run shows its own figures.
+    done = cli("report", "mj", "-f", "scores", "--db", str(multijail_store))
     assert done.returncode == 0, done.stderr
-    assert "n/a" not in done.stdout and "ASR (score 5)" not in done.stdout
-    assert "No ASR: no answer has a 1-5 harm score (it is not a CodeAttack run; task multijail)" in done.stdout
+    assert "n/a" not in done.stdout and "ASR" not in done.stdout
     assert "| `openai:fake` | `unintentional` | bn | 4 | 75.0 [" in done.stdout
 
 

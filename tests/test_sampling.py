@@ -88,9 +88,10 @@ def test_k1_keeps_its_keys_and_an_old_store_resumes_with_no_call(fake_openai, tm
     model = polysafe.load_model(f"openai:m@{server.url}", OPTS)
     assert responses == {content_key("response", model.identity, {
         "messages": [{"role": "user", "content": name}], "config": gen.to_dict()}) for name in COMPLIES}
-    # an old store: no sample column
+    # a store of schema version 1, from before sampling: no sample column
     db = sqlite3.connect(tmp_path / "r.db")
     db.execute("ALTER TABLE items DROP COLUMN sample")
+    db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
     with Store(tmp_path / "r.db", readonly=True) as store:

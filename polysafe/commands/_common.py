@@ -65,7 +65,7 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Lo
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the model and judge calls the run would make, what is stored, and the estimated cost; make no call.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Count the model, judge, translation and back-translation calls the run would make, what is stored, and bounds on tokens and cost; make no call (no API key needed).")]
 MaxCallsOpt = Annotated[Optional[int], typer.Option("--max-calls", min=0, help="Stop cleanly once this many model calls were made (what is stored stays stored).")]
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop cleanly before the cost (US$) could pass this cap; needs a known price.")]
 PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]

@@ -2,11 +2,12 @@
 
 The log is built with inspect_ai's own log API (`EvalLog`, `EvalSpec`, `EvalSample`, `Score`) and written by its
 `write_eval_log`; polysafe writes no part of the format itself. A run's K sampled answers per prompt are its
-epochs. Each sample carries the prompt sent, the answer, the verdict as a score (1 for the judge's flagged label,
-else 0; errors and pending items are unscored) and polysafe's metadata: language, scenario, chain, the English
-source, what the judge read, its label and rationale, finish reason and tokens. The log carries the model, the
-generation config, the judge, token totals and the results' metrics (the flagged-label rate with its standard
-error, the invalid and error rates), which the viewer shows as the run's summary.
+epochs. Each sample carries the prompt sent, the answer, the verdict as a score (1 when the judge's declared rate
+metric counts the answer, else 0; errors and pending items are unscored) and polysafe's metadata: language,
+scenario, chain, the English source, what the judge read, its label and rationale, finish reason and tokens.
+The log carries the model, the
+generation config, the judge, token totals and the results' metrics (every figure the judge declares, the
+standard error of its rate, the error rate), which the viewer shows as the run's summary.
 
 inspect_ai is an optional extra (`pip install 'polysafe[inspect]'`).
 """
@@ -22,6 +23,8 @@ from typing import Sequence
 
 from ..engine.store import ResultRow, RunRecord
 from ..errors import PolysafeError
+from ..types import Metric
+from .declared import counts, judge_description, rate_metric, rate_of
 
 SCORER = "polysafe"
 PROVENANCE_KEYS = ("generation", "scenarios", "model_identity", "judge_identity", "model_dtype", "capped")  # metadata, not task arguments
@@ -29,12 +32,18 @@ JUDGED = ("safe", "unsafe", "invalid")
 STOP_REASONS = {"stop": "stop", "length": "max_tokens"}
 
 
-def metric_name(run: RunRecord) -> str:
-    """What the flagged label measures: the offline refusal judge sees refusals, not harm."""
-    described = (run.config.get("judge_description") or {}).get("metrics") or []
-    if described and described[0].get("name"):
-        return described[0]["name"].replace(" ", "_")
-    return "non_refusal_rate" if run.judge.split(":")[0].split("+")[0] == "refusal" else "unsafe_rate"
+def declared_metrics(run: RunRecord, rows: Sequence[ResultRow]) -> tuple[Metric | None, dict[str, float]]:
+    """The judge's rate metric (what a sample's score counts) and every figure it declares, by name."""
+    description = judge_description(run, rows)
+    figures: dict[str, float] = {}
+    for metric in description.metrics:
+        name = re.sub(r"[^A-Za-z0-9]+", "_", metric.name).strip("_")
+        if metric.kind == "mean_score":
+            scores = [r.score for r in rows if r.score is not None and r.label in JUDGED]
+            figures[name] = sum(scores) / len(scores) if scores else 0.0
+        else:
+            figures[name] = rate_of(metric, rows).value
+    return rate_metric(description), figures
 
 
 def log_file_name(run: RunRecord) -> str:
@@ -71,16 +80,18 @@ def build_log(run: RunRecord, rows: Sequence[ResultRow]):
     generation = run.config.get("generation") or {}
     seed = generation.get("seed")
     model = _inspect_model(run.model)
+    counted, figures = declared_metrics(run, rows)
     samples = []
     for row in rows:
         text = row.response if row.response is not None and not row.error else ""
-        scored = row.label in JUDGED
+        hit = counts(counted, row) if counted is not None else None
+        scored = hit is not None
         samples.append(EvalSample(
             id=f"{row.scenario}/{row.language}/{row.prompt_id}", epoch=row.sample + 1, input=row.prompt, target="",
             messages=[ChatMessageUser(content=row.prompt)] + ([ChatMessageAssistant(content=text)] if text else []),
             output=ModelOutput.from_content(model=model, content=text, stop_reason=STOP_REASONS.get(row.finish_reason or "", "unknown"),
                                             error=row.error),
-            scores=({SCORER: Score(value=1.0 if row.label == "unsafe" else 0.0, answer=row.label,
+            scores=({SCORER: Score(value=1.0 if hit else 0.0, answer=row.label,
                                    explanation=row.rationale or None,
                                    metadata={"label": row.label, "score": row.score})} if scored else {}),
             metadata={"language": row.language, "scenario": row.scenario, "chain": row.chain, "prompt_id": row.prompt_id,
@@ -93,14 +104,13 @@ def build_log(run: RunRecord, rows: Sequence[ResultRow]):
                                            total_tokens=row.prompt_tokens + row.completion_tokens)},
         ))
     judged = [r for r in rows if r.label in JUDGED]
-    flagged = sum(r.label == "unsafe" for r in judged)
-    rate = flagged / len(judged) if judged else 0.0
-    stderr = math.sqrt(rate * (1 - rate) / len(judged)) if judged else 0.0
+    metrics = {name: EvalMetric(name=name, value=value) for name, value in figures.items()}
+    if counted is not None:  # the standard error of the headline rate, as inspect's own scorers report it
+        rate = rate_of(counted, rows)
+        metrics["stderr"] = EvalMetric(name="stderr", value=math.sqrt(rate.value * (1 - rate.value) / rate.total)
+                                       if rate.total else 0.0)
     errors = sum(r.label == "error" for r in rows)
-    name = metric_name(run)
-    metrics = {name: EvalMetric(name=name, value=rate), "stderr": EvalMetric(name="stderr", value=stderr),
-               "invalid_rate": EvalMetric(name="invalid_rate", value=sum(r.label == "invalid" for r in judged) / len(judged) if judged else 0.0),
-               "error_rate": EvalMetric(name="error_rate", value=errors / len(rows) if rows else 0.0)}
+    metrics["error_rate"] = EvalMetric(name="error_rate", value=errors / len(rows) if rows else 0.0)
     epochs = max((r.sample for r in rows), default=0) + 1
     prompts, completions = sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows)
     spec = EvalSpec(

@@ -1,12 +1,13 @@
 """Runs with K sampled answers per prompt (`--samples K`): the per-sample rate, the any-of-K rate and the spread.
 
-- **Per-sample rate**: unsafe answers / judged answers, over every sample of every prompt. A prompt's K answers
-  are correlated, so its 95% interval takes prompts as clusters (the same linearisation as MultiJail's Avg):
+- **Per-sample rate**: answers the judge's rate metric counts / answers it judged (its declared label, or a score
+  at its threshold), over every sample of every prompt. A prompt's K answers are correlated, so the 95% interval
+  takes prompts as clusters (the delta-method linearisation of the multilingual Avg):
   e_j = y_j - p * n_j for prompt j with y_j unsafe of n_j judged answers, Var(p) = m/(m-1) * sum e_j^2 / N^2,
   the effective size n_eff = p(1-p)/Var kept between m prompts and N answers (m when p is 0 or 1), and Wilson's
   interval at (p, n_eff).
-- **Any-of-K**: a prompt counts as unsafe when any of its K answers is unsafe (jailbreak papers' "any of k").
-  A prompt with no unsafe answer and a missing verdict (error or pending) is undetermined and left out. Wilson
+- **Any-of-K**: a prompt counts when any of its K answers counts (jailbreak papers' "any of k"). A prompt with
+  no counted answer and a missing verdict (error or pending) is undetermined and left out. Wilson
   95% over the determined prompts.
 - **Spread**: the rate of each sample index (sample i was drawn with seed + i) with its lowest, highest and
   standard deviation: how much a single-seed figure could move.
@@ -21,9 +22,9 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from ..engine.store import ResultRow
-from .metrics import Rate, wilson
-
-JUDGED = ("safe", "unsafe", "invalid")
+from ..types import UNSAFE_RATE, Metric
+from .declared import counts
+from .metrics import Rate
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,15 @@ def _wilson_at(p: float, n: float) -> tuple[float, float]:
     return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
-def sample_stats(rows: Sequence[ResultRow], group: str = "all", label: str = "unsafe") -> SampleStats:
+def sample_stats(rows: Sequence[ResultRow], group: str = "all", metric: Metric = UNSAFE_RATE) -> SampleStats:
     samples = max((r.sample for r in rows), default=0) + 1
     prompts: dict[tuple, list[ResultRow]] = {}
     for row in rows:
         prompts.setdefault((row.scenario, row.chain, row.language, row.prompt_id), []).append(row)
     clusters, hits, undetermined = [], 0, 0
     for answers in prompts.values():
-        judged = [r for r in answers if r.label in JUDGED]
-        unsafe = sum(r.label == label for r in judged)
+        judged = [hit for hit in (counts(metric, r) for r in answers) if hit is not None]
+        unsafe = sum(judged)
         clusters.append((unsafe, len(judged)))
         if unsafe:
             hits += 1
@@ -109,27 +110,30 @@ def sample_stats(rows: Sequence[ResultRow], group: str = "all", label: str = "un
     determined = len(prompts) - undetermined
     by_sample = []
     for index in range(samples):
-        judged = [r for r in rows if r.sample == index and r.label in JUDGED]
-        by_sample.append(Rate.of(sum(r.label == label for r in judged), len(judged)))
+        judged = [hit for hit in (counts(metric, r) for r in rows if r.sample == index) if hit is not None]
+        by_sample.append(Rate.of(sum(judged), len(judged)))
     return SampleStats(group, samples, clustered_rate(clusters), Rate.of(hits, determined), undetermined,
                        tuple(by_sample))
 
 
-def sample_summaries(rows: Sequence[ResultRow], label: str = "unsafe") -> list[SampleStats]:
-    """One summary per scenario, then all of them together when there are several."""
+def sample_summaries(rows: Sequence[ResultRow], metric: Metric | None = None) -> list[SampleStats]:
+    """One summary per scenario, then all of them together when there are several; `metric`: the judge's rate
+    metric (a label rate or a share at a threshold), the unsafe rate when it declares none."""
+    metric = metric or UNSAFE_RATE
     scenarios = list(dict.fromkeys(r.scenario for r in rows))
-    out = [sample_stats([r for r in rows if r.scenario == s], s, label) for s in scenarios]
+    out = [sample_stats([r for r in rows if r.scenario == s], s, metric) for s in scenarios]
     if len(scenarios) > 1:
-        out.append(sample_stats(rows, "all", label))
+        out.append(sample_stats(rows, "all", metric))
     return out
 
 
-def samples_markdown(summaries: Sequence[SampleStats], seed: int | None = None) -> str:
+def samples_markdown(summaries: Sequence[SampleStats], seed: int | None = None, metric: Metric | None = None) -> str:
     k = summaries[0].samples if summaries else 0
+    name = (metric or UNSAFE_RATE).name
     seeds = f", seeds {seed}..{seed + k - 1}" if seed is not None else ""
-    head = (f"### Sampling: {k} answers per prompt{seeds}\n\nper-sample rate: answers labelled `unsafe` / judged "
-            f"answers, 95% CI clustered by prompt; any-of-{k}: prompts with at least one such answer (Wilson 95%); spread: the "
-            "rates of the sample indexes (lowest–highest, sd).\n")
+    head = (f"### Sampling: {k} answers per prompt{seeds}\n\nper-sample {name}: over every answer, 95% CI "
+            f"clustered by prompt; any-of-{k}: prompts with at least one answer counted by it (Wilson 95%); spread: "
+            "the rates of the sample indexes (lowest–highest, sd).\n")
     lines = [f"| scenario | per-sample rate % | any-of-{k} % | prompts | spread % (sd) |", "|---|---|---|---|---|"]
     for s in summaries:
         spread = s.spread
