@@ -27,7 +27,8 @@ from ..types import Metric
 from .declared import counts, judge_description, rate_metric, rate_of
 
 SCORER = "polysafe"
-PROVENANCE_KEYS = ("generation", "scenarios", "model_identity", "judge_identity", "model_dtype", "capped")  # metadata, not task arguments
+PROVENANCE_KEYS = ("generation", "scenarios", "model_identity", "judge_identity", "model_dtype", "capped", "benchmark",
+                   "judge_description")  # metadata, not task arguments
 JUDGED = ("safe", "unsafe", "invalid")
 STOP_REASONS = {"stop": "stop", "length": "max_tokens"}
 
@@ -124,7 +125,8 @@ def build_log(run: RunRecord, rows: Sequence[ResultRow]):
         config=EvalConfig(epochs=epochs),
         metadata={"polysafe_version": __version__, "run": run.name, "judge": run.judge, "model_spec": run.model,
                   "model_identity": run.config.get("model_identity"), "dtype": run.config.get("model_dtype"),
-                  "scenarios": run.config.get("scenarios"), "capped": run.config.get("capped")},
+                  "scenarios": run.config.get("scenarios"), "capped": run.config.get("capped"),
+                  "judge_description": run.config.get("judge_description")},
     )
     return EvalLog(
         status="success", eval=spec,
