@@ -10,6 +10,8 @@ from __future__ import annotations
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
 from .judge_checks import categories_markdown, category_counts, checks_markdown, stored_checks
+from .declared import judge_description, rate_metric
+from .samples import is_sampled, sample_summaries, samples_markdown
 from .setup import describe_setup
 from .tables import json_table, markdown_table
 from .tiers import (comparable_reference, headline_metric, is_multilingual, reference_models, shows_reference,
@@ -41,6 +43,10 @@ def _markdown():
         if is_multilingual(data.rows):
             parts.append(summaries_markdown(summaries_with_reference(data.rows, setup), models,
                                             headline_metric(setup).name))
+        if is_sampled(data.rows):
+            metric = rate_metric(judge_description(data.run, data.rows))
+            parts.append(samples_markdown(sample_summaries(data.rows, metric),
+                                          data.run.config.get("generation", {}).get("seed"), metric))
         parts += [s for s in (categories_markdown(data.run, data.rows), checks_markdown(data.run)) if s]
         return "\n\n".join(parts)
 
@@ -57,6 +63,9 @@ def _json():
         return json_table(stats, row_extra=lambda s: {"reference": reference(s)}, run=data.run.name, task=data.run.task,
                           model=data.run.model, judge=data.run.judge, setup=setup.to_dict(),
                           scenarios=[s.to_dict() for s in summaries], judge_checks=stored_checks(data.run),
-                          categories=category_counts(data.run, data.rows))
+                          categories=category_counts(data.run, data.rows),
+                          **({"sampling": [s.to_dict() for s in sample_summaries(
+                              data.rows, rate_metric(judge_description(data.run, data.rows)))]}
+                             if is_sampled(data.rows) else {}))
 
     return render
