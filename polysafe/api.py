@@ -262,8 +262,10 @@ async def estimate_prepared(prepared: Prepared, db: Path | str, options: RunOpti
     """Count what the run would ask, reading the store only; no call is made and nothing is written."""
     store = Store(db, readonly=True) if Path(db).exists() else None
     try:
+        check = prepared.check.judge if prepared.check is not None else None
         plan = await plan_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
-                               ctx=prepared.context, samples=prepared.samples)
+                               ctx=prepared.context, samples=prepared.samples, check=check,
+                               check_n=prepared.check.n if prepared.check is not None else 0)
     finally:
         if store is not None:
             store.close()

@@ -201,3 +201,17 @@ def test_a_config_file_asks_for_the_check(tmp_path):
     options, [prepared] = prepare_run_set(config, db=tmp_path / "r.db")
     assert options.judge_check_n == 7 and prepared.check.n == 7
     assert prepared.check.judge.spec == "llm:openai:j@http://127.0.0.1:9/v1"
+
+
+def test_the_dry_run_counts_the_judge_check_calls(fake_openai, tmp_path):
+    target, judge = fake_openai(target_reply), fake_openai(check_judge_reply)
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("id,text\n" + "".join(f"q{i},question number {i}\n" for i in range(6)), encoding="utf-8")
+    options = RunOptions(model=FAST, db=tmp_path / "r.db", judge_check=f"llm:openai:judge@{judge.url}", judge_check_n=4)
+    kwargs = dict(model=f"openai:target@{target.url}", judge="refusal", params={"prompts": str(prompts)})
+    estimate = polysafe.estimate("file", options=options, **kwargs)
+    group = estimate.plan.group("judge check")
+    assert group.calls == 4 and group.spec == f"openai:judge@{judge.url}" and group.prompt_tokens > 0
+    assert any(line.startswith(f"judge check calls (openai:judge@{judge.url}): 4 to make") for line in estimate.lines())
+    polysafe.evaluate("file", options=options, **kwargs)
+    assert judge.received == group.calls and target.received == estimate.plan.model_calls  # the counts were exact

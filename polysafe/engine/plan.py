@@ -59,8 +59,10 @@ def judge_model(judge: Judge) -> tuple[Any, Any]:
 
 
 async def plan_eval(task: EvalTask, model: ModelBackend, judge: Judge, store: Store | None, *,
-                    gen: GenerationConfig, ctx: AttackContext, samples: int = 1) -> RunPlan:
-    """Count the calls a run would make; `store` is read only (None: nothing stored yet). No call is made."""
+                    gen: GenerationConfig, ctx: AttackContext, samples: int = 1, check: Judge | None = None,
+                    check_n: int = 0) -> RunPlan:
+    """Count the calls a run would make; `store` is read only (None: nothing stored yet). No call is made.
+    `check`: a second judge that re-judges up to `check_n` answers (`--judge-check`), counted as if none were stored."""
     dry = AttackContext(translator=ctx.translator, store=store, dry_run=True)
     items = await build_items(task, model, gen, dry, samples)
     unique: dict = {}
@@ -101,7 +103,24 @@ async def plan_eval(task: EvalTask, model: ModelBackend, judge: Judge, store: St
         texts = [(inp.response if inp is not None else None) for inp, it in waiting
                  if (needs_translation(inp) if inp is not None else it.attacked.language != "en")]
         groups.append(_translation_group("back-translation", back, texts, gen.max_tokens))
+    if check is not None:
+        groups += _check_groups(check, [it for it in items if not it.attacked.error], check_n, gen)
     return RunPlan(items=len(items), groups=tuple(groups))
+
+
+def _check_groups(check: Judge, items: Sequence[Any], n: int, gen: GenerationConfig) -> list[CallGroup]:
+    """The judge check's calls, bounded: the `n` answers whose judge prompts could be longest, none stored."""
+    asks, back = judge_model(check)
+    if asks is None:
+        return []
+    chosen = sorted(items, key=lambda it: _judge_prompt_bound(asks, None, it, gen), reverse=True)[:n]
+    groups = [CallGroup("judge check", asks.model.spec, len(chosen), 0,
+                        sum(_judge_prompt_bound(asks, None, it, gen) for it in chosen),
+                        len(chosen) * asks.generation.max_tokens)]
+    if back is not None and getattr(back, "makes_calls", True):
+        texts = [None for it in chosen if it.attacked.language != "en"]
+        groups.append(_translation_group("judge check back-translation", back, texts, gen.max_tokens))
+    return groups
 
 
 def _judge_prompt_bound(asks: Any, inp: JudgeInput | None, item: Any, gen: GenerationConfig) -> int:
