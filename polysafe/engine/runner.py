@@ -223,7 +223,8 @@ async def run_eval(
                        config={"generation": gen.to_dict(), **task.config,
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
                                "model_identity": identity_digest(model.identity),
-                               "judge_identity": identity_digest(judge.identity)})
+                               "judge_identity": identity_digest(judge.identity),
+                               "judge_description": judge.describe().to_dict()})
     existing = store.get_run(run_name)
     if existing is not None and not overwrite:
         check_same_run(existing, record)
