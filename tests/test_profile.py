@@ -90,6 +90,19 @@ def test_paired_interval_by_hand_when_phi_is_zero():
     assert high == pytest.approx(1.0)
 
 
+def test_paired_interval_by_hand_with_correlated_pairs():
+    """a=10, b=2, c=1, d=7 (n=20): A = ad - bc = 68 > n/2, so phi = (68 - 10) / sqrt(12 * 8 * 11 * 9)."""
+    from polysafe.report.metrics import wilson
+
+    p1, p2 = 12 / 20, 11 / 20
+    (l1, u1), (l2, u2) = wilson(12, 20), wilson(11, 20)
+    phi = 58 / math.sqrt(12 * 8 * 11 * 9)
+    low = (p1 - p2) - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    high = (p1 - p2) + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    assert newcombe_paired_interval(10, 2, 1, 7) == pytest.approx((low, high))
+    assert (round(low, 4), round(high, 4)) == (-0.1334, 0.2267)
+
+
 def test_paired_difference_counts_discordant_pairs():
     d = paired_difference([(True, True), (True, False), (True, False), (False, True), (False, False)])
     assert (d.both, d.first_only, d.second_only, d.neither, d.pairs) == (1, 2, 1, 1, 5)
