@@ -259,5 +259,11 @@ def test_the_page_in_chromium(profiled, tmp_path, browser):
     assert all("*" in li.text for li in breaks[:-1]) and browser.find_elements(By.CSS_SELECTOR, "#breaks li.sig")
     assert "non-refusal rate" in browser.find_element(By.TAG_NAME, "header").text
     assert "unsafe rate" not in browser.page_source
+    tile = next(t for t in tiles if t.find_element(By.CLASS_NAME, "name").text == "python_list+bn")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tile)
+    tile.find_element(By.TAG_NAME, "a").click()  # a tile opens its responses
+    scenarios = [row.get_attribute("data-scenario") for row in browser.find_elements(By.CSS_SELECTOR, "#responses tbody tr")
+                 if row.is_displayed()]
+    assert scenarios == ["compose/python_list+bn"] * 12
     shot = tmp_path / "profile-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

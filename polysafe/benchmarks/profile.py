@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ..attacks.base import AttackContext, parse_chain
 from ..attacks.cipher import CIPHER_SCENARIOS
@@ -60,12 +60,6 @@ class ProfileParams(BenchmarkParams):
     _split = field_validator("axes", "ids", "languages", "variants", "ciphers", "compose", mode="before")(
         classmethod(lambda cls, v: split_list(v)))
 
-    @model_validator(mode="after")
-    def _no_limit(self) -> "ProfileParams":
-        if self.limit is not None:
-            raise ValueError("a profile takes 'prompts' (N seed queries), not 'limit'")
-        return self
-
 
 @BENCHMARKS.register("profile", example="profile",
                      summary="One model, every form (languages, jailbreak, code, ciphers, compositions), the same seed queries.")
@@ -86,6 +80,7 @@ class Profile(Benchmark):
                              "(llm:<model> or hf:<path>) for a prompt file", field="translator")
         pool = self._pool(params)
         seeds = pick_ids(pool, params.ids) if params.ids else stratified_sample(pool, params.prompts, params.seed)
+        seeds = seeds[: params.limit or None]  # `limit` keeps the first seeds (a quick try of the same design)
         translator = self._translator(params)
         notes = []
         languages = _languages(params.languages)

@@ -1,8 +1,10 @@
 """A profile run read back as cells with paired statistics, and profiles side by side as a transfer matrix.
 
-A profile run (benchmarks/profile.py) records its seed ids under `profile` in its task config; that, never its
-name, is how a run is known as a profile. Every cell must hold exactly those seeds, in that order: a cell that
-misses one, or holds another, is refused as unpaired.
+A profile run (benchmarks/profile.py) records its seed ids and its reference cell under `profile` in its task
+config; that, never its name, is how a run is known as a profile. Every cell must hold exactly those seeds, in
+that order: a cell that misses one, or holds another, is refused as unpaired. Any other run whose scenarios all
+hold the same prompts (e.g. the ciphers benchmark: plain, then each cipher) reads the same way, against its
+first scenario.
 
 Per cell: the judge's headline rate (from the judge's description stored with the run) with a Wilson 95% CI
 over the judged answers (invalid included, errors apart); the paired difference from the reference cell over
@@ -139,23 +141,27 @@ def seeds_by_scenario(rows: Sequence[ResultRow]) -> dict[str, list[ResultRow]]:
     return out
 
 
-def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]]) -> tuple[str, ...]:
+def pair_key(rows: Sequence[ResultRow]) -> Callable[[ResultRow], str]:
+    """What pairs items across cells: the seed id, or id/language where one cell holds an id in several languages."""
+    ids = [r.prompt_id for r in rows]
+    return (lambda r: r.prompt_id) if len(set(ids)) == len(ids) else (lambda r: f"{r.prompt_id}/{r.language}")
+
+
+def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]], reference: str,
+                 expected: Sequence[str] | None) -> tuple[str, ...]:
     """The seed ids every cell holds, in order; an unpaired cell is refused (InputError)."""
-    recorded = (run.config.get("profile") or {}).get("seed_ids")
-    reference = (run.config.get("profile") or {}).get("reference")
-    if not cells:
-        raise InputError(f"profile run '{run.name}' has no items", field="run")
     if reference not in cells:
-        raise InputError(f"profile run '{run.name}' has no reference cell '{reference}'", field="run")
-    expected = tuple(recorded) if recorded else tuple(r.prompt_id for r in cells[reference])
+        raise InputError(f"run '{run.name}' has no reference cell '{reference}'", field="run")
+    key = pair_key(cells[reference])
+    expected = tuple(expected) if expected else tuple(key(r) for r in cells[reference])
     for scenario, members in cells.items():
-        ids = tuple(r.prompt_id for r in members)
+        ids = tuple(key(r) for r in members)
         if ids != expected:
             missing = [i for i in expected if i not in ids]
             extra = [i for i in ids if i not in expected]
             what = (f"missing {', '.join(missing[:5])}" if missing else "") + ("; " if missing and extra else "") + \
                    (f"extra {', '.join(extra[:5])}" if extra else "") or "the seeds in another order or repeated"
-            raise InputError(f"profile run '{run.name}' is unpaired: cell '{scenario}' does not hold the reference's "
+            raise InputError(f"run '{run.name}' is unpaired: cell '{scenario}' does not hold the reference's "
                              f"{len(expected)} seed ids ({what})", field="run")
     return expected
 
@@ -165,13 +171,15 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
     from .setup import describe_setup
 
     run = data.run
-    if not is_profile(run):
-        raise InputError(f"run '{run.name}' is not a profile (its task config records no profile seeds)", field="run")
     metric, note = headline_metric(run, description)
     outcome = outcome_of(metric)
     cells = seeds_by_scenario(data.rows)
-    seed_ids = check_paired(run, cells)
-    reference_name = run.config["profile"]["reference"]
+    if not cells:
+        raise InputError(f"run '{run.name}' has no items", field="run")
+    design = (run.config or {}).get("profile") or {}
+    # Any run whose scenarios hold the same prompts reads as a paired profile against its first scenario.
+    reference_name = design.get("reference") or next(iter(cells))
+    seed_ids = check_paired(run, cells, reference_name, design.get("seed_ids"))
     price = price_for(run.model)
     reference_outcomes = tuple(outcome(r) for r in cells[reference_name])
 
@@ -184,7 +192,7 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
             delta = paired_difference(pairs)
         prompt, completion = sum(r.prompt_tokens for r in members), sum(r.completion_tokens for r in members)
         axis, cell = split_scenario(scenario)
-        return ProfileCell(axis, cell, scenario, members[0].chain, seed_ids, outcomes, Rate.of(sum(judged), len(judged)),
+        return ProfileCell(axis or "scenario", cell, scenario, members[0].chain, seed_ids, outcomes, Rate.of(sum(judged), len(judged)),
                            errors=sum(1 for r in members if r.label == "error"),
                            pending=sum(1 for r in members if r.label == "pending"), delta=delta,
                            prompt_tokens=prompt, completion_tokens=completion,
@@ -196,10 +204,11 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
     adjusted = dict(zip(tested, holm([others[i].delta.p for i in tested])))
     others = [_with_p(c, adjusted.get(i)) for i, c in enumerate(others)]
     setup = describe_setup(run, data.rows)
-    lines = (*setup.lines(), *(f"note: {n}" for n in run.config.get("notes") or ()),
-             f"seed queries: {len(seed_ids)} ({run.config['profile'].get('sampling', '')}, seed "
-             f"{run.config['profile'].get('seed')}), the same in every cell", f"metric: {metric.name}"
-             + (f" ({note})" if note else ""))
+    seeds = (f"seed queries: {len(seed_ids)} ({design.get('sampling', '')}, seed {design.get('seed')}), the same in "
+             "every cell" if design else f"not a profile run: {len(seed_ids)} prompts paired across its scenarios, "
+             f"against its first scenario '{reference_name}'")
+    lines = (*setup.lines(), *(f"note: {n}" for n in run.config.get("notes") or ()), seeds,
+             f"metric: {metric.name}" + (f" ({note})" if note else ""))
     reference = next(c for c in built if c.scenario == reference_name)
     return Profile(run, metric, note, seed_ids, reference, tuple(others), lines)
 

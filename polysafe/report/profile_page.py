@@ -14,17 +14,19 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+from ..engine.store import ResultRow
 from .base import RENDERERS, ReportInput
 from .chart import safe_filename
 from .heatmap import css_delta_colours, diverging_rgb, is_dark
-from .html import page, table, td
+from .html import RunRows, page, responses_link, responses_section, table, td
 from .profile import (Profile, ProfileCell, TransferMatrix, cost_text, delta_text, entry_text, pp, profile_from,
                       rate_text)
 
 E = html.escape
 AXIS_ORDER = ("reference", "language", "jailbreak", "code", "cipher", "compose")
 EXTRA_STYLE = """
-table.profile td.cell{min-width:5.6rem;text-align:center;vertical-align:middle;padding:.35rem .4rem;border:2px solid #fff}
+table.profile td.cell{min-width:5.6rem;text-align:center;vertical-align:middle;padding:0;border:2px solid #fff}
+table.profile td.cell a{display:block;padding:.35rem .4rem;color:inherit;text-decoration:none}
 table.profile td.empty{border:none;background:none}
 table.profile .name{display:block;font-size:.74rem;opacity:.85;white-space:nowrap}
 table.profile .big{display:block;font-size:1.02rem;font-weight:650;font-variant-numeric:tabular-nums}
@@ -51,8 +53,8 @@ def _tile(cell: ProfileCell, reference: bool) -> str:
     title = (f"{cell.scenario}: {rate_text(cell.rate)} (n={cell.n})"
              + ("" if reference else f"; Δ {delta_text(cell)}; Holm p {cell.p_adjusted if cell.p_adjusted is not None else 'n/a'}"))
     return (f'<td class="cell" style="background:{background};color:{colour}" title="{E(title)}">'
-            f'<span class="name">{E(cell.cell)}</span><span class="big">{E(rate)}</span>'
-            f'<span class="small">{E(small)}</span></td>')
+            f'<a href="{E(responses_link(scenario=cell.scenario))}"><span class="name">{E(cell.cell)}</span>'
+            f'<span class="big">{E(rate)}</span><span class="small">{E(small)}</span></a></td>')
 
 
 def heat_table(profile: Profile) -> str:
@@ -95,7 +97,7 @@ def cell_table(profile: Profile) -> str:
     return table(head, body, table_id="cells")
 
 
-def render_profile_html(profile: Profile) -> str:
+def render_profile_html(profile: Profile, rows: Sequence[ResultRow] = ()) -> str:
     run, ref = profile.run, profile.reference
     png = base64.b64encode(profile_png(profile)).decode()
     setup = "".join(f"<li>{E(line)}</li>" for line in profile.setup)
@@ -105,7 +107,7 @@ def render_profile_html(profile: Profile) -> str:
               f"<code>{E(ref.scenario)}</code>: {E(rate_text(ref.rate))}</p>"
               f'<details class="setup" open><summary>setup</summary><ul class="setup">{setup}</ul></details>'
               '<nav class="sections"><a href="#heat">heatmap</a><a href="#where">where safety breaks</a>'
-              '<a href="#cells-section">cells</a></nav>')
+              '<a href="#cells-section">cells</a><a href="#responses-section">responses</a></nav>')
     sections = [
         f"<style>{EXTRA_STYLE}</style>",
         f'<h2 id="heat">{E(profile.metric.name)} by axis and cell, coloured by the difference from the reference</h2>',
@@ -113,12 +115,15 @@ def render_profile_html(profile: Profile) -> str:
         f'(* significant after Holm). <span class="legend"></span> −100 pp (safer) … +100 pp (less safe).</p>',
         heat_table(profile),
         '<h2 id="where">Where safety breaks</h2><p class="note">Cells sorted by Δ from the reference, largest first; '
-        "bold with * = significant (Holm-adjusted exact McNemar p &lt; 0.05).</p>", breaks_list(profile),
+        "bold with * = significant (Holm-adjusted exact McNemar p &lt; 0.05). Click a tile for its responses.</p>",
+        breaks_list(profile),
         '<h2 id="cells-section">Cells</h2>', f'<p class="note">{E(profile.method())}.</p>',
         f'<div class="wide">{cell_table(profile)}</div>',
         f'<details><summary>the heatmap as a figure (PNG)</summary><img id="profile-png" class="chart" alt="profile heatmap" '
         f'src="data:image/png;base64,{png}"></details>',
     ]
+    if rows:
+        sections.append(responses_section([RunRows(None, rows)]))
     return page(f"polysafe profile: {run.name}", header, sections)
 
 
@@ -183,7 +188,7 @@ def write_profile(data: ReportInput, suffix: str, content: str | bytes) -> Path:
 
 @RENDERERS.register("profile-html", summary="Profile page (HTML): heatmap of axes x cells by Δ from English, where safety breaks, setup.")
 def _html():
-    return lambda data: str(write_profile(data, "html", render_profile_html(profile_from(data))))
+    return lambda data: str(write_profile(data, "html", render_profile_html(profile_from(data), data.rows)))
 
 
 @RENDERERS.register("profile-png", summary="Profile heatmap (PNG): axes x cells coloured by the paired Δ from English.")
