@@ -267,3 +267,14 @@ def test_the_page_in_chromium(profiled, tmp_path, browser):
     assert scenarios == ["compose/python_list+bn"] * 12
     shot = tmp_path / "profile-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_a_call_cap_stops_the_profile_and_the_same_command_finishes_it(fake_openai, tmp_path, shared_data, english):
+    server = fake_openai(refusing_plain_english(english))
+    data = shared_data / "multijail" / "MultiJail.csv"
+    capped = polysafe.evaluate("profile", model=f"openai:fake@{server.url}", params={"data": str(data), **SMALL},
+                               options=polysafe.RunOptions(model=FAST, db=tmp_path / "cap.db", max_calls=30))
+    assert capped.capped and capped.generated <= 30 and capped.pending == 120 - capped.generated
+    done = run(server, tmp_path / "cap.db", data)
+    assert done.run == capped.run and done.generated == 120 - capped.generated and done.pending == 0
+    assert server.received == 120
