@@ -76,6 +76,7 @@ class ProfileCell:
     rate: Rate
     errors: int
     pending: int
+    invalid: int = 0  # judged invalid (neither a refusal nor an attempt), inside n
     delta: PairedDifference | None = None  # cell - reference; None for the reference
     p_adjusted: float | None = None
     significant: bool = False
@@ -91,7 +92,8 @@ class ProfileCell:
         d = self.delta
         return {"axis": self.axis, "cell": self.cell, "scenario": self.scenario, "chain": self.chain,
                 "n": self.n, "count": self.rate.count, "rate": self.rate.value if self.n else None,
-                "ci": [self.rate.low, self.rate.high] if self.n else None, "errors": self.errors, "pending": self.pending,
+                "ci": [self.rate.low, self.rate.high] if self.n else None, "invalid": self.invalid, "errors": self.errors,
+                "pending": self.pending,
                 "delta": d.value if d else None, "delta_ci": [d.low, d.high] if d else None,
                 "pairs": d.pairs if d else None,
                 "discordant": {"cell_only": d.first_only, "reference_only": d.second_only} if d else None,
@@ -194,7 +196,8 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
         axis, cell = split_scenario(scenario)
         return ProfileCell(axis or "scenario", cell, scenario, members[0].chain, seed_ids, outcomes, Rate.of(sum(judged), len(judged)),
                            errors=sum(1 for r in members if r.label == "error"),
-                           pending=sum(1 for r in members if r.label == "pending"), delta=delta,
+                           pending=sum(1 for r in members if r.label == "pending"),
+                           invalid=sum(1 for r in members if r.label == "invalid"), delta=delta,
                            prompt_tokens=prompt, completion_tokens=completion,
                            cost=price.cost(prompt, completion) if price else None)
 
@@ -253,12 +256,13 @@ def profile_markdown(profile: Profile) -> str:
         return text.replace("|", "\\|")
 
     run, ref, metric = profile.run, profile.reference, profile.metric.name
-    head = ["axis", "cell", "n", f"{metric} % [95% CI]", "errors", "Δ vs reference (pp) [95% CI]",
+    head = ["axis", "cell", "n", f"{metric} % [95% CI]", "invalid", "errors", "Δ vs reference (pp) [95% CI]",
             "discordant +/−", "McNemar p", "Holm p", "tokens (prompt+completion)"]
-    body = [[ref.axis, ref.cell, str(ref.n), rate_text(ref.rate), str(ref.errors), "reference", "", "", "", cost_text(ref)]]
+    body = [[ref.axis, ref.cell, str(ref.n), rate_text(ref.rate), str(ref.invalid), str(ref.errors), "reference", "", "", "",
+             cost_text(ref)]]
     for c in profile.cells:
         d = c.delta
-        body.append([c.axis, c.cell, str(c.n), rate_text(c.rate), str(c.errors), delta_text(c),
+        body.append([c.axis, c.cell, str(c.n), rate_text(c.rate), str(c.invalid), str(c.errors), delta_text(c),
                      f"{d.first_only}/{d.second_only}" if d else "", f"{d.p:.3g}" if d else "",
                      f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "", cost_text(c)])
     table = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

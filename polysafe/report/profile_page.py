@@ -78,7 +78,7 @@ def breaks_list(profile: Profile) -> str:
 
 
 def cell_table(profile: Profile) -> str:
-    head = ["axis", "cell", "n", f"{profile.metric.name} %", "95% CI", "errors", "Δ (pp)", "Δ 95% CI",
+    head = ["axis", "cell", "n", f"{profile.metric.name} %", "95% CI", "invalid", "errors", "Δ (pp)", "Δ 95% CI",
             "discordant +/−", "McNemar p", "Holm p", "tokens", "cost $"]
     body = []
     for cell in (profile.reference, *profile.cells):
@@ -91,7 +91,7 @@ def cell_table(profile: Profile) -> str:
                  td(f"{d.p:.3g}", sort=d.p, cls="num"), td(f"{cell.p_adjusted:.3g}", sort=cell.p_adjusted, cls="num")]
                 if d else [td("reference" if cell is profile.reference else "n/a", sort="")] + [td("", sort="")] * 4)
         body.append([td(cell.axis), td(cell.cell), td(str(cell.n), sort=cell.n, cls="num"), *rate,
-                     td(str(cell.errors), sort=cell.errors, cls="num"), *diff,
+                     td(str(cell.invalid), sort=cell.invalid, cls="num"), td(str(cell.errors), sort=cell.errors, cls="num"), *diff,
                      td(f"{cell.prompt_tokens + cell.completion_tokens}", sort=cell.prompt_tokens + cell.completion_tokens, cls="num"),
                      td("" if cell.cost is None else f"{cell.cost:.4f}", sort="" if cell.cost is None else cell.cost, cls="num")])
     return table(head, body, table_id="cells")
