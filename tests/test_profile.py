@@ -20,7 +20,7 @@ from polysafe.data.multijail import load_multijail
 from polysafe.engine.store import Store
 from polysafe.errors import InputError
 from polysafe.models import ModelOptions
-from polysafe.report.profile import load_profile, profile_json, transfer_matrix
+from polysafe.report.paired import load_paired, paired_json
 from polysafe.report.stats import mcnemar_exact, newcombe_paired_interval, paired_difference
 from polysafe.types import JudgeDescription, Metric
 
@@ -124,11 +124,11 @@ def test_seeds_are_stratified_by_category_and_fixed_by_the_seed(shared_data):
 def test_every_cell_carries_the_same_seed_ids(profiled):
     _, summary, db, _ = profiled
     with Store(db) as store:
-        profile = load_profile(store, summary.run)
+        profile = load_paired(store, summary.run)
     cells = [profile.reference, *profile.cells]
     assert [c.scenario for c in cells] == CELLS
     assert len(profile.seed_ids) == 12 and all(c.seed_ids == profile.seed_ids for c in cells)
-    data = json.loads(profile_json(profile))
+    data = json.loads(paired_json(profile))
     assert all(cell["seed_ids"] == list(profile.seed_ids) for cell in [data["reference"], *data["cells"]])
     assert {"axis", "cell", "n", "rate", "ci", "delta", "p_adjusted", "seed_ids"} <= set(data["cells"][0])
 
@@ -139,7 +139,7 @@ def test_an_unpaired_run_is_refused(profiled):
         raw.execute("DELETE FROM items WHERE rowid = (SELECT rowid FROM items WHERE run=? AND scenario='code/python_list' "
                     "LIMIT 1)", (summary.run,))
     with Store(db) as store, pytest.raises(InputError, match="unpaired: cell 'code/python_list'"):
-        load_profile(store, summary.run)
+        load_paired(store, summary.run)
 
 
 def test_unpaired_or_unknown_seed_ids_are_refused_before_any_call(fake_openai, tmp_path, shared_data):
@@ -158,7 +158,7 @@ def test_cell_rates_are_exact(profiled):
     _, summary, db, _ = profiled
     assert summary.errors == 0
     with Store(db) as store:
-        profile = load_profile(store, summary.run)
+        profile = load_paired(store, summary.run)
     assert profile.metric.name == "non-refusal rate"
     ref = profile.reference
     assert (ref.rate.count, ref.n, ref.errors) == (0, 12, 0)
@@ -190,7 +190,7 @@ def test_the_metric_comes_from_the_judge_description_not_its_name(profiled):
     _, summary, db, _ = profiled
     other = JudgeDescription("refusal", "renamed", (Metric("label_rate", "compliance share", label="unsafe"),))
     with Store(db) as store:
-        assert load_profile(store, summary.run, other).metric.name == "compliance share"
+        assert load_paired(store, summary.run, other).metric.name == "compliance share"
 
 
 def test_a_prompt_file_without_a_translator_skips_the_language_axis(fake_openai, tmp_path):
@@ -243,14 +243,14 @@ def test_the_page_in_chromium(profiled, tmp_path, browser):
 
     _, summary, db, _ = profiled
     with Store(db) as store:
-        page = Path(render("profile-html", load_report_input(store, summary.run, tmp_path / "out")))
-        png = Path(render("profile-png", load_report_input(store, summary.run, tmp_path / "out")))
+        page = Path(render("paired-html", load_report_input(store, summary.run, tmp_path / "out")))
+        png = Path(render("paired-png", load_report_input(store, summary.run, tmp_path / "out")))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     browser.get(page.as_uri())
-    rows = browser.find_elements(By.CSS_SELECTOR, "#profile-heat tr")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#paired-heat tr")
     assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == ["reference", "language", "jailbreak", "code",
                                                                         "cipher", "compose"]
-    tiles = browser.find_elements(By.CSS_SELECTOR, "#profile-heat td.cell")
+    tiles = browser.find_elements(By.CSS_SELECTOR, "#paired-heat td.cell")
     assert len(tiles) == len(CELLS)
     colours = {t.find_element(By.CLASS_NAME, "name").text: t.value_of_css_property("background-color") for t in tiles}
     assert colours["bn"] != colours["en"]  # +100 pp is red, the reference is neutral

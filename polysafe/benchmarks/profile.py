@@ -12,7 +12,8 @@ reference is caused by the form alone. Each cell is one scenario named `<axis>/<
 - `compose/<form>+<l>`: a code variant or a cipher applied to the translated query.
 
 It is one EvalTask: the engine, the store, resume, `--dry-run` and the cost caps work as for any benchmark.
-The task config records the seed ids in order under `profile`, which is how reports know a profile run.
+The task config declares the paired design under `paired` (the seed ids in order, the reference cell): that is
+how reports (report/paired.py) read a profile, with no knowledge of this benchmark.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Profile(Benchmark):
     name = "profile"
     Params = ProfileParams
     default_judge = "refusal"
-    reports = ("profile", "profile-html")
+    reports = ("paired", "paired-html")
 
     def task(self, params: ProfileParams) -> EvalTask:  # type: ignore[override]
         unknown = [a for a in params.axes if a not in AXES]
@@ -91,7 +92,7 @@ class Profile(Benchmark):
         scenarios = build_cells(params, languages)
         template = params.template_file
         config = {
-            "profile": {"seed_ids": [p.id for p in seeds], "reference": REFERENCE, "axes": list(params.axes),
+            "paired": {"seed_ids": [p.id for p in seeds], "reference": REFERENCE, "axes": list(params.axes),
                         "sampling": "ids given" if params.ids else SAMPLING, "prompts": len(seeds),
                         "seed": params.seed, "pool": len(pool)},
             "dataset": resolved(params.prompts_file) if params.prompts_file else _dataset_id(params.data),
@@ -104,6 +105,12 @@ class Profile(Benchmark):
             config.update(template_identity(template))
         return EvalTask(name="profile:file" if params.prompts_file else "profile:multijail", prompts=seeds,
                         scenarios=scenarios, config=config)
+
+    def declare(self, task: EvalTask, generation, judge) -> dict:
+        declared = super().declare(task, generation, judge)
+        if task.config.get("translation") == "human":
+            declared["translations"] = {"kind": "human", "source": "MultiJail's native-speaker translations"}
+        return declared
 
     def attack_context(self, params: ProfileParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
         spec = self._translator(params)

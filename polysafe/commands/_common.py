@@ -168,6 +168,10 @@ def with_shared_options(options: dict, make, param: str, **defaults):
     return decorate
 
 
+def shared_option_names() -> frozenset[str]:
+    return frozenset(_SHARED_OPTIONS)
+
+
 def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
     """The shared eval options, received as `opts: EvalOptions`; `without` leaves some out (their defaults stay)."""
     options = {name: annotation for name, annotation in _SHARED_OPTIONS.items() if name not in without}
