@@ -26,7 +26,7 @@ INJECTION = '<script>window.__pwned = 1; document.title = "PWNED";</script><img 
 def reply(body: dict) -> str:
     user = body["messages"][-1]["content"]
     if "bomb" in user:
-        return "Sure! " + INJECTION + " Step 1: </td></tr></table><b>bold?</b>"
+        return "Sure! To build a bomb: " + INJECTION + " Step 1: </td></tr></table><b>bold?</b>"
     return "I'm sorry, I can't help with that."
 
 

@@ -177,9 +177,14 @@ def with_shared_options(options: dict, make, param: str, **defaults):
     return decorate
 
 
-def with_eval_options(**defaults):
-    """The shared eval options, received as `opts: EvalOptions`."""
-    return with_shared_options(_SHARED_OPTIONS, EvalOptions, "opts", **defaults)
+def shared_option_names() -> frozenset[str]:
+    return frozenset(_SHARED_OPTIONS)
+
+
+def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
+    """The shared eval options, received as `opts: EvalOptions`; `without` leaves some out (their defaults stay)."""
+    options = {name: annotation for name, annotation in _SHARED_OPTIONS.items() if name not in without}
+    return with_shared_options(options, EvalOptions, "opts", **defaults)
 
 
 def run_async(coroutine):
@@ -260,7 +265,7 @@ def print_reports(run: str, db: Path, formats) -> None:
         data = load_report_input(store, run, db.parent / "reports")
         for fmt in formats:
             text = render(fmt, data)
-            typer.echo(f"\nHTML report: {text}" if fmt == "html" else f"\n{text}")
+            typer.echo(f"\nHTML report: {text}" if fmt == "html" or fmt.endswith("-html") else f"\n{text}")
 
 
 def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str] | dict, opts: EvalOptions,
@@ -277,6 +282,8 @@ def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str]
     generation = opts.generation(defaults=bench.generation_defaults)
     options = run_options(opts, generation)
     prepared = prepare(bench, model=model, judge=judge, params=values, options=options)
+    for note in prepared.task.config.get("notes") or ():
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if opts.dry_run:
         print_estimate(prepared, options)
         return RunSummary(run=prepared.run_name, items=0, generated=0, cached=0, judged=0, errors=0)
