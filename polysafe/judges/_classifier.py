@@ -54,6 +54,7 @@ class ClassifierJudge(ModelJudge):
     """Sends the classifier's own prompt (no fences) and reads an answer that must be the verdict alone."""
 
     abstract = True  # a base for concrete classifier judges, which name themselves
+    fenced = False  # the texts reach the classifier in its trained format, without nonce-tagged markers
 
     def __init__(self, model_spec: str, **kwargs):
         super().__init__(model_spec, **kwargs)
