@@ -10,6 +10,8 @@ import pytest
 from test_ctrl_perplexity import tiny_llama_dir
 from typer.testing import CliRunner
 
+from report_fixtures import browser  # noqa: F401 (a fixture)
+
 from polysafe.cli import app
 from polysafe.lab import generalization
 
@@ -28,7 +30,7 @@ def lab(shared_data, tmp_path, *extra):
         "--out", str(tmp_path / "lab"), "--db", str(tmp_path / "r.db"), *extra])
 
 
-def test_small_lab_trains_both_adapters_profiles_held_out_ids_and_reruns_for_free(shared_data, tmp_path, monkeypatch):
+def test_small_lab_trains_both_adapters_profiles_held_out_ids_and_reruns_for_free(shared_data, tmp_path, monkeypatch, browser):
     trained = []
     real = generalization.finetune
 
@@ -70,6 +72,7 @@ def test_small_lab_trains_both_adapters_profiles_held_out_ids_and_reruns_for_fre
     assert "unsafe rate" not in first.stdout and "non-refusal rate" in first.stdout
     assert "| reference/en |" in first.stdout and "HTML page:" in first.stdout
     assert "adapters trained this run: 2" in first.stdout
+    see_page_in_chromium(browser, out / "lab.html", tmp_path / "lab.png")
 
     # a rerun: nothing trained, no model called, the same matrix
     def refuse(*args, **kwargs):
@@ -80,6 +83,21 @@ def test_small_lab_trains_both_adapters_profiles_held_out_ids_and_reruns_for_fre
     assert second.exit_code == 0, second.output
     assert "model calls this run: 0;" in second.stdout and "adapters trained this run: 0" in second.stdout
     assert json.loads((out / "lab.json").read_text())["transfer_matrix"] == matrix
+
+
+def see_page_in_chromium(browser, page, shot):
+    """The page opens from disk: the matrix (3 cells + over-refusal, 3 models), the reading, the figure decoded."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "#lab-matrix tbody tr")
+    assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == [
+        "reference/en", "language/sw", "code/python_list", "over-refusal (benign)"]
+    assert all(len(r.find_elements(By.TAG_NAME, "td")) == 3 and r.is_displayed() for r in rows)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#lab-reading li")) >= 4
+    image = browser.find_element(By.ID, "lab-png")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 300
+    assert browser.get_screenshot_as_file(str(shot)) and shot.stat().st_size > 10_000
 
 
 def test_lab_cli_defaults_are_the_library_defaults():

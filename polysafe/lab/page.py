@@ -189,6 +189,14 @@ def _refusal_entry(o: OverRefusal, first: bool) -> str:
     return text
 
 
+def method(report: LabReport) -> str:
+    m = report.matrix
+    return (f"{m.metric.name} on the {len(m.seed_ids)} held-out seeds every model shares, Wilson 95% CI; Δ = the model "
+            f"− the base model in the same cell, paired on the seeds, Newcombe method-10 95% CI, exact McNemar p; "
+            f"* = Holm-adjusted p < {ALPHA:g} over the {m.tests} comparisons of the matrix. Over-refusal: the share of "
+            "benign requests refused; Δ paired on the same prompts, exact McNemar, Holm over the adapters")
+
+
 def lab_markdown(report: LabReport) -> str:
     labels = [f"{m.label}: {m.title}" for m in report.result.models]
     head = ["cell", *labels]
@@ -201,8 +209,7 @@ def lab_markdown(report: LabReport) -> str:
         "# polysafe lab: does safety tuned in English carry over?",
         "## Reading\n\n" + "\n".join(f"- {line}" for line in reading(report)),
         f"## Transfer matrix: {report.matrix.metric.name} %, [95% CI], Δ = change from the base model\n\n" + "\n".join(lines),
-        f"{report.matrix.method()}. Over-refusal: share of benign requests refused; Δ paired on the same prompts, "
-        "exact McNemar, Holm over the two adapters.",
+        method(report) + ".",
         "## Setup\n\n" + "\n".join(f"- {line}" for line in setup_lines(report)),
     ]) + "\n"
 
@@ -250,10 +257,11 @@ def lab_png(report: LabReport) -> bytes:
         ax.bar(xs, values, width, yerr=errors, capsize=1.5, label=label, color=colours[k % len(colours)],
                error_kw={"elinewidth": 0.6})
     ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=6.5)
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 125)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel(f"{report.matrix.metric.name} / over-refusal (%)", fontsize=7)
     ax.tick_params(axis="y", labelsize=6.5)
-    ax.legend(fontsize=6.5, ncol=len(series), loc="upper left", frameon=False)
+    ax.legend(fontsize=6.5, ncol=len(series), loc="upper right", frameon=False)
     ax.set_title(f"{report.result.config.base}: base vs English (A) vs multilingual (B) safety tuning · "
                  f"{len(report.matrix.seed_ids)} held-out seeds per cell · 95% CIs", fontsize=7.5, loc="left")
     buffer = io.BytesIO()
@@ -286,7 +294,7 @@ def lab_html(report: LabReport, png: bytes) -> str:
     sections = [
         '<h2 id="reading">Reading</h2>', f'<ul id="lab-reading">{read}</ul>',
         '<h2 id="matrix">Transfer matrix: cell × model</h2>',
-        f'<p class="note">{E(report.matrix.method())}. Each entry: rate [95% CI] · Δ from the base model [95% CI], '
+        f'<p class="note">{E(method(report))}. Each entry: rate [95% CI] · Δ from the base model [95% CI], '
         "* significant. Colour: the change from the base model (blue safer, red less safe; for over-refusal, red = "
         "refuses more benign requests).</p>",
         f'<table id="lab-matrix" class="heat profile"><thead><tr><th>cell</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
