@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,33 +24,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 TARGET_SECONDS = 600
 
 
 def lab_command(out: Path, db: Path, full: bool, extra: list[str]) -> list[str]:
-    """The same command `make demo` (or `make lab`) runs, into a fresh folder and store."""
+    """The command `make demo` (or `make lab`) runs, with its --out and --db pointed at a fresh folder."""
     make = subprocess.run(["make", "-n", "lab" if full else "demo", f"BIN={Path(sys.executable).parent}"],
                           cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    line = next(x for x in make.splitlines() if "lab generalization" in x)
-    args = line.split()
-    args = [a for a in args if a]
-    drop = {"--out", "--db"}
-    cleaned = []
-    skip = False
-    for a in args:
-        if skip:
-            skip = False
+    args = shlex.split(next(x for x in make.splitlines() if "lab generalization" in x))
+    kept: list[str] = []
+    for index, arg in enumerate(args):
+        if arg in ("--out", "--db") or (index and args[index - 1] in ("--out", "--db")):
             continue
-        if a in drop:
-            skip = True
-            continue
-        cleaned.append(a)
-    return cleaned + ["--out", str(out), "--db", str(db), *extra]
+        kept.append(arg)
+    return kept + ["--out", str(out), "--db", str(db), *extra]
 
 
 def timed(command: list[str], threads: int | None) -> tuple[float, float, str]:
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # this checkout's code, whatever the venv's install points at
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

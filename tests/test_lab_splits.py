@@ -142,3 +142,45 @@ def test_multilingual_pairs_answer_in_the_prompts_language():
     pairs = multilingual_safety(prompts, ["1"])
     assert [(e.language, e.answer) for e in pairs] == [("en", REFUSALS["en"]), ("sw", REFUSALS["sw"])]
     assert all(e.id == "1" for e in pairs)
+
+
+def test_safety_pairs_from_a_url_are_downloaded_once(tmp_path):
+    import http.server
+    import json
+    import threading
+
+    from polysafe.errors import BackendError
+    from polysafe.lab.data import english_safety, fetch_once
+
+    hits = []
+    body = json.dumps([{"instruction": f"Do bad thing {i}", "input": "", "output": "I can't help with that."}
+                       for i in range(5)]).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path.endswith("missing.json"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/data/training/safety_only_data_Instructions.json"
+        first = fetch_once(url, tmp_path)
+        assert fetch_once(url, tmp_path) == first and len(hits) == 1  # the second call reads the saved copy
+        pairs = english_safety(first, 3, seed=0)
+        assert len(pairs) == 3 and all(p.answer == "I can't help with that." for p in pairs)
+        assert [int(p.key) for p in pairs] == sorted(int(p.key) for p in pairs)
+        assert fetch_once(str(tmp_path / "local.json"), tmp_path) == str(tmp_path / "local.json")
+        with pytest.raises(BackendError, match="cannot download"):
+            fetch_once(url.replace("safety_only_data_Instructions", "missing"), tmp_path)
+    finally:
+        server.shutdown()

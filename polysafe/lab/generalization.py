@@ -86,6 +86,10 @@ class LabConfig:
             raise InputError("need at least one MultiJail id for adapter B", field="multilingual-ids")
         if self.benign_eval < 1:
             raise InputError("need at least one benign prompt for over-refusal", field="benign-eval")
+        if not 0 <= self.helpful_share < 1:
+            raise InputError(f"must be in [0, 1) (got {self.helpful_share})", field="helpful-share")
+        if not 0 < self.eval_share < 1:
+            raise InputError(f"must be between 0 and 1 (got {self.eval_share})", field="eval-share")
 
     def profile_params(self, ids: Sequence[str]) -> dict[str, Any]:
         params: dict[str, Any] = {"ids": list(ids), "axes": list(self.axes), "languages": list(self.languages),
@@ -168,7 +172,8 @@ async def self_distilled_helpful(config: LabConfig, prompts: Sequence[str], prog
     answer cut at the token limit is trimmed to its last full sentence."""
     if not prompts:
         return [], 0
-    task = EvalTask("lab-helpful", [Prompt(id=f"alpaca-{i:03d}", text=t, source="I-Alpaca") for i, t in prompts_numbered(config, prompts)],
+    numbered = enumerate(prompts, start=config.benign_eval + 1)  # I-Alpaca's item numbers
+    task = EvalTask("lab-helpful", [Prompt(id=f"alpaca-{i:03d}", text=t, source="I-Alpaca") for i, t in numbered],
                     [Scenario("benign", parse_chain("none"))],
                     config={"purpose": "helpful answers for the lab's training data", "data": config.benign or "I-Alpaca (public URL)"})
     prepared = _prepare(task, config.base, config, GenerationConfig(max_tokens=config.helpful_tokens), "base-helpful")
@@ -183,10 +188,6 @@ async def self_distilled_helpful(config: LabConfig, prompts: Sequence[str], prog
         if answer:
             out.append(Example(SELF_DISTILLED, row.prompt_id, row.prompt, answer))
     return out, summary.generated
-
-
-def prompts_numbered(config: LabConfig, prompts: Sequence[str]) -> list[tuple[int, str]]:
-    return [(config.benign_eval + i, t) for i, t in enumerate(prompts, 1)]
 
 
 # -- training -----------------------------------------------------------------------------------------------
