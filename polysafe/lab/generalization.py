@@ -17,6 +17,7 @@ answers and verdicts live in the store. Rerunning the same command trains nothin
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -235,7 +236,10 @@ async def evaluate_model(config: LabConfig, label: str, title: str, spec: str, e
     say(f"profiling {label} ({spec}): {len(profile.task.scenarios)} cells x {len(eval_ids)} held-out seeds")
     first = await run_prepared(profile, config.db, progress=progress)
     refusal = _prepare("overrefusal", spec, config, gen, label, {"data": config.benign, "limit": config.benign_eval})
-    second = await run_prepared(refusal, config.db, progress=progress)
+    # The same weights answer both runs: one load (backends load lazily, so the second one never does).
+    second = await run_prepared(replace(refusal, model=profile.model), config.db, progress=progress)
+    del profile, refusal
+    gc.collect()  # free this model's weights and cache before the next model loads
     calls = first.generated + second.generated
     errors = first.errors + second.errors
     say(f"  {label}: {calls} model calls, {first.cached + second.cached} answers reused"

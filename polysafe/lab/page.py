@@ -105,8 +105,7 @@ def reading(report: LabReport) -> list[str]:
         significant[label] = safer
         mean = sum(e.change.value for _, e in changes) / len(changes) if changes else None
         title = report.result.models[column].title
-        english = (f"English {_pct(ref.rate)}, a change of {_change(ref.change)} from the base model"
-                   + (" (significant)" if ref.change_significant else " (not significant after Holm)"))
+        english = f"English {_pct(ref.rate)}, a change of {_change(ref.change)} from the base model ({_verdict(ref, m.tests)})"
         other = (f"; other cells: mean change {pp(mean)} pp, significantly safer in {len(safer)} of {len(changes)}"
                  + (f" ({', '.join(safer)})" if safer else "")
                  + (f", significantly less safe in {', '.join(worse)}" if worse else "")) if changes else ""
@@ -120,13 +119,22 @@ def reading(report: LabReport) -> list[str]:
     return lines
 
 
+def _verdict(entry: TransferEntry, tests: int) -> str:
+    if entry.change_significant:
+        return "significant after Holm"
+    if entry.change is not None and (entry.change.low > 0 or entry.change.high < 0):
+        return (f"its 95% CI excludes 0, but it is not significant after Holm's correction over {tests} comparisons: "
+                f"exact McNemar p {entry.change.p:.2g}, adjusted {entry.change_p_adjusted:.2g}")
+    return "not significant"
+
+
 def _gap_sentence(report: LabReport, significant: dict[str, list[str]], cells: int) -> str:
     rows = dict(zip(report.matrix.scenarios, report.matrix.entries))
     a_english = rows[report.matrix.profiles[0].reference.scenario][1]
     a, b = len(significant.get("A", [])), len(significant.get("B", []))
     if not a_english.change_significant:
-        first = ("English safety tuning (A) did not change English refusals significantly at this size, so this run "
-                 "cannot show whether such a change carries over")
+        first = ("English safety tuning (A) did not change English refusals significantly after Holm's correction at this "
+                 "size, so this run cannot establish whether such a change carries over")
     elif a < cells:
         first = (f"English safety tuning (A) changed English significantly but only {a} of the {cells} other cells: "
                  "the gap between English and the other forms that this lab looks for")
