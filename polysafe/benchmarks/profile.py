@@ -12,7 +12,8 @@ reference is caused by the form alone. Each cell is one scenario named `<axis>/<
 - `compose/<form>+<l>`: a code variant or a cipher applied to the translated query.
 
 It is one EvalTask: the engine, the store, resume, `--dry-run` and the cost caps work as for any benchmark.
-The task config records the seed ids in order under `profile`, which is how reports know a profile run.
+The task config declares the paired design under `paired` (the seed ids in order, the reference cell): that is
+how reports (report/paired.py) read a profile, with no knowledge of this benchmark.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ..attacks.base import AttackContext, parse_chain
 from ..attacks.cipher import CIPHER_SCENARIOS
@@ -60,12 +61,6 @@ class ProfileParams(BenchmarkParams):
     _split = field_validator("axes", "ids", "languages", "variants", "ciphers", "compose", mode="before")(
         classmethod(lambda cls, v: split_list(v)))
 
-    @model_validator(mode="after")
-    def _no_limit(self) -> "ProfileParams":
-        if self.limit is not None:
-            raise ValueError("a profile takes 'prompts' (N seed queries), not 'limit'")
-        return self
-
 
 @BENCHMARKS.register("profile", example="profile",
                      summary="One model, every form (languages, jailbreak, code, ciphers, compositions), the same seed queries.")
@@ -73,7 +68,7 @@ class Profile(Benchmark):
     name = "profile"
     Params = ProfileParams
     default_judge = "refusal"
-    reports = ("profile", "profile-html")
+    reports = ("paired", "paired-html")
 
     def task(self, params: ProfileParams) -> EvalTask:  # type: ignore[override]
         unknown = [a for a in params.axes if a not in AXES]
@@ -86,6 +81,7 @@ class Profile(Benchmark):
                              "(llm:<model> or hf:<path>) for a prompt file", field="translator")
         pool = self._pool(params)
         seeds = pick_ids(pool, params.ids) if params.ids else stratified_sample(pool, params.prompts, params.seed)
+        seeds = seeds[: params.limit or None]  # `limit` keeps the first seeds (a quick try of the same design)
         translator = self._translator(params)
         notes = []
         languages = _languages(params.languages)
@@ -96,7 +92,7 @@ class Profile(Benchmark):
         scenarios = build_cells(params, languages)
         template = params.template_file
         config = {
-            "profile": {"seed_ids": [p.id for p in seeds], "reference": REFERENCE, "axes": list(params.axes),
+            "paired": {"seed_ids": [p.id for p in seeds], "reference": REFERENCE, "axes": list(params.axes),
                         "sampling": "ids given" if params.ids else SAMPLING, "prompts": len(seeds),
                         "seed": params.seed, "pool": len(pool)},
             "dataset": resolved(params.prompts_file) if params.prompts_file else _dataset_id(params.data),
@@ -109,6 +105,12 @@ class Profile(Benchmark):
             config.update(template_identity(template))
         return EvalTask(name="profile:file" if params.prompts_file else "profile:multijail", prompts=seeds,
                         scenarios=scenarios, config=config)
+
+    def declare(self, task: EvalTask, generation, judge) -> dict:
+        declared = super().declare(task, generation, judge)
+        if task.config.get("translation") == "human":
+            declared["translations"] = {"kind": "human", "source": "MultiJail's native-speaker translations"}
+        return declared
 
     def attack_context(self, params: ProfileParams, options: ModelOptions) -> AttackContext:  # type: ignore[override]
         spec = self._translator(params)

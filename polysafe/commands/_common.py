@@ -168,6 +168,10 @@ def with_shared_options(options: dict, make, param: str, **defaults):
     return decorate
 
 
+def shared_option_names() -> frozenset[str]:
+    return frozenset(_SHARED_OPTIONS)
+
+
 def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
     """The shared eval options, received as `opts: EvalOptions`; `without` leaves some out (their defaults stay)."""
     options = {name: annotation for name, annotation in _SHARED_OPTIONS.items() if name not in without}
@@ -263,7 +267,7 @@ def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str]
     options = run_options(opts, generation)
     prepared = prepare(bench, model=model, judge=judge, params=values, options=options)
     for note in prepared.task.config.get("notes") or ():
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if opts.dry_run:
         print_estimate(prepared, options)
         return RunSummary(run=prepared.run_name, items=0, generated=0, cached=0, judged=0, errors=0)

@@ -67,22 +67,23 @@ def compare(
 
 
 def _profile_inputs(inputs):
-    """The profiles among the runs (known by their stored task config); all or none of them, else an error."""
+    """The profiles among the runs (known by the paired design their task config declares); all or none of
+    them, else an error."""
     from ..errors import InputError
-    from ..report.profile import is_profile, profile_from
+    from ..report.paired import is_paired_run, paired_from
 
-    flags = [is_profile(data.run) for data in inputs]
+    flags = [is_paired_run(data.run) for data in inputs]
     if not any(flags):
         return None
     if not all(flags):
         others = [d.run.name for d, flag in zip(inputs, flags) if not flag]
         raise InputError(f"profiles compare only with profiles; not a profile: {', '.join(others)}", field="runs")
-    return [profile_from(data) for data in inputs]
+    return [paired_from(data) for data in inputs]
 
 
 def _transfer_content(profiles, fmt: str) -> str | bytes:
-    from ..report.profile import transfer_csv, transfer_json, transfer_markdown, transfer_matrix
-    from ..report.profile_page import render_transfer_html, transfer_png
+    from ..report.paired import transfer_csv, transfer_json, transfer_markdown, transfer_matrix
+    from ..report.paired_page import render_transfer_html, transfer_png
 
     matrix = transfer_matrix(profiles)
     return {"md": transfer_markdown, "json": transfer_json, "csv": transfer_csv, "html": render_transfer_html,

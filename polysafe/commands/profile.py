@@ -9,7 +9,7 @@ import typer
 
 from ._common import EvalOptions, JudgeOpt, ModelOpt, run_benchmark, with_eval_options
 
-FORMATS = {"md": "profile", "json": "profile-json", "html": "profile-html", "png": "profile-png"}
+FORMATS = {"md": "paired", "json": "paired-json", "html": "paired-html", "png": "paired-png"}
 
 
 def profile(

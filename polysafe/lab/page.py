@@ -3,7 +3,7 @@ and the setup that produced it; written as md, json, html and png.
 
 Every figure is the refusal judge's non-refusal rate (the share of harmful requests not refused; lower is
 safer) with a Wilson 95% CI, and each adapter's paired change from the base model on the same seeds (Newcombe
-method-10 CI, exact McNemar p, Holm over the matrix: report/profile.py). Over-refusal is the share of benign
+method-10 CI, exact McNemar p, Holm over the matrix: report/paired.py). Over-refusal is the share of benign
 requests refused, paired with the base model's on the same prompts.
 """
 
@@ -21,7 +21,7 @@ from ..engine.store import ResultRow, Store
 from ..report.heatmap import css_delta_colours
 from ..report.html import page
 from ..report.metrics import Rate
-from ..report.profile import TransferEntry, TransferMatrix, load_profile, pp, transfer_matrix
+from ..report.paired import TransferEntry, TransferMatrix, load_paired, pp, transfer_matrix
 from ..report.stats import PairedDifference, holm, paired_difference
 from .answers import SOURCE as ANSWERS_SOURCE
 from .generalization import LabResult
@@ -69,7 +69,7 @@ def overrefusal_rates(runs: Sequence[dict[str, bool]]) -> tuple[OverRefusal, ...
 
 def build_report(result: LabResult) -> LabReport:
     with Store(result.config.db, readonly=True) as store:
-        profiles = [load_profile(store, m.profile_run) for m in result.models]
+        profiles = [load_paired(store, m.profile_run) for m in result.models]
         refusals = [refused_by_prompt(store.results(m.overrefusal_run)) for m in result.models]
     return LabReport(result, transfer_matrix(profiles), overrefusal_rates(refusals))
 

@@ -11,10 +11,10 @@ p-values; a comparison is significant when its adjusted p-value is below alpha. 
 means that the Newcombe interval at Holm's step-down level 1 - alpha / (m - rank + 1) excludes 0, which
 implies that the 95% interval shown excludes 0 too (the converse need not hold after correction).
 
-`paired_difference` is the paired counterpart, for the same items measured twice (a profile's cell and its
+`paired_difference` is the paired counterpart, for the same items measured twice (a cell and its
 reference): the exact McNemar test on the discordant pairs, and Newcombe's method-10 interval for paired
 proportions (Newcombe 1998, Stat Med 17:2635-2650). There the test and the interval are separate methods and
-may disagree near alpha; the profile marks significance by the Holm-adjusted McNemar p.
+may disagree near alpha; paired reports mark significance by the Holm-adjusted McNemar p.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
     raise ValueError(f"unknown correction {correction!r}")
 
 
-# -- paired proportions: the same items measured twice (a profile's cell and its reference) -------------------
+# -- paired proportions: the same items measured twice (a cell and its reference) -------------------
 @dataclass(frozen=True)
 class PairedDifference:
     """p1 - p2 on paired binary outcomes, with Newcombe's method-10 95% interval and McNemar's exact p.

@@ -1,14 +1,16 @@
-"""A profile run read back as cells with paired statistics, and profiles side by side as a transfer matrix.
+"""A run of paired cells read back with paired statistics, and such runs side by side as a transfer matrix.
 
-A profile run (benchmarks/profile.py) records its seed ids under `profile` in its task config; that, never its
-name, is how a run is known as a profile. Every cell must hold exactly those seeds, in that order: a cell that
-misses one, or holds another, is refused as unpaired.
+A paired design is declared by the run's task config under `paired`: its seed ids, in order, and its reference
+cell (the benchmark that sends the same seed queries in every form writes it). Every cell must hold exactly those
+seeds, in that order: a cell that misses one, or holds another, is refused as unpaired. Any other run whose
+scenarios all hold the same prompts reads the same way, against its first scenario. Reports know such a run by
+that declaration, never by a name.
 
 Per cell: the judge's headline rate (from the judge's description stored with the run) with a Wilson 95% CI
 over the judged answers (invalid included, errors apart); the paired difference from the reference cell over
 the seeds judged in both, with Newcombe's method-10 95% interval for paired proportions and the exact McNemar
 p on the discordant pairs; Holm's adjustment over all cells. `md` and `json` here, `html` and `png` in
-report/profile_page.py.
+report/paired_page.py.
 """
 
 from __future__ import annotations
@@ -21,50 +23,40 @@ from ..engine.store import ResultRow, RunRecord, Store
 from ..errors import InputError
 from ..types import JudgeDescription, Metric
 from .base import RENDERERS, ReportInput, load_report_input
+from .declared import counts, judge_description, rate_metric
 from .metrics import Rate
 from .stats import PairedDifference, holm, paired_difference
 
 ALPHA = 0.05
-UNDESCRIBED = Metric("label_rate", "share labelled unsafe (the judge's description was not stored)", label="unsafe")
+UNDESCRIBED = Metric("label_rate", "share labelled unsafe (the judge declares no rate)", label="unsafe")
 METHOD = ("rate: {metric}, Wilson 95% CI over judged answers (invalid included, errors apart); Δ = cell − reference "
           "on the seeds judged in both, 95% CI by Newcombe's method 10 for paired proportions; p: exact McNemar test "
           "on the discordant pairs; * = Holm-adjusted p < {alpha:g} over {tests} cells")
 
 
-def is_profile(run: RunRecord) -> bool:
-    return isinstance((run.config or {}).get("profile"), dict)
+def is_paired_run(run: RunRecord) -> bool:
+    return isinstance((run.config or {}).get("paired"), dict)
 
 
-def headline_metric(run: RunRecord, description: JudgeDescription | None = None) -> tuple[Metric, str]:
-    """The binary metric a profile counts, read from the judge's description (given, else stored with the run).
-
-    A mean-score headline is not a paired binary outcome: the first rate metric the judge declares stands in."""
-    stored = (run.config or {}).get("judge_description")
-    if description is None and isinstance(stored, dict):
-        description = JudgeDescription.from_dict(stored)
-    if description is None:
-        return UNDESCRIBED, "the judge's description was not stored with this run"
-    binary = [m for m in description.metrics if m.kind in ("label_rate", "score_at_least")]
-    if not binary:
-        return UNDESCRIBED, f"{description.headline.name} is a mean score; the profile counts the unsafe label"
-    note = "" if binary[0] == description.headline else f"{description.headline.name} is a mean score; the profile counts {binary[0].name}"
-    return binary[0], note
+def headline_metric(run: RunRecord, description: JudgeDescription | None = None,
+                    rows: Sequence[ResultRow] | None = None) -> tuple[Metric, str]:
+    """The binary metric the paired cells count, from the judge's description (given, else the one stored with the run,
+    report/declared.py). A mean-score headline is not a paired binary outcome: the judge's first rate stands in."""
+    description = description or judge_description(run, rows)
+    metric = rate_metric(description)
+    if metric is None:
+        return UNDESCRIBED, f"{description.headline.name} is a mean score; the cells count the unsafe label"
+    note = "" if metric == description.headline else f"{description.headline.name} is a mean score; the cells count {metric.name}"
+    return metric, note
 
 
 def outcome_of(metric: Metric) -> Callable[[ResultRow], bool | None]:
-    """A row's binary outcome under `metric`; None when it has no verdict (error or pending)."""
-    def outcome(row: ResultRow) -> bool | None:
-        if row.label not in ("safe", "unsafe", "invalid"):
-            return None
-        if metric.kind == "score_at_least":
-            return row.score is not None and metric.threshold is not None and row.score >= metric.threshold
-        return row.label == metric.label
-
-    return outcome
+    """A row's binary outcome under `metric`; None when it does not count (error, pending, unscored)."""
+    return lambda row: counts(metric, row)
 
 
 @dataclass(frozen=True)
-class ProfileCell:
+class PairedCell:
     axis: str
     cell: str
     scenario: str
@@ -74,6 +66,7 @@ class ProfileCell:
     rate: Rate
     errors: int
     pending: int
+    invalid: int = 0  # judged invalid (neither a refusal nor an attempt), inside n
     delta: PairedDifference | None = None  # cell - reference; None for the reference
     p_adjusted: float | None = None
     significant: bool = False
@@ -89,7 +82,8 @@ class ProfileCell:
         d = self.delta
         return {"axis": self.axis, "cell": self.cell, "scenario": self.scenario, "chain": self.chain,
                 "n": self.n, "count": self.rate.count, "rate": self.rate.value if self.n else None,
-                "ci": [self.rate.low, self.rate.high] if self.n else None, "errors": self.errors, "pending": self.pending,
+                "ci": [self.rate.low, self.rate.high] if self.n else None, "invalid": self.invalid, "errors": self.errors,
+                "pending": self.pending,
                 "delta": d.value if d else None, "delta_ci": [d.low, d.high] if d else None,
                 "pairs": d.pairs if d else None,
                 "discordant": {"cell_only": d.first_only, "reference_only": d.second_only} if d else None,
@@ -99,13 +93,13 @@ class ProfileCell:
 
 
 @dataclass(frozen=True)
-class Profile:
+class PairedReport:
     run: RunRecord
     metric: Metric
     metric_note: str
     seed_ids: tuple[str, ...]
-    reference: ProfileCell
-    cells: tuple[ProfileCell, ...]  # the reference excluded, in the run's order
+    reference: PairedCell
+    cells: tuple[PairedCell, ...]  # the reference excluded, in the run's order
     setup: tuple[str, ...] = ()
 
     @property
@@ -115,7 +109,7 @@ class Profile:
     def method(self) -> str:
         return METHOD.format(metric=self.metric.name, alpha=ALPHA, tests=self.tests)
 
-    def breaks(self) -> list[ProfileCell]:
+    def breaks(self) -> list[PairedCell]:
         """Cells sorted by their difference from the reference, largest first ("where safety breaks")."""
         return sorted((c for c in self.cells if c.delta is not None), key=lambda c: (-c.delta.value, c.p_adjusted or 1.0))
 
@@ -139,43 +133,49 @@ def seeds_by_scenario(rows: Sequence[ResultRow]) -> dict[str, list[ResultRow]]:
     return out
 
 
-def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]]) -> tuple[str, ...]:
+def pair_key(rows: Sequence[ResultRow]) -> Callable[[ResultRow], str]:
+    """What pairs items across cells: the seed id, or id/language where one cell holds an id in several languages."""
+    ids = [r.prompt_id for r in rows]
+    return (lambda r: r.prompt_id) if len(set(ids)) == len(ids) else (lambda r: f"{r.prompt_id}/{r.language}")
+
+
+def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]], reference: str,
+                 expected: Sequence[str] | None) -> tuple[str, ...]:
     """The seed ids every cell holds, in order; an unpaired cell is refused (InputError)."""
-    recorded = (run.config.get("profile") or {}).get("seed_ids")
-    reference = (run.config.get("profile") or {}).get("reference")
-    if not cells:
-        raise InputError(f"profile run '{run.name}' has no items", field="run")
     if reference not in cells:
-        raise InputError(f"profile run '{run.name}' has no reference cell '{reference}'", field="run")
-    expected = tuple(recorded) if recorded else tuple(r.prompt_id for r in cells[reference])
+        raise InputError(f"run '{run.name}' has no reference cell '{reference}'", field="run")
+    key = pair_key(cells[reference])
+    expected = tuple(expected) if expected else tuple(key(r) for r in cells[reference])
     for scenario, members in cells.items():
-        ids = tuple(r.prompt_id for r in members)
+        ids = tuple(key(r) for r in members)
         if ids != expected:
             missing = [i for i in expected if i not in ids]
             extra = [i for i in ids if i not in expected]
             what = (f"missing {', '.join(missing[:5])}" if missing else "") + ("; " if missing and extra else "") + \
                    (f"extra {', '.join(extra[:5])}" if extra else "") or "the seeds in another order or repeated"
-            raise InputError(f"profile run '{run.name}' is unpaired: cell '{scenario}' does not hold the reference's "
+            raise InputError(f"run '{run.name}' is unpaired: cell '{scenario}' does not hold the reference's "
                              f"{len(expected)} seed ids ({what})", field="run")
     return expected
 
 
-def profile_from(data: ReportInput, description: JudgeDescription | None = None) -> Profile:
+def paired_from(data: ReportInput, description: JudgeDescription | None = None) -> PairedReport:
     from ..engine.cost import price_for
     from .setup import describe_setup
 
     run = data.run
-    if not is_profile(run):
-        raise InputError(f"run '{run.name}' is not a profile (its task config records no profile seeds)", field="run")
-    metric, note = headline_metric(run, description)
+    metric, note = headline_metric(run, description, data.rows)
     outcome = outcome_of(metric)
     cells = seeds_by_scenario(data.rows)
-    seed_ids = check_paired(run, cells)
-    reference_name = run.config["profile"]["reference"]
+    if not cells:
+        raise InputError(f"run '{run.name}' has no items", field="run")
+    design = (run.config or {}).get("paired") or {}
+    # Any run whose scenarios hold the same prompts reads as paired cells against its first scenario.
+    reference_name = design.get("reference") or next(iter(cells))
+    seed_ids = check_paired(run, cells, reference_name, design.get("seed_ids"))
     price = price_for(run.model)
     reference_outcomes = tuple(outcome(r) for r in cells[reference_name])
 
-    def build(scenario: str, members: list[ResultRow]) -> ProfileCell:
+    def build(scenario: str, members: list[ResultRow]) -> PairedCell:
         outcomes = tuple(outcome(r) for r in members)
         judged = [o for o in outcomes if o is not None]
         delta = None
@@ -184,9 +184,10 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
             delta = paired_difference(pairs)
         prompt, completion = sum(r.prompt_tokens for r in members), sum(r.completion_tokens for r in members)
         axis, cell = split_scenario(scenario)
-        return ProfileCell(axis, cell, scenario, members[0].chain, seed_ids, outcomes, Rate.of(sum(judged), len(judged)),
+        return PairedCell(axis or "scenario", cell, scenario, members[0].chain, seed_ids, outcomes, Rate.of(sum(judged), len(judged)),
                            errors=sum(1 for r in members if r.label == "error"),
-                           pending=sum(1 for r in members if r.label == "pending"), delta=delta,
+                           pending=sum(1 for r in members if r.label == "pending"),
+                           invalid=sum(1 for r in members if r.label == "invalid"), delta=delta,
                            prompt_tokens=prompt, completion_tokens=completion,
                            cost=price.cost(prompt, completion) if price else None)
 
@@ -196,24 +197,25 @@ def profile_from(data: ReportInput, description: JudgeDescription | None = None)
     adjusted = dict(zip(tested, holm([others[i].delta.p for i in tested])))
     others = [_with_p(c, adjusted.get(i)) for i, c in enumerate(others)]
     setup = describe_setup(run, data.rows)
-    lines = (*setup.lines(), *(f"note: {n}" for n in run.config.get("notes") or ()),
-             f"seed queries: {len(seed_ids)} ({run.config['profile'].get('sampling', '')}, seed "
-             f"{run.config['profile'].get('seed')}), the same in every cell", f"metric: {metric.name}"
-             + (f" ({note})" if note else ""))
+    seeds = (f"seed queries: {len(seed_ids)} ({design.get('sampling', '')}, seed {design.get('seed')}), the same in "
+             "every cell" if design else f"no paired design declared: {len(seed_ids)} prompts paired across its scenarios, "
+             f"against its first scenario '{reference_name}'")
+    lines = (*setup.lines(), *(f"note: {n}" for n in run.config.get("notes") or ()), seeds,
+             f"metric: {metric.name}" + (f" ({note})" if note else ""))
     reference = next(c for c in built if c.scenario == reference_name)
-    return Profile(run, metric, note, seed_ids, reference, tuple(others), lines)
+    return PairedReport(run, metric, note, seed_ids, reference, tuple(others), lines)
 
 
-def _with_p(cell: ProfileCell, p: float | None) -> ProfileCell:
+def _with_p(cell: PairedCell, p: float | None) -> PairedCell:
     from dataclasses import replace
 
     return replace(cell, p_adjusted=p, significant=p is not None and p < ALPHA)
 
 
-def load_profile(store: Store, run_name: str, description: JudgeDescription | None = None) -> Profile:
+def load_paired(store: Store, run_name: str, description: JudgeDescription | None = None) -> PairedReport:
     from pathlib import Path
 
-    return profile_from(load_report_input(store, run_name, Path(".")), description)
+    return paired_from(load_report_input(store, run_name, Path(".")), description)
 
 
 # -- text -----------------------------------------------------------------------------------------------
@@ -228,65 +230,66 @@ def rate_text(rate: Rate) -> str:
     return "n/a" if not rate.total else f"{100 * rate.value:.1f} [{100 * rate.low:.1f}, {100 * rate.high:.1f}]"
 
 
-def delta_text(cell: ProfileCell) -> str:
+def delta_text(cell: PairedCell) -> str:
     d = cell.delta
     if d is None:
         return "n/a"
     return f"{pp(d.value)} [{pp(d.low)}, {pp(d.high)}]{' *' if cell.significant else ''}"
 
 
-def cost_text(cell: ProfileCell) -> str:
+def cost_text(cell: PairedCell) -> str:
     return f"{cell.prompt_tokens}+{cell.completion_tokens}" + (f" (${cell.cost:.4f})" if cell.cost is not None else "")
 
 
-def profile_markdown(profile: Profile) -> str:
+def paired_markdown(report: PairedReport) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    run, ref, metric = profile.run, profile.reference, profile.metric.name
-    head = ["axis", "cell", "n", f"{metric} % [95% CI]", "errors", "Δ vs reference (pp) [95% CI]",
+    run, ref, metric = report.run, report.reference, report.metric.name
+    head = ["axis", "cell", "n", f"{metric} % [95% CI]", "invalid", "errors", "Δ vs reference (pp) [95% CI]",
             "discordant +/−", "McNemar p", "Holm p", "tokens (prompt+completion)"]
-    body = [[ref.axis, ref.cell, str(ref.n), rate_text(ref.rate), str(ref.errors), "reference", "", "", "", cost_text(ref)]]
-    for c in profile.cells:
+    body = [[ref.axis, ref.cell, str(ref.n), rate_text(ref.rate), str(ref.invalid), str(ref.errors), "reference", "", "", "",
+             cost_text(ref)]]
+    for c in report.cells:
         d = c.delta
-        body.append([c.axis, c.cell, str(c.n), rate_text(c.rate), str(c.errors), delta_text(c),
+        body.append([c.axis, c.cell, str(c.n), rate_text(c.rate), str(c.invalid), str(c.errors), delta_text(c),
                      f"{d.first_only}/{d.second_only}" if d else "", f"{d.p:.3g}" if d else "",
                      f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "", cost_text(c)])
     table = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     table += ["| " + " | ".join(esc(x) for x in row) + " |" for row in body]
     breaks = [f"{i}. {'**' if c.significant else ''}{c.scenario}{'** *' if c.significant else ''}: {pp(c.delta.value)} pp "
               f"[{pp(c.delta.low)}, {pp(c.delta.high)}], Holm p {c.p_adjusted:.3g}"
-              for i, c in enumerate(profile.breaks(), 1)]
+              for i, c in enumerate(report.breaks(), 1)]
     return "\n\n".join([
-        f"## Profile {esc(run.name)}: {metric}",
+        f"## PairedReport {esc(run.name)}: {metric}",
         f"model `{esc(run.model)}` · judge `{esc(run.judge)}` · reference `{ref.scenario}`: {rate_text(ref.rate)} (n={ref.n})",
-        "Setup:\n" + "\n".join(f"- {line}" for line in profile.setup),
+        "Setup:\n" + "\n".join(f"- {line}" for line in report.setup),
         "### Where safety breaks (sorted by Δ from the reference; * significant)\n\n" + ("\n".join(breaks) or "(no cell)"),
         "### Cells\n\n" + "\n".join(table),
-        profile.method() + ".",
+        report.method() + ".",
     ]) + "\n"
 
 
-def profile_json(profile: Profile) -> str:
-    return json.dumps(profile.to_dict(), indent=2, ensure_ascii=False)
+def paired_json(report: PairedReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
 
 
-@RENDERERS.register("profile", summary="Profile (Markdown): per cell rate, paired Δ from the reference, McNemar, Holm.")
+@RENDERERS.register("paired", summary="Paired cells (Markdown): per cell rate, paired Δ from the reference, McNemar, Holm.")
 def _markdown():
-    return lambda data: profile_markdown(profile_from(data))
+    return lambda data: paired_markdown(paired_from(data))
 
 
-@RENDERERS.register("profile-json", summary="Profile (JSON): reference and per cell axis, n, rate, ci, delta, p_adjusted, seed_ids.")
+@RENDERERS.register("paired-json", summary="Paired cells (JSON): reference and per cell axis, n, rate, ci, delta, p_adjusted, seed_ids.")
 def _json():
-    return lambda data: profile_json(profile_from(data))
+    return lambda data: paired_json(paired_from(data))
 
 
 # -- profiles side by side --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TransferEntry:
     rate: Rate
-    delta: PairedDifference | None  # cell - this profile's reference, on the shared seeds
-    change: PairedDifference | None  # this profile - the first profile, same cell and shared seeds
+    delta: PairedDifference | None  # cell - this run's reference, on the shared seeds
+    change: PairedDifference | None  # this run - the first run, same cell and shared seeds
     change_p_adjusted: float | None = None
     change_significant: bool = False
 
@@ -303,18 +306,18 @@ class TransferEntry:
 
 @dataclass(frozen=True)
 class TransferMatrix:
-    """Rows: cells; columns: profiles (models, or one model before and after a defense)."""
+    """Rows: cells; columns: runs (models, or one model before and after a defense)."""
 
-    profiles: tuple[Profile, ...]
+    profiles: tuple[PairedReport, ...]
     metric: Metric
-    seed_ids: tuple[str, ...]  # shared by every profile, in the first profile's order
+    seed_ids: tuple[str, ...]  # shared by every run, in the first run's order
     scenarios: tuple[str, ...]
     entries: tuple[tuple[TransferEntry | None, ...], ...]  # [row][column]
 
     def method(self) -> str:
         first = self.profiles[0].run.name
         return (f"{self.metric.name} on the {len(self.seed_ids)} seeds all profiles share; Δen = cell − the same "
-                f"profile's reference; Δ1 = profile − {first} in the same cell; both paired, Newcombe method-10 95% CI, "
+                f"run's reference; Δ1 = run − {first} in the same cell; both paired, Newcombe method-10 95% CI, "
                 f"exact McNemar p; * = Δ1 Holm-adjusted p < {ALPHA:g} over {self.tests} comparisons")
 
     @property
@@ -328,9 +331,9 @@ class TransferMatrix:
                          for s, row in zip(self.scenarios, self.entries)]}
 
 
-def transfer_matrix(profiles: Sequence[Profile]) -> TransferMatrix:
+def transfer_matrix(profiles: Sequence[PairedReport]) -> TransferMatrix:
     if not profiles:
-        raise InputError("no profile to compare", field="runs")
+        raise InputError("no run to compare", field="runs")
     names = {p.metric.name for p in profiles}
     if len(names) > 1:
         raise InputError(f"these profiles count different metrics ({', '.join(sorted(names))}): judge them alike",
@@ -342,7 +345,7 @@ def transfer_matrix(profiles: Sequence[Profile]) -> TransferMatrix:
     scenarios = list(dict.fromkeys(c.scenario for p in profiles for c in (p.reference, *p.cells)))
     lookup = [{c.scenario: c for c in (p.reference, *p.cells)} for p in profiles]
 
-    def on_shared(cell: ProfileCell) -> list[bool | None]:
+    def on_shared(cell: PairedCell) -> list[bool | None]:
         index = {s: i for i, s in enumerate(cell.seed_ids)}
         return [cell.outcomes[index[s]] for s in shared]
 
@@ -352,14 +355,14 @@ def transfer_matrix(profiles: Sequence[Profile]) -> TransferMatrix:
     rows = []
     for scenario in scenarios:
         row = []
-        for j, profile in enumerate(profiles):
+        for j, report in enumerate(profiles):
             cell = lookup[j].get(scenario)
             if cell is None:
                 row.append(None)
                 continue
             mine = on_shared(cell)
             judged = [o for o in mine if o is not None]
-            delta = None if cell is profile.reference else paired(mine, on_shared(profile.reference))
+            delta = None if cell is report.reference else paired(mine, on_shared(report.reference))
             first = lookup[0].get(scenario)
             change = paired(mine, on_shared(first)) if j and first is not None else None
             row.append(TransferEntry(Rate.of(sum(judged), len(judged)), delta, change))
@@ -409,11 +412,11 @@ def transfer_csv(matrix: TransferMatrix) -> str:
     writer.writerow(["cell", "run", "model", "metric", "n", "rate", "ci_low", "ci_high", "delta", "delta_low",
                      "delta_high", "delta_p", "change", "change_low", "change_high", "change_p", "change_p_adjusted"])
     for scenario, row in zip(matrix.scenarios, matrix.entries):
-        for profile, e in zip(matrix.profiles, row):
+        for report, e in zip(matrix.profiles, row):
             if e is None:
                 continue
             d, c = e.delta, e.change
-            writer.writerow([scenario, profile.run.name, profile.run.model, matrix.metric.name, e.rate.total,
+            writer.writerow([scenario, report.run.name, report.run.model, matrix.metric.name, e.rate.total,
                              e.rate.value, e.rate.low, e.rate.high, *(("", "", "", "") if d is None else (d.value, d.low, d.high, d.p)),
                              *(("", "", "", "") if c is None else (c.value, c.low, c.high, c.p)),
                              "" if e.change_p_adjusted is None else e.change_p_adjusted])
