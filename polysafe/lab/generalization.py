@@ -179,6 +179,8 @@ async def self_distilled_helpful(config: LabConfig, prompts: Sequence[str], prog
                     config={"purpose": "helpful answers for the lab's training data", "data": config.benign or "I-Alpaca (public URL)"})
     prepared = _prepare(task, config.base, config, GenerationConfig(max_tokens=config.helpful_tokens), "base-helpful")
     summary = await run_prepared(prepared, config.db, progress=progress)
+    del prepared
+    gc.collect()
     with Store(config.db) as store:
         rows = store.results(summary.run)
     out = []
@@ -214,6 +216,7 @@ def train_adapter(config: LabConfig, label: str, title: str, examples: Sequence[
     say(f"adapter {label} ({title}): fine-tuning on {len(examples)} examples, {config.finetune.max_steps or 'all'} steps ...")
     result = (train or finetune)(config.base, [e.conversation() for e in examples], folder, config.finetune,
                                  progress=train_progress)
+    gc.collect()  # the training model holds reference cycles: free it before the next model loads
     say(f"adapter {label}: {result.steps} steps in {result.seconds:.0f} s; loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
     return Adapter(label, title, result.model_spec, list(examples), data_file, True, result.steps, result.seconds,
                    result.losses)
