@@ -129,7 +129,6 @@ def test_mix_repeats_helpful_pairs_to_the_share_and_trims_cut_answers():
 
 def test_multilingual_pairs_answer_in_the_prompts_language():
     from polysafe.data.textchecks import is_language
-    from polysafe.judges.refusal import RefusalJudge  # noqa: F401  (the judge's matcher is what counts)
     from polysafe.data.refusal_phrases import opens_with_refusal
     from polysafe.lab.answers import REFUSALS
     from polysafe.languages import MULTIJAIL_LANGUAGES
