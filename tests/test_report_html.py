@@ -199,5 +199,7 @@ def test_run_and_comparison_pages_keep_hostile_text_in_every_field_inert(tmp_pat
         cell = browser.find_elements(By.CSS_SELECTOR, "table.heat td.cell a")[-1]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
         cell.click()
-        assert browser.find_element(By.ID, "shown").text == "4"
+        from selenium.webdriver.support.ui import WebDriverWait  # the filter applies on hashchange, a moment later
+
+        WebDriverWait(browser, 5).until(lambda b: b.find_element(By.ID, "shown").text == "4")
         assert browser.execute_script("return typeof window.__pwned") == "undefined"

@@ -24,7 +24,7 @@ def output_path(out: Path | None, default_dir: Path, stem: str, fmt: str) -> Pat
 
 def compare(
     runs: Annotated[list[str], typer.Argument(help="Two or more run names (see 'polysafe runs'); the first is the reference. Profile runs give a transfer matrix (cell x model).")],
-    by: Annotated[str, typer.Option("--by", help="Rows: language | tier | variant (scenario, CodeAttack variant) | category.")] = "language",
+    by: Annotated[str, typer.Option("--by", help="Rows: language | tier | variant (scenario, CodeAttack variant) | category | sample (runs with --samples K).")] = "language",
     fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | csv | png | html.")] = "md",
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm | bh (Benjamini-Hochberg).")] = "holm",
     db: DbOpt = Path(DEFAULT_DB),

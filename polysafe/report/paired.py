@@ -134,9 +134,13 @@ def seeds_by_scenario(rows: Sequence[ResultRow]) -> dict[str, list[ResultRow]]:
 
 
 def pair_key(rows: Sequence[ResultRow]) -> Callable[[ResultRow], str]:
-    """What pairs items across cells: the seed id, or id/language where one cell holds an id in several languages."""
-    ids = [r.prompt_id for r in rows]
-    return (lambda r: r.prompt_id) if len(set(ids)) == len(ids) else (lambda r: f"{r.prompt_id}/{r.language}")
+    """What pairs items across cells: the seed id (with `#sample` in a run of several samples: sample i with
+    sample i), or id/language where one cell holds an id in several languages."""
+    sampled = any(getattr(r, "sample", 0) for r in rows)
+    ids = [(r.prompt_id, getattr(r, "sample", 0)) for r in rows]
+    base: Callable[[ResultRow], str] = ((lambda r: r.prompt_id) if len(set(ids)) == len(ids)
+                                        else (lambda r: f"{r.prompt_id}/{r.language}"))
+    return (lambda r: f"{base(r)}#{r.sample}") if sampled else base
 
 
 def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]], reference: str,
@@ -145,7 +149,11 @@ def check_paired(run: RunRecord, cells: dict[str, list[ResultRow]], reference: s
     if reference not in cells:
         raise InputError(f"run '{run.name}' has no reference cell '{reference}'", field="run")
     key = pair_key(cells[reference])
-    expected = tuple(expected) if expected else tuple(key(r) for r in cells[reference])
+    declared = tuple(expected or ())
+    expected = tuple(key(r) for r in cells[reference])
+    if declared and tuple(dict.fromkeys(r.prompt_id for r in cells[reference])) != declared:
+        raise InputError(f"run '{run.name}' is unpaired: its reference cell does not hold the {len(declared)} seed ids "
+                         "its design declares", field="run")
     for scenario, members in cells.items():
         ids = tuple(key(r) for r in members)
         if ids != expected:
@@ -200,6 +208,9 @@ def paired_from(data: ReportInput, description: JudgeDescription | None = None) 
     seeds = (f"seed queries: {len(seed_ids)} ({design.get('sampling', '')}, seed {design.get('seed')}), the same in "
              "every cell" if design else f"no paired design declared: {len(seed_ids)} prompts paired across its scenarios, "
              f"against its first scenario '{reference_name}'")
+    if any(getattr(r, "sample", 0) for r in data.rows):
+        note = (note + "; " if note else "") + ("pairs are (seed, sample): samples of one seed are not independent, "
+                                                "so the p-values are optimistic")
     lines = (*setup.lines(), *(f"note: {n}" for n in run.config.get("notes") or ()), seeds,
              f"metric: {metric.name}" + (f" ({note})" if note else ""))
     reference = next(c for c in built if c.scenario == reference_name)
