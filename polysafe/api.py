@@ -20,11 +20,13 @@ from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
 from .keys import content_key
 from .engine.progress import Progress
 from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
+from .engine.executor import LOCAL, Executor, ExecutorChoice
 from .engine.runner import EvalTask, RunPlan, plan_eval, run_eval
 from .engine.store import ResultRow, Store
 from .errors import InputError
 from .judges.base import Judge, load_judge as _load_judge
 from .models.base import ModelBackend, ModelOptions, load_model as _load_model
+from .models.local import LocalCausalLM
 from .types import GenerationConfig, RunSummary
 
 DEFAULT_DB = Path("polysafe-results/polysafe.db")
@@ -48,9 +50,15 @@ class RunOptions:
     price_in: float | None = None  # $ per million prompt tokens (overrides the shipped table)
     price_out: float | None = None  # $ per million completion tokens
     judge_prompt_file: str | None = None  # a user's rubric for the model judges (slots {query}, {response})
+    executor: str = "local"  # where local models generate: local (this process) | ray (actors of a Ray cluster)
+    ray_address: str | None = None  # auto | HOST:PORT | ray://HOST:PORT; None: $RAY_ADDRESS, else a local instance
+    ray_actors: int | None = None  # model replicas; None: as many as the cluster fits (one per GPU, or per CPU)
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
+
+    def executor_choice(self) -> ExecutorChoice:
+        return ExecutorChoice(self.executor, self.ray_address, self.ray_actors)
 
 
 class TaskBenchmark(Benchmark):
@@ -107,6 +115,7 @@ class Prepared:
     context: AttackContext
     generation: GenerationConfig
     run_name: str
+    executor: Executor = LOCAL
 
 
 def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
@@ -117,13 +126,18 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     checked = bench.params(params)
     task = bench.task(checked)
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
+    executor = options.executor_choice().load()
     backend = _load_model(model, options.model)
+    if executor.name == "ray" and isinstance(backend, LocalCausalLM):
+        device = executor.actor_device()  # joins the cluster: unreachable, or no room for an actor -> one line, exit 1
+        if options.model.device == "auto":  # keyed with the dtype the actors decode in (bf16 on GPUs, float32 on CPUs)
+            backend = _load_model(model, replace(options.model, device=device))
     judge_options = options.judge_options()
     rubric = {"prompt_file": options.judge_prompt_file} if options.judge_prompt_file else {}
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, executor)
 
 
 def budget_for(prepared: Prepared, options: RunOptions) -> Budget | None:
@@ -144,7 +158,7 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
-                                  overwrite=overwrite, budget=budget)
+                                  overwrite=overwrite, budget=budget, executor=prepared.executor)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -152,12 +166,16 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
 
 def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
              params: Mapping[str, Any] | BenchmarkParams | None = None, options: RunOptions | None = None,
-             progress: Progress | None = None) -> RunSummary:
+             progress: Progress | None = None, executor: str | None = None,
+             ray_address: str | None = None) -> RunSummary:
     """Run a benchmark on a model, judge every answer, store everything; return the run's summary.
 
-    A rerun makes no call for anything already stored; a killed run resumes where it stopped.
+    A rerun makes no call for anything already stored; a killed run resumes where it stopped. `executor="ray"`
+    (and `ray_address`) override `options`: local models then generate on the actors of a Ray cluster.
     """
     options = options or RunOptions()
+    if executor is not None or ray_address is not None:
+        options = replace(options, executor=executor or options.executor, ray_address=ray_address or options.ray_address)
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
     return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite,
                                     budget=budget_for(prepared, options)))
