@@ -254,6 +254,10 @@ _EXECUTORS: dict[ExecutorChoice, RayExecutor] = {}
 
 def ray_executor(choice: ExecutorChoice) -> RayExecutor:
     """One executor per choice in a process, so several runs (a config file, a defense) reuse its actors."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise PolysafeError("--executor ray needs Ray: pip install 'polysafe[ray]'") from None
     if choice not in _EXECUTORS:
         _EXECUTORS[choice] = RayExecutor(choice)
     return _EXECUTORS[choice]
