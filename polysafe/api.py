@@ -128,10 +128,8 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
     executor = options.executor_choice().load()
     backend = _load_model(model, options.model)
-    if executor.name == "ray" and isinstance(backend, LocalCausalLM):
-        device = executor.actor_device()  # joins the cluster: unreachable, or no room for an actor -> one line, exit 1
-        if options.model.device == "auto":  # keyed with the dtype the actors decode in (bf16 on GPUs, float32 on CPUs)
-            backend = _load_model(model, replace(options.model, device=device))
+    if executor is not LOCAL and isinstance(backend, LocalCausalLM):  # keyed with the dtype the actors decode in
+        backend = _load_model(model, executor.model_options(options.model))
     judge_options = options.judge_options()
     rubric = {"prompt_file": options.judge_prompt_file} if options.judge_prompt_file else {}
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)

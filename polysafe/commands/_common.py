@@ -180,6 +180,30 @@ def with_eval_options(**defaults):
     return with_shared_options(_SHARED_OPTIONS, EvalOptions, "opts", **defaults)
 
 
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """--executor, --ray-address, --ray-actors for commands that run evaluations inside a pipeline (defend)."""
+
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+
+    def load(self):
+        """The executor, joined to its cluster now: a failure is one line before anything is trained or sent."""
+        from ..engine.executor import ExecutorChoice
+        from ..models import ModelOptions
+
+        executor = ExecutorChoice(self.executor, self.ray_address, self.ray_actors).load()
+        executor.model_options(ModelOptions())
+        return executor
+
+
+def with_executor_options():
+    """The executor options, received as `run_on: ExecutorOptions`."""
+    return with_shared_options({"executor": ExecutorOpt, "ray_address": RayAddressOpt, "ray_actors": RayActorsOpt},
+                               ExecutorOptions, "run_on")
+
+
 def run_async(coroutine):
     """`asyncio.run`, importing asyncio only when a command runs (not for `--help`)."""
     import asyncio

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..errors import InputError
-from ..models.base import ModelBackend
+from ..models.base import ModelBackend, ModelOptions
 from ..types import Completion, Conversation, GenerationConfig
 from .dispatch import dispatch
 
@@ -37,6 +37,11 @@ Admit = Callable[[WorkUnit], bool]
 class Executor(Protocol):
     name: str
 
+    def model_options(self, options: ModelOptions) -> ModelOptions:
+        """The options a local model is loaded with here (Ray: the actors' device, so that the model identity
+        carries the dtype they decode in). Ray joins the cluster here: one that cannot be reached, or has no room
+        for an actor, fails before anything is sent."""
+
     def unit_size(self, model: ModelBackend, pending: int) -> int:
         """Conversations per unit for `pending` generations."""
 
@@ -56,6 +61,9 @@ class LocalExecutor:
     """This process: `model.concurrency` units at once, sharing the model's continuous-batching loop."""
 
     name = "local"
+
+    def model_options(self, options: ModelOptions) -> ModelOptions:
+        return options
 
     def unit_size(self, model: ModelBackend, pending: int) -> int:
         return model.batch_size

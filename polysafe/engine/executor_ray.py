@@ -110,6 +110,10 @@ class RayExecutor:
         self.actor_count()
         return "cuda" if self.gpus() else "cpu"
 
+    def model_options(self, options: ModelOptions) -> ModelOptions:
+        device = self.actor_device()
+        return replace(options, device=device) if options.device == "auto" else options
+
     def actor_count(self) -> int:
         resources = self.connect()
         per_actor = 1 if self.gpus() else self.choice.ray_actor_cpus
