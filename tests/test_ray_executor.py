@@ -86,13 +86,15 @@ def test_ray_answers_are_byte_identical_to_local_and_a_rerun_asks_nothing(ray_cl
     assert (again.generated, again.cached, again.run) == (0, len(PROMPTS), on_ray.run)
 
 
-def test_a_run_started_locally_finishes_on_ray(ray_cluster, prompt_file, local_answers, tmp_path):
+def test_the_call_cap_holds_on_ray_and_a_run_moves_between_executors(ray_cluster, prompt_file, local_answers, tmp_path):
     params = {"prompts": str(prompt_file)}
     db = tmp_path / "mixed.db"
-    first = polysafe.evaluate("file", model="smollm2", params=params, options=options(db, max_calls=2))
-    assert first.capped and first.generated == 2
+    first = polysafe.evaluate("file", model="smollm2", params=params, options=options(db, "ray", max_calls=2))
+    assert first.capped and (first.generated, first.pending) == (2, len(PROMPTS) - 2)
+    second = polysafe.evaluate("file", model="smollm2", params=params, options=options(db, max_calls=2))
+    assert second.capped and (second.generated, second.cached) == (2, 2)
     rest = polysafe.evaluate("file", model="smollm2", params=params, options=options(db, "ray"))
-    assert (rest.run, rest.generated, rest.cached, rest.errors, rest.pending) == (first.run, len(PROMPTS) - 2, 2, 0, 0)
+    assert (rest.run, rest.generated, rest.cached, rest.errors, rest.pending) == (first.run, len(PROMPTS) - 4, 4, 0, 0)
     assert stored(db) == local_answers
 
 
