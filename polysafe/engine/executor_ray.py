@@ -181,7 +181,10 @@ class RayExecutor:
             max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES, max_concurrency=max(1, model.concurrency))
         threads = None if gpu else self.choice.ray_actor_cpus
         actors = [remote.remote(model.spec, options, model.identity, threads) for _ in range(count)]
-        problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
+        try:
+            problems = [p for p in ray.get([a.ready.remote() for a in actors]) if p]
+        except ray.exceptions.RayError as err:  # the actor could not even start
+            problems = [_first_line(err)]
         if problems:
             for actor in actors:
                 ray.kill(actor)
@@ -202,14 +205,22 @@ def _result(ray, ref, unit: WorkUnit) -> list[Completion]:
     """The unit's completions; its items stored as errors when Ray gave up on it (the next run retries them)."""
     try:
         completions = ray.get(ref)
-    except ray.exceptions.RayTaskError as err:  # the model code raised: as it would locally
-        raise err.as_instanceof_cause() from None
+    except ray.exceptions.RayTaskError as err:  # the model code raised: as it would locally, in one line
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, PolysafeError):
+            raise cause from None
+        raise BackendError(f"a Ray actor failed: {_first_line(cause or err)}") from None
     except ray.exceptions.RayError as err:  # the actor died more often than Ray retries
         reason = f"Ray actor lost: {type(err).__name__}"
         return [Completion.failed(reason) for _ in unit.conversations]
     if len(completions) != len(unit.conversations):
         raise RuntimeError(f"actor returned {len(completions)} results for {len(unit.conversations)} inputs")
     return completions
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _check_reachable(address: str) -> None:
