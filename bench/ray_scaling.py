@@ -64,7 +64,7 @@ def task_of(texts: list[str]) -> EvalTask:
 
 
 def measure(label: str, texts: list[str], backend, executor, gen: GenerationConfig, folder: Path) -> dict:
-    db = folder / f"{label.replace(' ', '_')}.db"
+    db = folder / f"{len(list(folder.glob('*.db')))}.db"  # a fresh store each time: every generation is pending
     timer = Timer()
     units = len(list(range(0, len(texts), max(1, executor.unit_size(backend, len(texts))))))
     with Store(db) as store:

@@ -170,8 +170,9 @@ class RayExecutor:
         import ray
 
         count = self.actor_count()
-        gpu = self.gpus() > 0
-        options = replace(model.options, device="cuda" if gpu else "cpu")
+        device = model.options.device if model.options.device != "auto" else ("cuda" if self.gpus() else "cpu")
+        gpu = device.startswith("cuda")
+        options = replace(model.options, device=device)
         key = (model.spec, model.identity, options, count, self.choice.ray_actor_cpus)
         if self.pool is not None and self.pool.key == key:
             return self.pool.actors
@@ -246,7 +247,9 @@ def _init_ray(ray, address: str | None) -> None:
     except (ConnectionError, RuntimeError, ValueError, OSError) as err:
         where = f"at {address}" if address else "on this machine"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PolysafeError(f"cannot start or join a Ray cluster {where}: {first}") from None
+        hint = ("; a cluster started with `ray start` checks a token: set RAY_AUTH_MODE=token here, with the cluster's "
+                "token in ~/.ray/auth_token or RAY_AUTH_TOKEN" if address and os.environ.get("RAY_AUTH_MODE") != "token" else "")
+        raise PolysafeError(f"cannot start or join a Ray cluster {where}: {first}{hint}") from None
 
 
 @contextmanager
