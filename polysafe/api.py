@@ -135,6 +135,8 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
+    # After the name: what the benchmark declares for reports is not part of what makes the run (old names resume).
+    task = replace(task, config={**task.config, "benchmark": bench.declare(task, gen, loaded_judge)})
     return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, executor)
 
 

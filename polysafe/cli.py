@@ -14,8 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .commands.benchmarks import BenchmarkGroup
-from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, command_group, console, error_line,
-                               run_benchmark, with_eval_options)
+from .commands._common import DEFAULT_DB, DbOpt, command_group, console, error_line
 from .errors import PolysafeError
 
 app = command_group(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -34,22 +33,6 @@ class Apps:
     eval: typer.Typer
     defend: typer.Typer
     attack: typer.Typer
-
-
-@eval_app.command("file")
-@with_eval_options()
-def eval_file(
-    prompts: Annotated[Path, typer.Option("--prompts", "-p", help="CSV or JSONL with id, text [, language, category].")],
-    model: ModelOpt = "smollm2",
-    judge: JudgeOpt = "refusal",
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.")] = "none",
-    translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> | hf:<seq2seq path>.")] = None,
-    limit: LimitOpt = None,
-    opts: EvalOptions = EvalOptions(),
-) -> None:
-    """Evaluate a model on your own prompt file."""
-    params = {"prompts": str(prompts), "attack": attack, "translator": translator, "limit": limit}
-    run_benchmark("file", model=model, judge=judge, params=params, opts=opts)
 
 
 @app.command("runs")

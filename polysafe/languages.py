@@ -56,6 +56,7 @@ _ALL = (
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _ALL}
 MULTIJAIL_LANGUAGES: tuple[str, ...] = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
+TIERED_LANGUAGES = MULTIJAIL_LANGUAGES  # the ten languages with a resource tier, English first, then high to low
 
 
 def get_language(code: str, *, file: str | None = None, line: int | None = None, field: str | None = None) -> Language:

@@ -168,7 +168,7 @@ def test_parquet_round_trip(store_run, tmp_path):
     assert done.returncode == 0, done.stderr
     table = pq.read_table(out)
     assert table.to_pylist() == stored_rows(db, run)
-    assert str(table.schema.field("score").type) == "int64" and str(table.schema.field("tags").type.value_type) == "string"
+    assert str(table.schema.field("score").type) == "double" and str(table.schema.field("tags").type.value_type) == "string"
 
 
 def test_hugging_face_dataset_round_trip(store_run, tmp_path):

@@ -183,13 +183,14 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
             seen.add(job[0])
             pending.append(job)
     progress.start("judge", len(pending))
+    scale = judge.describe().scale
 
     async def work(batch: Sequence[tuple[str, str, JudgeInput]]) -> list[Verdict]:
         return await judge.judge([inp for _, _, inp in batch])
 
     def on_done(batch: Sequence[tuple[str, str, JudgeInput]], verdicts: list[Verdict]) -> None:
         store.put_verdicts([(key, judge.identity, extracted if v.judged is None else v.judged, v)
-                            for (key, extracted, _), v in zip(batch, verdicts)])
+                            for (key, extracted, _), v in zip(batch, verdicts)], scale=scale.name if scale else None)
         progress.advance("judge", len(batch))
 
     await dispatch(pending, work, batch_size=judge.batch_size, concurrency=judge.concurrency, on_done=on_done)
@@ -227,7 +228,8 @@ async def run_eval(
                        config={"generation": gen.to_dict(), **task.config,
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
                                "model_identity": identity_digest(model.identity),
-                               "judge_identity": identity_digest(judge.identity)})
+                               "judge_identity": identity_digest(judge.identity),
+                               "judge_description": judge.describe().to_dict()})
     existing = store.get_run(run_name)
     if existing is not None and not overwrite:
         check_same_run(existing, record)

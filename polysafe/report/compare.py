@@ -1,11 +1,12 @@
 """Runs side by side: one row per group (language, tier, variant or category), one column per run.
 
-Each cell holds the run's rate with a Wilson 95% interval. The rate is the one report/metrics.py defines: the
-unsafe rate over judged answers, or for scored runs (1-5) the ASR, the share of score-5 answers. When some runs
-are scored and others are not, every run is measured by its unsafe rate, so the columns stay comparable.
+Each cell holds the run's rate with a Wilson 95% interval. The rate is the headline rate the runs' judges declare
+(`describe()`: an unsafe rate, a non-refusal rate, a share of scores at a threshold). When the runs' judges declare
+different rates, every run is measured by its share labelled unsafe, which every judge gives, and the method line
+says so, so the columns stay comparable.
 Every run after the first also gets its difference to the first run, with a Newcombe 95% interval and a
 significance marker after correcting over all differences in the table (see report/stats.py).
-When a run holds several scenarios (MultiJail's unintentional and intentional), rows are split per scenario
+When a run holds several scenarios (e.g. unintentional and intentional), rows are split per scenario
 unless the grouping is the scenario itself.
 """
 
@@ -22,7 +23,9 @@ from ..engine.store import ResultRow, RunRecord
 from ..errors import InputError
 from .base import ReportInput
 from .chart import language_order
-from .metrics import Rate, group_stats
+from ..types import Metric
+from .declared import judge_description, rate_metric, rate_of
+from .metrics import Rate
 from .stats import CORRECTION_NAMES, CORRECTIONS, Difference, adjust, difference
 
 GROUPINGS = ("language", "tier", "variant", "category")
@@ -128,11 +131,15 @@ def _cell_dict(cell: Cell) -> dict:
 
 
 def _rate_measure(inputs: Sequence[ReportInput]) -> tuple[str, Callable[[list[ResultRow]], Rate], str]:
-    scored = [any(r.score is not None for r in data.rows) for data in inputs]
-    if all(scored):
-        return "ASR (share of score 5)", lambda rows: group_stats((), rows).asr or Rate.of(0, 0), ""
-    note = "Some runs are scored 1-5 and others are not, so every run is measured by its unsafe rate" if any(scored) else ""
-    return "unsafe rate", lambda rows: group_stats((), rows).unsafe, note
+    metrics = [rate_metric(judge_description(data.run, data.rows)) for data in inputs]
+    if all(m is not None for m in metrics) and len({(m.kind, m.label, m.threshold, m.name) for m in metrics}) == 1:  # type: ignore[union-attr]
+        metric = metrics[0]
+        return metric.name, lambda rows: rate_of(metric, rows), ""  # type: ignore[arg-type]
+    declared = ", ".join(dict.fromkeys(m.name if m else "none" for m in metrics))
+    common = Metric("label_rate", "share labelled unsafe", label="unsafe")
+    return common.name, lambda rows: rate_of(common, rows), (
+        f"The runs' judges declare different headline rates ({declared}), so every run is measured by its share "
+        "labelled unsafe")
 
 
 def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str = "holm") -> Comparison:

@@ -1,12 +1,13 @@
 """Per-response export: one row per item of a run, as JSONL, CSV, Parquet or a Hugging Face `datasets` dataset.
 
 Columns (EXPORT_COLUMNS, same order and types in every format):
-run, model, benchmark (the task's family: multijail, codeattack, file, ...), task, judge, item (its place in the
-run), prompt_id, language, tier (English/HRL/MRL/LRL/other), scenario (scenario or CodeAttack variant), chain,
+run, model, benchmark (the task's family: the part of the task name before ':'), task, judge, item (its place in the
+run), prompt_id, language, tier (English/HRL/MRL/LRL/other), scenario (a scenario or an attack variant), chain,
 category, tags, english_source (the English wording of the request when the set has one, else the prompt text),
 prompt (what was sent), response, back_translation (the English text the judge read, for back-translated runs),
-extracted (what the judge read when post-processing such as CodeAttack's extraction changed the response),
-label, score, rationale, error, prompt_tokens, completion_tokens, finish_reason.
+extracted (what the judge read when an attack's post-processing, such as extracting code, changed the response),
+label, score (a float on the judge's declared scale), scale (that scale's name), parts (the verdict's structured
+sub-scores as a JSON object, e.g. rubric ratings), rationale, error, prompt_tokens, completion_tokens, finish_reason.
 
 The judge's input is stored once per verdict (`extracted`); it is shown as `back_translation` in a back-translated
 run (outside English) and as `extracted` otherwise, and left empty where it equals the response.
@@ -29,14 +30,15 @@ from typing import Iterable, Sequence
 
 from ..languages import tier_of
 from ..engine.store import ResultRow, RunRecord
+from .declared import judge_description
 from .tiers import tier_label
 
-# (name, type): str, int or list (of str). Only `score` may be None.
+# (name, type): str, int, float or list (of str). Only `score` may be None.
 EXPORT_COLUMNS: tuple[tuple[str, type], ...] = (
     ("run", str), ("model", str), ("benchmark", str), ("task", str), ("judge", str), ("item", int),
     ("prompt_id", str), ("language", str), ("tier", str), ("scenario", str), ("chain", str), ("category", str),
     ("tags", list), ("english_source", str), ("prompt", str), ("response", str), ("back_translation", str),
-    ("extracted", str), ("label", str), ("score", int), ("rationale", str), ("error", str),
+    ("extracted", str), ("label", str), ("score", float), ("scale", str), ("parts", str), ("rationale", str), ("error", str),
     ("prompt_tokens", int), ("completion_tokens", int), ("finish_reason", str),
 )
 FORMATS = ("jsonl", "csv", "parquet")
@@ -44,7 +46,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def export_rows(run: RunRecord, rows: Sequence[ResultRow]) -> list[dict]:
-    back_translated = bool(run.config.get("back_translate")) or "+back-translate:" in run.judge
+    back_translated = bool(run.config.get("back_translate")) or bool(judge_description(run, rows).traits.get("back_translated"))
     out = []
     for row in rows:
         judged_text = row.extracted if row.extracted is not None and row.extracted != row.response else None
@@ -54,7 +56,9 @@ def export_rows(run: RunRecord, rows: Sequence[ResultRow]) -> list[dict]:
             "item": row.position, "prompt_id": row.prompt_id, "language": row.language, "tier": tier_label(tier_of(row.language)),
             "scenario": row.scenario, "chain": row.chain, "category": row.category, "tags": list(row.tags),
             "english_source": row.query, "prompt": row.prompt, "response": row.response, "back_translation": back,
-            "extracted": None if back is not None else judged_text, "label": row.label, "score": row.score,
+            "extracted": None if back is not None else judged_text, "label": row.label,
+            "score": None if row.score is None else float(row.score), "scale": row.scale,
+            "parts": json.dumps(row.parts, ensure_ascii=False, sort_keys=True) if row.parts else None,
             "rationale": row.rationale, "error": row.error, "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens, "finish_reason": row.finish_reason,
         }
@@ -111,6 +115,8 @@ def read_csv(path: str | Path) -> list[dict]:
 def _from_cell(cell: str, kind: type):
     if kind is int:
         return int(cell) if cell else None
+    if kind is float:
+        return float(cell) if cell else None
     text = unguard_cell(cell)
     return json.loads(text) if kind is list else text
 
@@ -121,7 +127,7 @@ def _from_cell(cell: str, kind: type):
 def arrow_schema():
     import pyarrow as pa
 
-    types = {str: pa.string(), int: pa.int64(), list: pa.list_(pa.string())}
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64(), list: pa.list_(pa.string())}
     return pa.schema([pa.field(name, types[kind]) for name, kind in EXPORT_COLUMNS])
 
 
