@@ -242,8 +242,8 @@ def _init_ray(ray, address: str | None) -> None:
     else:
         settings.update(include_dashboard=False)
     try:
-        with _stderr_muted():
-            ray.init(address=address, **settings)
+        with _stderr_muted():  # "local": a new instance, never a cluster that `ray start` left recorded here
+            ray.init(address=address or "local", **settings)
     except (ConnectionError, RuntimeError, ValueError, OSError) as err:
         where = f"at {address}" if address else "on this machine"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
