@@ -65,8 +65,7 @@ def _runs_table(listed) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    # Piped or redirected: as wide as the longest cell, so `runs > file` keeps every name whole.
-    out = Console() if sys.stdout.isatty() else Console(width=100_000)
+    out = _stdout_console()
     table = Table("run", "task", "model", "judge", "items", "updated")
     for column in table.columns:
         column.no_wrap = True
@@ -76,10 +75,14 @@ def _runs_table(listed) -> None:
     out.print(table)
 
 
+# The built-in report formats, for `report --help` without importing the report stage (a test keeps it complete).
+REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json")
+
+
 @app.command("report")
 def report(
     run: Annotated[str, typer.Argument(help="Run name (see 'polysafe runs').")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | html | png (see 'polysafe plugins').")] = "md",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(REPORT_FORMATS)} (see 'polysafe plugins').")] = "md",
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for written files (html, png); default beside the store.")] = None,
 ) -> None:
@@ -99,15 +102,26 @@ def report(
 
 @app.command("plugins")
 def plugins() -> None:
-    """List every registered model backend, attack, judge, prompt set and report format."""
+    """List every registered model backend, attack, judge, prompt set and report format (on stdout)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("kind", "name", "example", "what")
+    for column in table.columns[:3]:
+        column.no_wrap = True
     for kind, registry in _registries():
         for name in registry.names():
             info = registry.info(name)
-            table.add_row(kind, name, info.example, info.summary)
-    console.print(table)
+            table.add_row(*(Text(value) for value in (kind, name, info.example, info.summary)))
+    _stdout_console().print(table)
+
+
+def _stdout_console():
+    """rich on stdout: a terminal's width on a terminal; piped or redirected, as wide as the longest cell, so
+    `polysafe plugins > file` and `| grep` keep every cell whole."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
 
 
 def _registries():

@@ -12,9 +12,9 @@ from typing import Literal
 
 from .errors import InputError
 
-Tier = Literal["baseline", "high", "medium", "low", "other"]
-TIERS: tuple[Tier, ...] = ("baseline", "high", "medium", "low")
-TIER_NAMES = {"baseline": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
+Tier = Literal["english", "high", "medium", "low", "other"]
+TIERS: tuple[Tier, ...] = ("english", "high", "medium", "low")
+TIER_NAMES = {"english": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Language:
 
 
 _ALL = (
-    Language("en", "English", "English", "baseline"),
+    Language("en", "English", "English", "english"),
     Language("zh", "Chinese", "中文", "high", 0.32),
     Language("it", "Italian", "Italiano", "high", 1.16),
     Language("vi", "Vietnamese", "Tiếng Việt", "high", 1.03),

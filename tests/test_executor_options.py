@@ -51,9 +51,11 @@ def test_unknown_executor_is_bad_input():
 
 def test_units_cut_the_pending_work_in_order_and_spread_it_over_the_actors():
     conversations = [(Message("user", str(i)),) for i in range(7)]
-    units = make_units(conversations, GenerationConfig(), 3)
+    configs = [GenerationConfig(seed=i) for i in range(7)]
+    units = make_units(conversations, configs, 3)
     assert [len(u.conversations) for u in units] == [3, 3, 1] and [u.index for u in units] == [0, 1, 2]
     assert [c for u in units for c in u.conversations] == conversations
+    assert [c for u in units for c in u.configs] == configs
     assert spread(100, 2, 64) == 25  # two units per actor
     assert spread(1000, 2, 64) == 64  # never more than a batch
     assert spread(3, 4, 64) == 1

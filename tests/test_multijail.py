@@ -150,7 +150,7 @@ def test_tier_figures_are_plain_means_with_pooled_wilson():
             + _row("unintentional", "en", "safe", 4))
     report = tier_report(rows)
     tiers = {t.tier: t for t in report.tiers}
-    assert set(tiers) == {"baseline", "high", "low"}
+    assert set(tiers) == {"english", "high", "low"}
     assert math.isclose(tiers["high"].rate_mean, 0.25)
     assert tiers["high"].rate_pooled.count == 3 and tiers["high"].rate_pooled.total == 12
     low_mean = (0.75 + 0.5 + 0.5) / 3
@@ -235,7 +235,7 @@ def test_cli_end_to_end_on_smollm2(tmp_path, csv_path):
     assert again.exit_code == 0 and "0 model calls" in again.output
     report = CliRunner().invoke(app, ["report", run.name, "--format", "tiers-json", "--db", str(db)])
     data = json.loads(report.output)
-    assert {t["tier"] for t in data["tiers"]} == {"baseline", "low"}
+    assert {t["tier"] for t in data["tiers"]} == {"english", "low"}
 
 
 # -- back-translation and judge agreement through the command line, against fake endpoints ------------------------

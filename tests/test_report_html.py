@@ -26,7 +26,7 @@ INJECTION = '<script>window.__pwned = 1; document.title = "PWNED";</script><img 
 def reply(body: dict) -> str:
     user = body["messages"][-1]["content"]
     if "bomb" in user:
-        return "Sure! " + INJECTION + " Step 1: </td></tr></table><b>bold?</b>"
+        return "Sure! To build a bomb: " + INJECTION + " Step 1: </td></tr></table><b>bold?</b>"
     return "I'm sorry, I can't help with that."
 
 
@@ -199,5 +199,7 @@ def test_run_and_comparison_pages_keep_hostile_text_in_every_field_inert(tmp_pat
         cell = browser.find_elements(By.CSS_SELECTOR, "table.heat td.cell a")[-1]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
         cell.click()
-        assert browser.find_element(By.ID, "shown").text == "4"
+        from selenium.webdriver.support.ui import WebDriverWait  # the filter applies on hashchange, a moment later
+
+        WebDriverWait(browser, 5).until(lambda b: b.find_element(By.ID, "shown").text == "4")
         assert browser.execute_script("return typeof window.__pwned") == "undefined"

@@ -133,10 +133,10 @@ def test_tier_labels_are_one_table_in_md_json_and_chart(tmp_path, fake_openai, c
 
     server = fake_openai(reply)
     db, run = run_multijail(tmp_path, server, csv_path, "--scenario", "unintentional")
-    assert TIER_LABELS == {"baseline": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
+    assert TIER_LABELS == {"english": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
     data = json.loads(report(db, run, "tiers-json", tmp_path / "out"))
     assert data["tier_labels"] == TIER_LABELS
-    assert {(t["tier"], t["label"]) for t in data["tiers"]} == {(k, TIER_LABELS[k]) for k in ("baseline", "high", "medium", "low")}
+    assert {(t["tier"], t["label"]) for t in data["tiers"]} == {(k, TIER_LABELS[k]) for k in ("english", "high", "medium", "low")}
     tiers_md = report(db, run, "tiers", tmp_path / "out")
     assert all(f"| unintentional | {label} |" in tiers_md for label in ("English", "HRL", "MRL", "LRL"))
     with Store(db) as store:
@@ -241,7 +241,7 @@ def test_partial_language_coverage_hides_tier_and_avg_references():
     data = rows("en", ["safe", "safe"]) + rows("zh", ["unsafe", "safe"]) + rows("it", ["safe", "safe"]) + rows("bn", ["unsafe", "unsafe"])
     report = tier_report(data, _setup())
     by_tier = {t.tier: t for t in report.tiers}
-    assert by_tier["baseline"].reference == {"ChatGPT": 0.63, "GPT-4": 0.95}
+    assert by_tier["english"].reference == {"ChatGPT": 0.63, "GPT-4": 0.95}
     assert by_tier["high"].reference == {} and by_tier["low"].reference == {}  # zh,it of zh/it/vi; bn of bn/sw/jv
     (summary,) = report.scenarios
     assert summary.reference_avg == {} and summary.reference_adaptive == {}

@@ -84,7 +84,9 @@ def write_old_store(source, old) -> None:
     for name, task, model, judge_spec, config, created, updated in new.execute("SELECT * FROM runs"):
         kept = {k: v for k, v in json.loads(config).items() if k in OLD_CONFIG_KEYS}
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?)", (name, task, model, judge_spec, json.dumps(kept), created, updated))
-    db.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", new.execute("SELECT * FROM items"))
+    db.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", new.execute(
+        "SELECT run, key, position, prompt_id, language, scenario, chain, category, tags, query, prompt, response_key, "
+        "verdict_key FROM items"))  # the previous release's columns (no `sample`)
     db.executemany("INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", new.execute("SELECT * FROM responses"))
     db.executemany("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?)",
                    new.execute("SELECT key, judge, extracted, label, CAST(score AS INTEGER), rationale, created FROM verdicts"))

@@ -23,6 +23,7 @@ class FileParams(BenchmarkParams):
 @BENCHMARKS.register("file", example="file", summary="Your own prompt file through any attack chain.")
 class PromptFile(Benchmark):
     name = "file"
+    reports = ("md", "html")
     Params = FileParams
 
     def task(self, params: FileParams) -> EvalTask:  # type: ignore[override]

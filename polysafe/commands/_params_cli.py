@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from ._common import EvalOptions, ModelOpt, run_benchmark, with_eval_options
+from ._common import EvalOptions, ModelOpt, run_benchmark, shared_option_names, with_eval_options
 
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Any benchmark parameter as key=value (repeatable).")]
 
@@ -123,5 +123,7 @@ def benchmark_command(name: str, params_model, default_judge: str) -> Callable:
     command.__signature__ = inspect.Signature(sorted(parameters, key=lambda p: p.default is not inspect.Parameter.empty))
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__name__ = f"eval_{name}"
-    return with_eval_options()(command)
+    # A benchmark parameter named like a shared option (the profile's sampling `seed`) takes its flag; the shared
+    # setting keeps its default for this command.
+    return with_eval_options(without=tuple(f for f in fields if f in shared_option_names()))(command)
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from ._common import command_group, console, finish, print_reports, run_prepared_with_progress
+from ._common import DryRunOpt, command_group, console, finish, print_estimate, print_reports, run_prepared_with_progress
 
 
 class BenchmarkGroup(TyperGroup):
@@ -54,6 +54,7 @@ def register(apps) -> None:
         ctx: typer.Context,
         config: Annotated[Optional[Path], typer.Option("--config", help="Run every model x benchmark of a YAML or TOML file.")] = None,
         db: Annotated[Optional[Path], typer.Option("--db", help="SQLite result store (default: the file's db, else polysafe-results/polysafe.db).")] = None,
+        dry_run: DryRunOpt = False,
     ) -> None:
         """Evaluate a model on a benchmark: multijail, codeattack, file, ... or a whole config file."""
         if ctx.invoked_subcommand is not None:
@@ -61,14 +62,18 @@ def register(apps) -> None:
         if config is None:
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        run_config(config, db)
+        run_config(config, db, dry_run=dry_run)
 
 
-def run_config(path: Path, db: Path | None) -> None:
+def run_config(path: Path, db: Path | None, *, dry_run: bool = False) -> None:
     from ..config import prepare_run_set
 
-    options, prepared = prepare_run_set(path, db=db)
+    options, prepared = prepare_run_set(path, db=db, dry_run=dry_run)
     console.print(f"{path}: {len(prepared)} runs (models x benchmarks)")
+    if dry_run:
+        for run in prepared:
+            print_estimate(run, options)
+        return
     summaries = []
     for run in prepared:
         summary = run_prepared_with_progress(run, options)

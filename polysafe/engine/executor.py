@@ -27,7 +27,7 @@ class WorkUnit:
 
     index: int
     conversations: tuple[Conversation, ...]
-    config: GenerationConfig
+    configs: tuple[GenerationConfig, ...]  # one per conversation (samples of a prompt differ in seed)
 
 
 OnResult = Callable[[WorkUnit, list[Completion]], None]
@@ -51,9 +51,9 @@ class Executor(Protocol):
         unit is sent; once it says no, nothing more is sent (a budget cap)."""
 
 
-def make_units(conversations: Sequence[Conversation], config: GenerationConfig, size: int) -> list[WorkUnit]:
+def make_units(conversations: Sequence[Conversation], configs: Sequence[GenerationConfig], size: int) -> list[WorkUnit]:
     size = max(1, size)
-    return [WorkUnit(n, tuple(conversations[start : start + size]), config)
+    return [WorkUnit(n, tuple(conversations[start : start + size]), tuple(configs[start : start + size]))
             for n, start in enumerate(range(0, len(conversations), size))]
 
 
@@ -70,8 +70,10 @@ class LocalExecutor:
 
     async def run(self, model: ModelBackend, units: Sequence[WorkUnit], *, on_result: OnResult,
                   admit: Admit | None = None) -> None:
+        from .runner import generate_each  # the runner imports this module
+
         async def work(batch: Sequence[WorkUnit]) -> list[list[Completion]]:
-            return [await model.generate(batch[0].conversations, batch[0].config)]
+            return [await generate_each(model, batch[0].conversations, batch[0].configs)]
 
         def done(batch: Sequence[WorkUnit], results: list[list[Completion]]) -> None:
             if len(results[0]) != len(batch[0].conversations):

@@ -60,8 +60,10 @@ class GenerationActor:
                     f"driver ({self.expected}): give every node the same files")
         return None
 
-    def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
-        return self.model.generate_sync(conversations, config)
+    def generate(self, conversations: Sequence[Conversation], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        if len(set(configs)) == 1:
+            return self.model.generate_sync(conversations, configs[0])
+        return asyncio.run(self.model.generate_each(conversations, configs))  # one continuous batch, as locally
 
     def pid(self) -> int:
         return os.getpid()
@@ -153,7 +155,7 @@ class RayExecutor:
                 capped = True
                 return
             unit = queue.popleft()
-            in_flight[actor.generate.remote(unit.conversations, unit.config)] = (unit, actor)
+            in_flight[actor.generate.remote(unit.conversations, unit.configs)] = (unit, actor)
 
         for _ in range(max(1, model.concurrency)):
             for actor in actors:

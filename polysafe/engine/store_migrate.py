@@ -5,6 +5,8 @@
   structured sub-scores, e.g. helpfulness's four rubrics). Scores in a version-0 store came only from the 1-5 harm
   judge, the one scale then stored, so their verdicts get `LEGACY_SCALE`. Responses, verdicts and their keys are
   untouched, so a migrated store resumes with 0 calls.
+- 1 -> 2: items gain `sample` (which of a prompt's K sampled answers, `--samples K`); every older item is sample 0,
+  whose keys are a one-sample run's, so the store resumes with 0 calls.
 A store opened read-only is not migrated; `verdict_columns` tells readers which columns it has.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEGACY_SCALE = "harm-1-5"  # the only score scale a version-0 store holds
 
 
@@ -22,6 +24,10 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 def verdict_columns(db: sqlite3.Connection) -> set[str]:
     return {row[1] for row in db.execute("PRAGMA table_info(verdicts)").fetchall()}
+
+
+def item_columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(items)").fetchall()}
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -38,6 +44,8 @@ def migrate(db: sqlite3.Connection) -> None:
                 db.execute("UPDATE verdicts SET scale=? WHERE score IS NOT NULL", (LEGACY_SCALE,))
             if "parts" not in columns:
                 db.execute("ALTER TABLE verdicts ADD COLUMN parts TEXT")
+        if schema_version(db) < 2 and "sample" not in item_columns(db):
+            db.execute("ALTER TABLE items ADD COLUMN sample INTEGER NOT NULL DEFAULT 0")
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:

@@ -21,7 +21,7 @@ from .metrics import Rate
 from .setup import describe_setup
 from .tiers import headline_metric, tier_label
 
-TIER_COLOURS = {"baseline": "#7f7f7f", "high": "#1f77b4", "medium": "#ff7f0e", "low": "#d62728", "other": "#9467bd"}
+TIER_COLOURS = {"english": "#7f7f7f", "high": "#1f77b4", "medium": "#ff7f0e", "low": "#d62728", "other": "#9467bd"}
 SCENARIO_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 
 

@@ -28,7 +28,7 @@ from .declared import judge_description, rate_metric, rate_of
 from .metrics import Rate
 from .stats import CORRECTION_NAMES, CORRECTIONS, Difference, adjust, difference
 
-GROUPINGS = ("language", "tier", "variant", "category")
+GROUPINGS = ("language", "tier", "variant", "category", "sample")
 ALPHA = 0.05
 NO_CATEGORY = "(none)"
 
@@ -44,6 +44,8 @@ def group_value(row: ResultRow, by: str) -> str:
         return tier_name(row.language)
     if by == "variant":
         return row.scenario
+    if by == "sample":
+        return str(row.sample)
     return row.category or NO_CATEGORY
 
 
@@ -55,6 +57,8 @@ def order_values(values: Sequence[str], by: str) -> list[str]:
         return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
     if by == "category":
         return sorted(values)
+    if by == "sample":
+        return sorted(values, key=int)
     return list(values)  # scenarios and variants keep the order the runs define them in
 
 
@@ -90,7 +94,7 @@ class CompareRow:
 
     def filters(self, by: str) -> dict[str, str]:
         """The response filters that select this row's items (used by the HTML page's links)."""
-        key = {"language": "language", "tier": "tier", "variant": "scenario", "category": "category"}[by]
+        key = {"language": "language", "tier": "tier", "variant": "scenario", "category": "category", "sample": "sample"}[by]
         out = {key: self.group}
         if self.scenario is not None:
             out["scenario"] = self.scenario
@@ -153,6 +157,7 @@ def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str
     if len(set(names)) != len(names):
         raise InputError(f"a run is named twice: {', '.join(names)}", field="runs")
     metric, measure, note = _rate_measure(inputs)
+    note = " ".join(part for part in (note, _samples_note(inputs, by)) if part)
     split = by != "variant" and any(len({r.scenario for r in data.rows}) > 1 for data in inputs)
 
     groups: list[dict[tuple[str | None, str], list[ResultRow]]] = []
@@ -175,6 +180,17 @@ def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str
             for j, rate in enumerate(rates[i])))
         for i, key in enumerate(keys))
     return Comparison(tuple(RunColumn.of(data.run) for data in inputs), by, metric, correction, ALPHA, len(family), rows, note)
+
+
+def _samples_note(inputs: Sequence[ReportInput], by: str) -> str:
+    """Runs with several answers per prompt: say how their rates pool the samples."""
+    sampled = [f"{data.run.name} ({max(r.sample for r in data.rows) + 1})" for data in inputs
+               if any(r.sample for r in data.rows)]
+    if not sampled or by == "sample":
+        return ""
+    return (f"Runs with several sampled answers per prompt: {', '.join(sampled)}. Their rates pool every sample and "
+            "their intervals treat the samples as independent (too narrow); --by sample compares one sample index "
+            "at a time, and each run's report gives the prompt-clustered and any-of-K rates.")
 
 
 def _diff(rate: Rate | None, first: Rate | None) -> Difference | None:

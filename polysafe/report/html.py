@@ -31,7 +31,8 @@ from .explorer_assets import SCRIPT, STYLE
 from .heatmap import cell_lines, css_colours, heatmap_png
 from .metrics import GroupStats, Rate, by_scenario_language, summarize
 from .setup import Setup, describe_setup
-from .declared import rate_of
+from .declared import judge_description, rate_metric, rate_of
+from .samples import is_sampled, sample_summaries
 from .tiers import (headline_metric, is_multilingual, reference_models, shows_reference, summaries_markdown,
                     tier_report)
 
@@ -162,7 +163,8 @@ def responses_section(groups: Sequence[RunRows]) -> str:
     judged_text = any(r.extracted is not None and r.extracted != r.response for r in rows)
     categories = sorted({r.category for r in rows if r.category})
     head = [*(["run"] if comparing else []), "#", "id", "language", "scenario", "label", *(["score"] if scored else []),
-            "English source", "query in prompt", "response", *(["judged text"] if judged_text else []), "judge rationale"]
+            "English source", "query in prompt", "response", "finish · tokens", *(["judged text"] if judged_text else []),
+            "judge rationale"]
     body = []
     for group in groups:
         for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
@@ -174,6 +176,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
         _select("scenario", list(dict.fromkeys(r.scenario for r in rows))),
         *([_select("category", categories)] if categories else []),
         _select("label", list(dict.fromkeys(r.label for r in rows))),
+        _select("finish", list(dict.fromkeys(r.finish_reason or "pending" for r in rows))),
         '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
         '<button type="button" id="reset">reset</button>',
         f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
@@ -192,7 +195,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
 def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
                   hidden: bool) -> str:
     attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
-             "category": row.category, "label": row.label}
+             "category": row.category, "label": row.label, "finish": row.finish_reason or "pending"}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
     cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
              td(row.language), td(row.scenario),
@@ -210,6 +213,10 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         cells.append(_text(row.response))
     else:
         cells.append(_text(f"(no response: {row.error or 'pending'})", "text muted"))
+    finish = row.finish_reason or "pending"
+    cut = " cut" if finish == "length" else ""
+    cells.append(td(f'<span class="finish{cut}">{E(finish)}</span><br><span class="tokens">{row.completion_tokens} tokens'
+                    "</span>", sort=row.completion_tokens, raw=True, cls="num"))
     if judged_text:
         shown = row.extracted if row.extracted is not None and row.extracted != row.response else ""
         cells.append(_text(shown))
@@ -329,8 +336,27 @@ def render_html(data: ReportInput) -> str:
     if is_multilingual(rows):
         sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
                      "(as the papers do); pooled = all the tier's responses together.</p>", tier_table(rows, setup)]
+    if is_sampled(rows):
+        sections.append(samples_table(sample_summaries(rows, rate_metric(judge_description(run, rows)))))
     sections.append(responses_section([RunRows(None, rows)]))
     return page(f"polysafe report: {run.name}", header, sections)
+
+
+def samples_table(summaries) -> str:
+    k = summaries[0].samples
+    head = ["scenario", "per-sample rate %", "prompt-clustered 95% CI", f"any-of-{k} %", "Wilson 95% CI", "prompts",
+            "lowest sample %", "highest sample %", "sd (pp)"]
+    body = []
+    for s in summaries:
+        spread = s.spread
+        body.append([td(s.group), td(f"{100 * s.per_sample.value:.1f}", sort=s.per_sample.value, cls="num"),
+                     td(f"{100 * s.per_sample.low:.1f} – {100 * s.per_sample.high:.1f}"), *rate_cells(s.any_of_k),
+                     td(str(s.any_of_k.total), sort=s.any_of_k.total, cls="num"),
+                     *(td(f"{100 * v:.1f}", sort=v, cls="num") if spread else td("n/a") for v in (spread or (0, 0, 0)))])
+    return (f'<h2 id="sampling">Sampling: {k} answers per prompt</h2><p class="note">Per-sample rate over every '
+            "answer, its interval clustered by prompt; any-of-K: prompts with at least one flagged answer; the "
+            "spread is over the rates of the sample indexes (sample i drawn with seed + i).</p>"
+            + table(head, body, table_id="samples"))
 
 
 def write_html(data: ReportInput) -> Path:

@@ -90,6 +90,7 @@ class Setup:
     truncation: Truncation | None = None
     usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
     capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
+    samples: int = 1  # answers per prompt (--samples K), sample i drawn with seed + i
     notes: tuple[str, ...] = field(default_factory=tuple)
     description: JudgeDescription | None = None  # the judge's declaration: kind, scale, metrics
     reference: Reference | None = None  # the paper's figures, as the benchmark declared them with the run
@@ -117,6 +118,9 @@ class Setup:
             f"top_p {_number(self.top_p)}, seed {_number(self.seed)}, "
             + ("system prompt set" if self.system_prompt else "no system prompt"),
         ]
+        if self.samples > 1:
+            first = self.seed or 0
+            out.append(f"sampling: {self.samples} answers per prompt, seeds {first}..{first + self.samples - 1}")
         if self.truncation is not None:
             out.append(f"stopped at max_tokens: {self.truncation.describe()}")
         if self.usage:
@@ -187,7 +191,7 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         back_translator=back_translator or None, temperature=generation.get("temperature"), top_p=generation.get("top_p"),
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
         truncation=truncation(rows) if rows is not None else None,
-        usage=usage(run, rows) if rows else None, capped=config.get("capped"),
+        usage=usage(run, rows) if rows else None, capped=config.get("capped"), samples=config.get("samples", 1),
         description=description, reference=reference(run),
     )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .base import RENDERERS, ReportInput
 from .metrics import GroupStats, by_scenario_language, summarize
+from .declared import judge_description, rate_metric
+from .samples import is_sampled, sample_summaries, samples_markdown
 from .setup import describe_setup
 from .tables import json_table, markdown_table
 from .tiers import (comparable_reference, headline_metric, is_multilingual, reference_models, shows_reference,
@@ -40,6 +42,10 @@ def _markdown():
         if is_multilingual(data.rows):
             parts.append(summaries_markdown(summaries_with_reference(data.rows, setup), models,
                                             headline_metric(setup).name))
+        if is_sampled(data.rows):
+            metric = rate_metric(judge_description(data.run, data.rows))
+            parts.append(samples_markdown(sample_summaries(data.rows, metric),
+                                          data.run.config.get("generation", {}).get("seed"), metric))
         return "\n\n".join(parts)
 
     return render
@@ -54,6 +60,9 @@ def _json():
         summaries = summaries_with_reference(data.rows, setup) if is_multilingual(data.rows) else []
         return json_table(stats, row_extra=lambda s: {"reference": reference(s)}, run=data.run.name, task=data.run.task,
                           model=data.run.model, judge=data.run.judge, setup=setup.to_dict(),
-                          scenarios=[s.to_dict() for s in summaries])
+                          scenarios=[s.to_dict() for s in summaries],
+                          **({"sampling": [s.to_dict() for s in sample_summaries(
+                              data.rows, rate_metric(judge_description(data.run, data.rows)))]}
+                             if is_sampled(data.rows) else {}))
 
     return render

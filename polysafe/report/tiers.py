@@ -58,7 +58,7 @@ def reference_models(setup: Setup | None) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class TierStats:
     scenario: str
-    tier: str  # baseline | high | medium | low
+    tier: str  # english | high | medium | low
     label: str  # English | HRL | MRL | LRL (TIER_LABELS)
     languages: tuple[str, ...]
     rate_mean: float  # plain mean of the languages' headline rates (the papers' tier figure)
@@ -119,7 +119,7 @@ def tier_report(rows: Sequence[ResultRow], setup: Setup | None = None) -> TierRe
                 scenario=scenario, tier=tier, label=tier_label(tier), languages=languages, rate_mean=means[tier],
                 invalid_mean=_mean([invalid.value for *_, invalid in stats]), rate_pooled=pooled,
                 invalid_pooled=pooled_invalid,
-                reference=comparable_reference(setup, scenario, "en" if tier == "baseline" else tier, languages),
+                reference=comparable_reference(setup, scenario, "en" if tier == "english" else tier, languages),
             ))
         high = means.get("high")
         ratios[scenario] = {
