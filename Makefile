@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/local_throughput.py
 	$(BIN)/python bench/lab_demo.py
+	$(BIN)/python bench/ray_scaling.py
 
 clean:
 	rm -rf $(VENV) polysafe-results .pytest_cache
