@@ -21,12 +21,14 @@ from .keys import content_key
 from .engine.progress import Progress
 from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
 from .engine.judge_check import JudgeCheck
+from .engine.executor import LOCAL, Executor, ExecutorChoice
 from .engine.plan import CallGroup, RunPlan, plan_eval
 from .engine.runner import EvalTask, check_samples, run_eval
 from .engine.store import ResultRow, Store
 from .errors import InputError
 from .judges.base import Judge, load_judge as _load_judge
 from .models.base import ModelBackend, ModelOptions, load_model as _load_model
+from .models.local import LocalCausalLM
 from .types import GenerationConfig, RunSummary
 
 DEFAULT_DB = Path("polysafe-results/polysafe.db")
@@ -55,9 +57,15 @@ class RunOptions:
     judge_check: str | None = None  # a second judge re-judges a seeded sample of the answers (kappa, agreement)
     judge_check_n: int = 50  # answers in that sample
     labels: str | None = None  # human labels (CSV: prompt, response, label) to score the run's judge against
+    executor: str = "local"  # where local models generate: local (this process) | ray (actors of a Ray cluster)
+    ray_address: str | None = None  # auto | HOST:PORT | ray://HOST:PORT; None: $RAY_ADDRESS, else a local instance
+    ray_actors: int | None = None  # model replicas; None: as many as the cluster fits (one per GPU, or per CPU)
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
+
+    def executor_choice(self) -> ExecutorChoice:
+        return ExecutorChoice(self.executor, self.ray_address, self.ray_actors)
 
 
 class TaskBenchmark(Benchmark):
@@ -117,6 +125,7 @@ class Prepared:
     run_name: str
     samples: int = 1
     check: JudgeCheck | None = None  # judge checks asked for (a second judge, human labels)
+    executor: Executor = LOCAL
 
 
 def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
@@ -129,7 +138,10 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
     check_samples(gen, options.samples)
     model_options = replace(options.model, require_key=False) if options.dry_run else options.model
+    executor = options.executor_choice().load()
     backend = _load_model(model, model_options)
+    if executor is not LOCAL and isinstance(backend, LocalCausalLM):  # keyed with the dtype the actors decode in
+        backend = _load_model(model, executor.model_options(model_options))
     judge_options = options.judge_options()
     if options.dry_run:
         judge_options = replace(judge_options, require_key=False)
@@ -140,7 +152,8 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     # After the name: what the benchmark declares for reports is not part of what makes the run (old names resume).
     task = replace(task, config={**task.config, "benchmark": bench.declare(task, gen, loaded_judge)})
     check = judge_check(options, judge_options, lambda j: bench.wrap_judge(j, checked, judge_options))
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, options.samples, check)
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, options.samples,
+                    executor=executor, check=check)
 
 
 def judge_check(options: RunOptions, judge_options: ModelOptions, wrap=lambda judge: judge) -> JudgeCheck | None:
@@ -176,7 +189,7 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
                                   overwrite=overwrite, budget=budget, samples=prepared.samples,
-                                  check=prepared.check)
+                                  executor=prepared.executor, check=prepared.check)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -186,12 +199,16 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
 
 def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
              params: Mapping[str, Any] | BenchmarkParams | None = None, options: RunOptions | None = None,
-             progress: Progress | None = None) -> RunSummary:
+             progress: Progress | None = None, executor: str | None = None,
+             ray_address: str | None = None) -> RunSummary:
     """Run a benchmark on a model, judge every answer, store everything; return the run's summary.
 
-    A rerun makes no call for anything already stored; a killed run resumes where it stopped.
+    A rerun makes no call for anything already stored; a killed run resumes where it stopped. `executor="ray"`
+    (and `ray_address`) override `options`: local models then generate on the actors of a Ray cluster.
     """
     options = options or RunOptions()
+    if executor is not None or ray_address is not None:
+        options = replace(options, executor=executor or options.executor, ray_address=ray_address or options.ray_address)
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
     return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite,
                                     budget=budget_for(prepared, options)))

@@ -74,6 +74,9 @@ JudgePromptOpt = Annotated[Optional[Path], typer.Option("--judge-prompt-file", h
 JudgeCheckOpt = Annotated[Optional[str], typer.Option("--judge-check", metavar="SPEC", help="A second judge re-judges a seeded random sample of the answers; reports give Cohen's kappa, the agreement rate and the disagreeing items.")]
 JudgeCheckNOpt = Annotated[int, typer.Option("--judge-check-n", min=1, help="Answers the --judge-check judge re-judges.")]
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Human labels (CSV: prompt, response, label) to score the run's judge against: kappa, agreement, disagreeing items.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where local models generate: local (this process) | ray (the actors of a Ray cluster).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="--executor ray: auto | HOST:PORT | ray://HOST:PORT (default: $RAY_ADDRESS, else a Ray instance started on this machine).")]
+RayActorsOpt = Annotated[Optional[int], typer.Option("--ray-actors", min=1, help="--executor ray: model replicas (default: one per GPU of the cluster, else one per CPU).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
@@ -107,6 +110,9 @@ class EvalOptions:
     judge_check: str | None = None
     judge_check_n: int = 50
     labels: Path | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
@@ -142,6 +148,7 @@ _SHARED_OPTIONS = {
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
     "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
     "judge_check": JudgeCheckOpt, "judge_check_n": JudgeCheckNOpt, "labels": LabelsOpt,
+    "executor": ExecutorOpt, "ray_address": RayAddressOpt, "ray_actors": RayActorsOpt,
 }
 
 
@@ -187,6 +194,30 @@ def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
     return with_shared_options(options, EvalOptions, "opts", **defaults)
 
 
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """--executor, --ray-address, --ray-actors for commands that run evaluations inside a pipeline (defend)."""
+
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+
+    def load(self):
+        """The executor, joined to its cluster now: a failure is one line before anything is trained or sent."""
+        from ..engine.executor import ExecutorChoice
+        from ..models import ModelOptions
+
+        executor = ExecutorChoice(self.executor, self.ray_address, self.ray_actors).load()
+        executor.model_options(ModelOptions())
+        return executor
+
+
+def with_executor_options():
+    """The executor options, received as `run_on: ExecutorOptions`."""
+    return with_shared_options({"executor": ExecutorOpt, "ray_address": RayAddressOpt, "ray_actors": RayActorsOpt},
+                               ExecutorOptions, "run_on")
+
+
 def run_async(coroutine):
     """`asyncio.run`, importing asyncio only when a command runs (not for `--help`)."""
     import asyncio
@@ -216,7 +247,8 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
                       judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None,
                       judge_check=opts.judge_check, judge_check_n=opts.judge_check_n,
                       labels=str(opts.labels) if opts.labels else None,
-                      samples=opts.samples, dry_run=opts.dry_run)
+                      samples=opts.samples, dry_run=opts.dry_run,
+                      executor=opts.executor, ray_address=opts.ray_address, ray_actors=opts.ray_actors)
 
 
 def run_prepared_with_progress(prepared, options) -> RunSummary:
