@@ -46,6 +46,7 @@ class RunSet(_Strict):
     timeout: float = Field(default=120.0, gt=0)
     batch_size: int | None = Field(default=None, ge=1)
     dtype: str = "auto"
+    numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
     db: str | None = None
 
 
@@ -148,7 +149,8 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
     from .models.base import ModelOptions
 
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
-                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype)
+                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype,
+                         numerics=run_set.numerics)
     return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB))
 
 
