@@ -34,6 +34,7 @@ test: setup browser
 bench: setup
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/local_throughput.py
+	$(BIN)/python bench/numerics.py
 
 clean:
 	rm -rf $(VENV) polysafe-results .pytest_cache
