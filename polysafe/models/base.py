@@ -30,6 +30,7 @@ class ModelOptions:
     dtype: str = "auto"  # local backends: auto | float32 | bfloat16 | float16 (the whole model cast)
     numerics: str = "fp32"  # local backends on the CPU: fp32 | bf16 | int8 | auto (models/numerics.py)
     device: str = "auto"  # local backends: auto | cpu | cuda | mps
+    require_key: bool = True  # remote backends: refuse up front an endpoint that needs a key and has none
 
 
 class ModelBackend:
@@ -46,6 +47,10 @@ class ModelBackend:
 
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         raise NotImplementedError
+
+    async def load(self) -> None:
+        """Get ready to answer (a local model loads its weights), so that timing generation leaves loading out."""
+        return None
 
     async def aclose(self) -> None:
         return None
