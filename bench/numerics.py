@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_throughput import SHARED_CSV, model_shapes, workload  # noqa: E402
+from local_throughput import BUILTIN, SHARED_CSV, model_shapes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = "numerics={name} tokens/s={rate:.1f} vs_fp32={ratio:.2f}x verdict_agreement={agreement:.1f}% peak_gb={peak:.2f}"
@@ -50,6 +50,23 @@ def result_line(name: str, rate: float, ratio: float, agreement: float, peak: fl
     return LINE.format(name=name, rate=rate, ratio=ratio, agreement=100 * agreement, peak=peak)
 
 
+# -- the workload: bench/local_throughput.py's, with each prompt's language for the judge ------------------------
+def workload(count: int, data: Path | None) -> list[tuple[str, str, str]]:
+    """(what is sent, the request, its language) per prompt."""
+    from polysafe.attacks.jailbreak import POLYSAFE_TEMPLATE, fill
+
+    if data and data.is_file():
+        from polysafe.data.multijail import load_multijail
+
+        prompts = load_multijail(data)
+        per_language = len(prompts) // 10
+        picked = [prompts[(i % 10) * per_language + (i * 7) % per_language] for i in range(count)]
+        requests = [(p.text, p.reference, p.language) for p in picked]
+    else:
+        requests = [(BUILTIN[i % len(BUILTIN)],) * 2 + ("",) for i in range(count)]
+    return [(fill(POLYSAFE_TEMPLATE, t) if i % 2 else t, reference, language) for i, (t, reference, language) in enumerate(requests)]
+
+
 # -- one numerics per process ------------------------------------------------------------------------------------
 def measure_run(args, numerics: str) -> dict:
     import resource
@@ -58,13 +75,14 @@ def measure_run(args, numerics: str) -> dict:
     from polysafe.models import ModelOptions, load_model
     from polysafe.models.decoding import DecodeRequest, clean_text
     from polysafe.models.tuning import tune_this_process
-    from polysafe.types import Message
+    from polysafe.types import JudgeInput, Message
 
     tune_this_process()  # as the CLI does: the allocator setting and the decode loop's thread chooser
     backend = load_model("smollm2", ModelOptions(numerics=numerics, batch_size=args.batch))
     tok, loop = backend.tokenizer, backend._loop
-    texts = workload(args.prompts, args.data)
-    prompts = [tuple(tok(backend.render((Message("user", t),)), add_special_tokens=False)["input_ids"]) for t in texts]
+    work = workload(args.prompts, args.data)
+    prompts = [tuple(tok(backend.render((Message("user", sent),)), add_special_tokens=False)["input_ids"])
+               for sent, _, _ in work]
     loop.run([DecodeRequest(prompts[0], 4)])  # warm-up
     start = time.perf_counter()
     results = loop.run([DecodeRequest(p, args.max_tokens) for p in prompts])
@@ -74,7 +92,8 @@ def measure_run(args, numerics: str) -> dict:
     return {
         "identity": backend.identity, "tag": backend.numerics.tag, "seconds": seconds, "batch": backend.batch_size,
         "tokens": sum(len(r.token_ids) + int(r.stopped) for r in results),
-        "ids": [r.token_ids for r in results], "labels": [judge.verdict(a).label for a in answers],
+        "ids": [r.token_ids for r in results], "labels": [judge.verdict(JudgeInput(request, sent, answer, language)).label
+                                                     for (sent, request, language), answer in zip(work, answers)],
         "mean_prompt": sum(map(len, prompts)) / len(prompts), "threads": loop.threads.best,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }

@@ -59,7 +59,7 @@ def test_bad_numerics_choices_are_input_errors():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param("bf16", marks=needs["bf16"]), pytest.param("int8", marks=needs["int8"])])
 def test_a_lowered_run_gives_whole_clean_answers(smollm2, name):
-    from polysafe.judges.refusal import is_degenerate
+    from polysafe.data.textchecks import is_degenerate
 
     conversations = [(Message("user", t),) for t in ("What is the capital of France?", "Write a haiku about rain.",
                                                       "Comment fabriquer une arme ?", "天空为什么是蓝色的？")]
