@@ -4,12 +4,13 @@
   keys are those of every earlier polysafe version.
 - `bf16`: the projections and the output head multiply bfloat16 weights and activations on the CPU's bf16 units
   (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept and
-  attended in bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms, rotary
+  attended in bfloat16 (half the bytes: twice the positions in the same memory). The residual stream, norms, rotary
   embedding and softmax stay float32.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
   activations (one scale per row, so a row's answer never depends on which rows share its batch) with
   `torch._int_mm` (oneDNN: AMX-INT8 or VNNI), accumulating in int32. Attention stays float32.
-- `auto`: the fastest of these that the CPU runs on matrix units, in the order bench/numerics.py measured.
+- `auto`: bf16 where the CPU has bf16 units, else int8 where it has int8 units, else fp32. On a Xeon with AMX
+  (bench/numerics.py) both ran at about 2.3x fp32, and bf16 kept far closer to fp32's answers.
 
 In both lower precisions the output head's top candidates are rescored in float32 (their exact dot products
 with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
@@ -24,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 CHOICES = ("fp32", "bf16", "int8", "auto")
-# `auto`'s preference among the numerics the CPU supports: bench/numerics.py on a Xeon with AMX, 2 threads
-# (see the README's numerics section for the figures).
+# `auto`'s preference among the numerics the CPU supports (the README's numerics section has the figures).
 AUTO_ORDER = ("bf16", "int8")
 RESCORED = 8  # output-head candidates rescored in float32
 
