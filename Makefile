@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/local_throughput.py
 	$(BIN)/python bench/numerics.py
+	$(BIN)/python bench/ray_scaling.py
 
 clean:
 	rm -rf $(VENV) polysafe-results .pytest_cache

@@ -77,7 +77,8 @@ def _runs_table(listed) -> None:
 
 
 # The built-in report formats, for `report --help` without importing the report stage (a test keeps it complete).
-REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json")
+REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json", "paired", "paired-json", "paired-html",
+                  "paired-png")
 
 
 @app.command("report")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
 
@@ -49,6 +49,19 @@ class RunSet(_Strict):
     dtype: str = "auto"
     numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
     db: str | None = None
+    executor: Literal["local", "ray"] = "local"  # where local models generate
+    ray_address: str | None = None  # auto | HOST:PORT | ray://HOST:PORT
+    ray_actors: int | None = Field(default=None, ge=1)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        from .engine.executor import check_ray_address
+
+        try:
+            return None if value is None else check_ray_address(value)
+        except InputError as err:
+            raise ValueError(err.reason) from None
 
 
 def load_run_set(path: str | Path) -> tuple[RunSet, "LineFinder"]:
@@ -152,7 +165,8 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
                          max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype,
                          numerics=run_set.numerics)
-    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), samples=run_set.samples)
+    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), samples=run_set.samples,
+                      executor=run_set.executor, ray_address=run_set.ray_address, ray_actors=run_set.ray_actors)
 
 
 def prepare_run_set(path: str | Path, *, db: str | Path | None = None, dry_run: bool = False) -> tuple:
