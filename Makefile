@@ -48,6 +48,7 @@ test: setup browser
 bench: setup
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/local_throughput.py
+	$(BIN)/python bench/numerics.py
 	$(BIN)/python bench/lab_demo.py
 	$(BIN)/python bench/ray_scaling.py
 

@@ -47,6 +47,7 @@ class RunSet(_Strict):
     timeout: float = Field(default=120.0, gt=0)
     batch_size: int | None = Field(default=None, ge=1)
     dtype: str = "auto"
+    numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
     db: str | None = None
     judge_check: str | None = None  # a second judge on a seeded sample of each run's answers (kappa, agreement)
     judge_check_n: int = Field(default=50, ge=1)
@@ -164,7 +165,8 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
     from .models.base import ModelOptions
 
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
-                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype)
+                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype,
+                         numerics=run_set.numerics)
     return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), judge_check=run_set.judge_check,
                       judge_check_n=run_set.judge_check_n, samples=run_set.samples,
                       executor=run_set.executor, ray_address=run_set.ray_address, ray_actors=run_set.ray_actors)

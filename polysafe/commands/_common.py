@@ -62,7 +62,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed; with --samp
 SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Answers per prompt (needs --temperature > 0): reports give the per-sample rate, the any-of-K rate and the spread.")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16 (the whole model cast).")]
+NumericsOpt = Annotated[str, typer.Option("--numerics", help="Local models on the CPU: fp32 | bf16 | int8 | auto (matrix products on the CPU's bf16/int8 units; named in the model identity).")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Count the model, judge, translation and back-translation calls the run would make, what is stored, and bounds on tokens and cost; make no call (no API key needed).")]
@@ -97,6 +98,7 @@ class EvalOptions:
     system_prompt: str | None = None
     batch_size: int | None = None
     dtype: str = "auto"
+    numerics: str = "fp32"
     max_retries: int = 6
     timeout: float = 120.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -120,7 +122,7 @@ class EvalOptions:
 
         return ModelOptions(base_urls=tuple(self.base_url or ()), api_key_env=self.api_key_env, concurrency=self.concurrency,
                             timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
-                            max_response_bytes=self.max_response_bytes)
+                            numerics=self.numerics, max_response_bytes=self.max_response_bytes)
 
     def judge_options(self) -> ModelOptions:
         from ..models import ModelOptions
@@ -144,6 +146,7 @@ _SHARED_OPTIONS = {
     "db": DbOpt, "run_name": RunNameOpt, "concurrency": ConcurrencyOpt, "base_url": BaseUrlOpt,
     "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
     "seed": SeedOpt, "samples": SamplesOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
+    "numerics": NumericsOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
     "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,

@@ -283,6 +283,7 @@ async def run_eval(
     record = RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
                        config={"generation": gen.to_dict(), **task.config,
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
+                               **({"precision": model.precision} if getattr(model, "precision", None) else {}),
                                "model_identity": identity_digest(model.identity),
                                "judge_identity": identity_digest(judge.identity),
                                "judge_description": judge.describe().to_dict(),
