@@ -36,7 +36,7 @@ def export(
         raise InputError("parquet cannot go to stdout: give --out FILE", field="out")
     if not db.exists():
         raise PolysafeError(f"{db}: no result store here yet")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:  # also on read-only media
         data = load_report_input(store, run, db.parent)
     rows = export_rows(data.run, data.rows)
     if str(out) == "-":
@@ -62,4 +62,4 @@ def _written(write, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write()
     except OSError as err:
-        raise PolysafeError(f"{path}: cannot write the export: {err.strerror or err}") from None
+        raise PolysafeError(f"{path}: cannot write the export: {err.strerror or err}; pass --out FILE") from None

@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
+from .claims import claimed
 from .cost import Budget
 from .dispatch import dispatch
 from ..keys import content_key
@@ -142,13 +143,25 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     def admit(batch: Sequence[_Item]) -> bool:
         return budget.admit(request_texts(batch))
 
+    by_key = {item.record.response_key: item for item in pending}
+    asked = 0
+
+    async def ask(keys: list[str]) -> None:  # the keys this process claimed (see `claims`)
+        nonlocal asked
+        asked += len(keys)
+        try:
+            await dispatch([by_key[k] for k in keys], work, batch_size=model.batch_size, concurrency=model.concurrency,
+                           on_done=on_done, admit=admit if budget is not None else None)
+        finally:
+            writer.flush()  # committed before the claims are released
+
     try:
-        await dispatch(pending, work, batch_size=model.batch_size, concurrency=model.concurrency, on_done=on_done,
-                       admit=admit if budget is not None else None)
+        by_others = await claimed(store, list(by_key), store.ok_response_keys, ask)
     finally:
         writer.close()
+    progress.advance("generate", by_others)
     progress.finish("generate")
-    return (budget.calls if budget is not None else len(pending)), len(stored)
+    return (budget.calls if budget is not None else asked), len(stored) + by_others
 
 
 async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: Store, progress: Progress) -> int:
@@ -189,9 +202,18 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
                             for (key, extracted, _), v in zip(batch, verdicts)])
         progress.advance("judge", len(batch))
 
-    await dispatch(pending, work, batch_size=judge.batch_size, concurrency=judge.concurrency, on_done=on_done)
+    by_key = {job[0]: job for job in pending}
+    asked = 0
+
+    async def ask(keys: list[str]) -> None:
+        nonlocal asked
+        asked += len(keys)
+        await dispatch([by_key[k] for k in keys], work, batch_size=judge.batch_size, concurrency=judge.concurrency,
+                       on_done=on_done)
+
+    progress.advance("judge", await claimed(store, list(by_key), store.ok_verdict_keys, ask))
     progress.finish("judge")
-    return len(pending)
+    return asked
 
 
 async def run_eval(

@@ -20,6 +20,7 @@ from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
 from .store_file import StoreError, connect  # noqa: F401  (StoreError is part of this module's interface)
 
+SCHEMA_VERSION = 0  # the `PRAGMA user_version` this code writes and reads; a store above it is refused
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, task TEXT NOT NULL, model TEXT NOT NULL, judge TEXT NOT NULL,
@@ -108,7 +109,7 @@ class Store:
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.db = connect(path, readonly=readonly)
+        self.db = connect(path, readonly=readonly, version=SCHEMA_VERSION)
         if not readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
