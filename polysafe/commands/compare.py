@@ -29,6 +29,7 @@ def compare(
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm | bh (Benjamini-Hochberg).")] = "holm",
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (ending in .<format>) or folder; default: stdout for md/json/csv, reports/ beside the store for png/html.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse (exit 2) runs whose setups differ, or that are CAPPED, incomplete or empty.")] = False,
 ) -> None:
     """Compare runs: rate and 95% CI per group and run, differences to the first run (Newcombe CI, Holm)."""
     from ..engine.store import Store
@@ -42,9 +43,13 @@ def compare(
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", field="format")
     if not db.exists():
         raise PolysafeError(f"{db}: no result store here yet")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         inputs = [load_report_input(store, name, db.parent / "reports") for name in runs]
     comparison = build(inputs, by=by, correction=correction)
+    if comparison.differences and strict:
+        raise InputError("the runs are not like for like: " + "; ".join(comparison.differences), field="strict")
+    for difference in comparison.differences:
+        typer.echo(f"warning: not like for like: {difference}", err=True)
     digest = hashlib.sha256("\0".join(runs).encode()).hexdigest()[:8]
     stem = safe_filename(f"compare-{by}-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
     path = output_path(out, db.parent / "reports", stem, fmt)
