@@ -111,6 +111,14 @@ class Setup:
     usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
     capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    pending: int = 0  # items without an answer or a verdict yet (an interrupted or capped run)
+    items: int = 0
+
+    def incomplete(self) -> str | None:
+        if not self.pending:
+            return None
+        return (f"INCOMPLETE: {self.pending} of {self.items} items pending (no answer or verdict yet); the figures "
+                "cover only the rest, until the same command is run again")
 
     @property
     def multijail(self) -> bool:
@@ -161,6 +169,8 @@ class Setup:
             out.append(f"tokens: {self.usage}")
         if self.capped:
             out.append(f"CAPPED: {self.capped}; the run is incomplete until it is run again")
+        if self.pending:
+            out.append(self.incomplete())
         out += [f"paper reference ({PAPER}), {c.line()}" for c in self.comparability()]
         out += list(self.notes)
         return out
@@ -170,7 +180,8 @@ class Setup:
 
     def subtitle(self, width: int = 120) -> str:
         """A compact version for chart subtitles, wrapped to `width` characters."""
-        parts = [f"template: {self.template.describe()}", f"translations: {self.translations.kind}",
+        parts = [f"INCOMPLETE: {self.pending} of {self.items} items pending"] if self.pending else []
+        parts += [f"template: {self.template.describe()}", f"translations: {self.translations.kind}",
                  f"judge: {self.judge}", f"back-translation {'on' if self.back_translation else 'off'}",
                  f"temperature {_number(self.temperature)}, max_tokens {_number(self.max_tokens)}"]
         if self.truncation is not None and self.truncation.responses:
@@ -213,6 +224,7 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
         truncation=truncation(rows) if rows is not None else None,
         usage=usage(run, rows) if rows else None, capped=config.get("capped"),
+        pending=sum(1 for r in rows or () if r.label == "pending"), items=len(rows or ()),
     )
 
 
