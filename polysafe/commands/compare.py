@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,11 +46,13 @@ def compare(
         raise PolysafeError(f"{db}: no result store here yet")
     with Store(db, readonly=True) as store:
         inputs = [load_report_input(store, name, db.parent / "reports") for name in runs]
+    from ..terminal import printable
+
     comparison = build(inputs, by=by, correction=correction)
     if comparison.differences and strict:
         raise InputError("the runs are not like for like: " + "; ".join(comparison.differences), field="strict")
     for difference in comparison.differences:
-        typer.echo(f"warning: not like for like: {difference}", err=True)
+        typer.echo(f"warning: not like for like: {printable(difference)}", err=True)
     digest = hashlib.sha256("\0".join(runs).encode()).hexdigest()[:8]
     stem = safe_filename(f"compare-{by}-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
     path = output_path(out, db.parent / "reports", stem, fmt)
@@ -64,6 +67,9 @@ def compare(
     else:
         content = {"md": comparison_markdown, "json": comparison_json, "csv": comparison_csv}[fmt](comparison)
     if path is None:
+        from ..terminal import printable_text
+
+        content = printable_text(content, json_like=fmt == "json") if fmt != "csv" or sys.stdout.isatty() else content
         typer.echo(content, nl=not content.endswith("\n"))
         return
     try:

@@ -40,7 +40,15 @@ def export(
         data = load_report_input(store, run, db.parent)
     rows = export_rows(data.run, data.rows)
     if str(out) == "-":
-        (write_jsonl if fmt == "jsonl" else write_csv)(rows, sys.stdout)
+        import io
+
+        from ..terminal import printable_text
+
+        buffer = io.StringIO()
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, buffer)
+        text = buffer.getvalue()  # JSONL stays the same data; CSV cells are escaped only for a terminal
+        sys.stdout.write(printable_text(text, json_like=True) if fmt == "jsonl"
+                         else printable_text(text) if sys.stdout.isatty() else text)
     else:
         path = out or db.parent / "exports" / f"{safe_filename(run)}.{fmt}"
         _written(lambda: write_export(rows, fmt, path), path)
