@@ -8,7 +8,7 @@ SHARED ?= ../shared/data
 MULTIJAIL ?= $(if $(wildcard $(SHARED)/multijail/MultiJail.csv),--data $(SHARED)/multijail/MultiJail.csv,)
 DEMO_LIMIT ?= 5
 
-.PHONY: setup demo test bench browser clean
+.PHONY: setup demo test bench browser mutate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: setup browser
 bench: setup
 	$(BIN)/python bench/harness_overhead.py
 	$(BIN)/python bench/local_throughput.py
+
+# Mutation testing (mutmut), one module group at a time; slow, so not part of `make test`.
+# `make mutate GROUPS="keys stats"` for some groups (see tools/mutate.py).
+mutate: setup
+	$(BIN)/python tools/mutate.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) polysafe-results .pytest_cache
