@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {
     "keys": (["polysafe/keys.py"], ["tests/test_weak_spots.py", "tests/test_mutation_kills.py"]),
     "stats": (["polysafe/report/stats.py"], ["tests/test_compare.py", "tests/test_mutation_kills.py"]),
-    "http": (["polysafe/models/http.py"], ["tests/test_http_client.py", "tests/test_weak_spots.py",
-                                            "tests/test_mutation_kills.py"]),
+    "http": (["polysafe/models/http.py"], ["tests/test_http_client.py", "tests/test_http_framing.py",
+                                            "tests/test_hostile_server.py", "tests/test_weak_spots.py"]),
     "judges": (["polysafe/judges/_model_judge.py", "polysafe/judges/llm.py", "polysafe/judges/harm.py",
                 "polysafe/judges/helpfulness.py", "polysafe/judges/refusal.py"],
                ["tests/test_llm_judge.py", "tests/test_harm_judge.py",  # the forgery corpus: ~20 s a run
