@@ -93,6 +93,9 @@ def test_origins_and_host_headers():
     (ok(), 1),
     (ok(head=b"HTTP/1.1 200 OK\r\nConnection: close"), 2),
     (ok(head=b"HTTP/1.1 200 OK\r\nConnection: Upgrade, Close"), 2),
+    (ok(head=b"HTTP/1.1 200 OK\r\nConnection: close,upgrade"), 2),
+    (ok(head=b"HTTP/1.1 200 OK\r\nContent-Encoding: identity"), 1),
+    (ok(head=b"HTTP/1.1 200 OK\r\nContent-Encoding: "), 1),
     (ok(head=b"HTTP/1.0 200 OK"), 2),
     (ok(head=b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive"), 1),
     (ok(head=b"HTTP/1.0 200 OK\r\nConnection: foo, keep-alive"), 1),
@@ -128,6 +131,9 @@ def test_interim_answers_are_skipped(interim):
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok",
      "compressed response (Content-Encoding 'gzip') though none was accepted"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok", "unsupported Transfer-Encoding 'gzip'"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: " + b"b" * 40 + b"\r\n\r\n",
+     f"compressed response (Content-Encoding {'b' * 30!r}) though none was accepted"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + b"t" * 40 + b"\r\n\r\n", f"unsupported Transfer-Encoding {'t' * 30!r}"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size b'zz'"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"z" * 30 + b"\r\n", f"bad chunk size {b'z' * 20!r}"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloEXTRA\r\n0\r\n\r\n", "chunk data longer than its size"),
@@ -154,6 +160,41 @@ def test_a_kept_alive_connection_closed_while_idle_is_retried_once_on_a_fresh_on
     script = Script(ok(b"first"), CLOSE, ok(b"second"))
     results, _ = run(script, calls=2)
     assert [r.body for r in results] == [b"first", b"second"] and script.connections == 2
+    assert [head.split(b"\r\n")[0] for head, _ in script.requests] == [b"POST /v1/x HTTP/1.1"] * 3
+    again = Script(ok(b"first"), CLOSE, CLOSE)
+    results, _ = run(again, calls=2)
+    assert isinstance(results[1], HttpConnectionError) and str(results[1]) == "connection closed without an answer"
+
+
+def test_the_retry_keeps_the_timeout():
+    script = Script(ok(b"first"), CLOSE)
+    original = script.handler
+
+    async def then_hang(reader, writer):
+        if script.connections >= 1 and not script.answers:
+            script.connections += 1
+            await asyncio.sleep(10)
+            return
+        await original(reader, writer)
+
+    script.handler = then_hang
+    import time
+
+    started = time.perf_counter()
+    results, _ = run(script, calls=2, timeout=0.3)
+    assert results[0].body == b"first" and isinstance(results[1], TimeoutError) and time.perf_counter() - started < 3
+
+
+def test_reasons_are_one_bounded_line():
+    from polysafe.models.http import _reason
+
+    assert _reason(OSError("reset  by\npeer")) == "reset by peer" and _reason(OSError()) == "OSError"
+    assert _reason(OSError("x" * 200)) == "x" * 120
+
+
+def test_odd_origins():
+    assert Connection("http:///v1", None, {}).host == "localhost"
+    assert Connection("http://h:1/apiX/", None, {}).prefix == "/apiX"
 
 
 def test_a_refused_connection_and_a_hung_server():
