@@ -274,3 +274,11 @@ def test_chunk_extensions_are_ignored(size_line):
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\nhello\r\n0\r\n\r\n"
     [response], _ = run(Script(raw))
     assert response.body == b"hello"
+
+
+def test_bytes_left_after_an_answer_on_an_open_connection_are_never_the_next_answer():
+    """The server sends an answer nobody asked for right after the real one and keeps the connection open: the
+    next request goes over a fresh connection, and its answer is its own."""
+    script = Script(ok(b"first") + ok(b"evil!"), ok(b"second"))
+    results, _ = run(script, calls=2)
+    assert [r.body for r in results] == [b"first", b"second"] and script.connections == 2
