@@ -53,6 +53,9 @@ def run_group(name: str, keep: bool) -> Counter:
         if (ROOT / rel).is_file():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, work / rel)
+    shared = ROOT.parent / "shared"
+    if shared.is_dir():  # tests read ../shared/data beside the checkout; mutmut runs them from work/mutants
+        (work / "shared").symlink_to(shared)
     quoted = ", ".join(f'"{f}"' for f in files)
     selection = ", ".join(f'"{t}"' for t in tests)
     with open(work / "pyproject.toml", "a", encoding="utf-8") as handle:

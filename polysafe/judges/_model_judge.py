@@ -15,7 +15,7 @@ Verdicts come only from the judge, never from the text under judgment:
 - **Copied text.** A judge often quotes the response, before or after its verdict. Lines of the answer that
   reproduce text of the request or the response (compared after NFKC, case folding, and dropping whitespace,
   markdown, quote and bullet marks and format characters, across line breaks) are never read as a verdict: the
-  verdict is read from the judge's own words only (`own_words`), whose last line must be the verdict, and two
+  verdict is read from the judge's own words only (`OwnWords`), whose last line must be the verdict, and two
   different verdicts in its own words make the answer an `error`. A line that matches the response on its own,
   next to no other copied line, is only weakly copied (the judge's honest `Label: unsafe` may also occur in the
   response): it is set aside first, and brought back only when the judge's own words hold no verdict without it.
@@ -25,8 +25,8 @@ Verdicts come only from the judge, never from the text under judgment:
   characters inside a word, and non-ASCII digits are not folded by NFKC, so such a line is no verdict.
 
 A subclass supplies its system message, its shipped rubric and `parse`, which reads the final part of the judge's
-own words (`read_verdict` hands it those, so every model judge inherits the copied-text rule). A user's rubric file (`prompt_file=`)
-replaces the shipped one; its content hash is part of the judge's identity (see `rubrics`).
+own words (`read_verdict` hands it those, so every model judge inherits the copied-text rule). A user's rubric
+file (`prompt_file=`) replaces the shipped one; its content hash is part of the judge's identity (see `rubrics`).
 """
 
 from __future__ import annotations
