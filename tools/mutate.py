@@ -31,7 +31,7 @@ GROUPS = {
                                             "tests/test_hostile_server.py", "tests/test_weak_spots.py"]),
     "judges": (["polysafe/judges/_model_judge.py", "polysafe/judges/llm.py", "polysafe/judges/harm.py",
                 "polysafe/judges/helpfulness.py", "polysafe/judges/refusal.py"],
-               ["tests/test_llm_judge.py", "tests/test_harm_judge.py",  # the forgery corpus: ~20 s a run
+               ["tests/test_verdict_reading.py", "tests/test_llm_judge.py", "tests/test_harm_judge.py",
                 "tests/test_helpfulness_judge.py", "tests/test_refusal_judge.py", "tests/test_weak_spots.py",
                 "tests/test_mutation_kills.py"]),
     "engine": (["polysafe/engine/store.py", "polysafe/engine/claims.py", "polysafe/engine/dispatch.py",
