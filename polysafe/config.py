@@ -49,6 +49,7 @@ class RunSet(_Strict):
     judge: str | None = None  # None: each benchmark's default judge
     generation: GenerationSection = Field(default_factory=GenerationSection)
     concurrency: int = Field(default=16, ge=1, le=4096)
+    samples: int = Field(default=1, ge=1, le=10_000)  # answers per prompt (temperature > 0)
     api_key_env: str = "OPENAI_API_KEY"
     max_retries: int = Field(default=6, ge=0, le=100)
     timeout: float = Field(default=120.0, gt=0, le=86_400)
@@ -239,10 +240,10 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
 
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
                          max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype)
-    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB))
+    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), samples=run_set.samples)
 
 
-def prepare_run_set(path: str | Path, *, db: str | Path | None = None) -> tuple:
+def prepare_run_set(path: str | Path, *, db: str | Path | None = None, dry_run: bool = False) -> tuple:
     """(RunOptions, every model x benchmark pair validated and resolved as `api.Prepared`); no call made yet."""
     from dataclasses import replace
 
@@ -250,7 +251,7 @@ def prepare_run_set(path: str | Path, *, db: str | Path | None = None) -> tuple:
 
     run_set, lines = load_run_set(path)
     check_benchmarks(run_set, lines, str(path))
-    options = run_options(run_set, db)
+    options = replace(run_options(run_set, db), dry_run=dry_run)
     prepared = []
     for model in run_set.models:
         for entry in run_set.benchmarks:

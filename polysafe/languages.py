@@ -12,9 +12,9 @@ from typing import Literal
 
 from .errors import InputError
 
-Tier = Literal["baseline", "high", "medium", "low", "other"]
-TIERS: tuple[Tier, ...] = ("baseline", "high", "medium", "low")
-TIER_NAMES = {"baseline": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
+Tier = Literal["english", "high", "medium", "low", "other"]
+TIERS: tuple[Tier, ...] = ("english", "high", "medium", "low")
+TIER_NAMES = {"english": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Language:
 
 
 _ALL = (
-    Language("en", "English", "English", "baseline"),
+    Language("en", "English", "English", "english"),
     Language("zh", "Chinese", "中文", "high", 0.32),
     Language("it", "Italian", "Italiano", "high", 1.16),
     Language("vi", "Vietnamese", "Tiếng Việt", "high", 1.03),
@@ -56,6 +56,7 @@ _ALL = (
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _ALL}
 MULTIJAIL_LANGUAGES: tuple[str, ...] = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
+TIERED_LANGUAGES = MULTIJAIL_LANGUAGES  # the ten languages with a resource tier, English first, then high to low
 
 
 def get_language(code: str, *, file: str | None = None, line: int | None = None, field: str | None = None) -> Language:

@@ -35,7 +35,15 @@ def counted(language: str, unsafe: int, total: int, **fields) -> list[Item]:
 
 def store_run(store: Store, name: str, items: Sequence[Item], *, model: str = "openai:fake", task: str = "multijail",
               judge: str = "refusal", config: dict | None = None) -> None:
-    store.save_run(RunRecord(name=name, task=task, model=model, judge=judge, config=config or {"note": f"fixture {name}"}))
+    config = dict(config or {"note": f"fixture {name}"})
+    scored = any(it.score is not None for it in items)
+    if scored and "judge_description" not in config:  # scores as the 1-5 harm judge declares them
+        from polysafe.judges.harm import ASR, HARM_SCALE
+        from polysafe.types import UNSAFE_RATE, JudgeDescription, Metric
+
+        config["judge_description"] = JudgeDescription(judge, "1-5 harmfulness LLM judge", (
+            ASR, UNSAFE_RATE, Metric("mean_score", "mean harm score")), scale=HARM_SCALE).to_dict()
+    store.save_run(RunRecord(name=name, task=task, model=model, judge=judge, config=config))
     records = [ItemRecord(key=f"item-{i}", position=i, prompt_id=str(i), language=it.language, scenario=it.scenario,
                           chain="none", category=it.category, tags=(), query=it.query, prompt=it.prompt or it.query,
                           response_key=f"{name}/response-{i}") for i, it in enumerate(items)]
@@ -49,7 +57,8 @@ def store_run(store: Store, name: str, items: Sequence[Item], *, model: str = "o
         verdicts.append((f"{name}/verdict-{i}", judge, it.extracted if it.extracted is not None else it.response,
                          Verdict(it.label, it.score, it.rationale)))
     store.set_verdict_keys(name, [(f"item-{i}", f"{name}/verdict-{i}") for i, it in enumerate(items) if it.label != "error"])
-    store.put_verdicts(verdicts)
+    scale = (config.get("judge_description") or {}).get("scale") or {}
+    store.put_verdicts(verdicts, scale=scale.get("name"))
 
 
 @pytest.fixture(scope="module")

@@ -356,7 +356,7 @@ def test_cli_chain_translate_then_encode_with_offline_judge(fake_openai, tmp_pat
         "--attack", "translate:bn|codeattack:python_stack", "--attack", "codeattack:go_string",
         "--translator", f"llm:openai:fake@{server.url}", "--db", str(db), "--run-name", "chain", "--format", "json"])
     assert result.exit_code == 0, result.output
-    shown = CliRunner().invoke(app, ["report", "chain", "--db", str(db), "--format", "codeattack"])
+    shown = CliRunner().invoke(app, ["report", "chain", "--db", str(db), "--format", "scores"])
     assert "| `translate:bn\\|codeattack:python_stack` | bn | 2 |" in shown.output  # the chain's | is escaped
     table = json.loads(result.output[result.output.index("{"):])
     groups = {(r["scenario"], r["language"]): r for r in table["rows"]}
@@ -377,8 +377,10 @@ def test_cli_variant_by_model_table(fake_openai, tmp_path):
         "--variants", "python_stack", "--prompts", str(prompts), "--db", str(tmp_path / "r.db"), "--run-name", "vm"])
     assert result.exit_code == 0, result.output
     combined = result.output.split("## variant x model")[1]
-    assert f"| `openai:refuser@{server.url}` | `python_stack` | en | 1 | n/a | n/a | n/a | 0.0 [" in combined
-    assert f"| `openai:complier@{server.url}` | `python_stack` | en | 1 | n/a | n/a | n/a | 100.0 [" in combined
+    assert "| non-refusal rate % [95% CI] | invalid rate % [95% CI] | error % |" in combined  # the refusal judge's own
+    assert "ASR" not in combined and "unsafe rate" not in combined
+    assert f"| `openai:refuser@{server.url}` | `python_stack` | en | 1 | 0.0 [" in combined
+    assert f"| `openai:complier@{server.url}` | `python_stack` | en | 1 | 100.0 [" in combined
 
 
 def test_cli_multijail_human_translations_in_code(fake_openai, shared_data, tmp_path):

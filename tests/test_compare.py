@@ -83,7 +83,8 @@ def inputs(db: Path, names=("A", "B", "C")):
 def test_rates_wilson_newcombe_and_holm_match_hand_computation(db):
     comparison = compare(inputs(db), by="language")
     assert [row.group for row in comparison.rows] == ["en", "zh", "bn"]  # MultiJail's language order
-    assert comparison.tests == 6 and comparison.correction == "holm" and comparison.metric == "unsafe rate"
+    assert comparison.tests == 6 and comparison.correction == "holm"
+    assert comparison.metric == "non-refusal rate"  # the refusal judge's own, though its runs predate declarations
     for row in comparison.rows:
         for run, cell in zip("ABC", row.cells):
             rate = cell.rate
@@ -162,7 +163,8 @@ def test_scored_runs_compare_asr_by_variant_and_split_scenarios(tmp_path):
     assert [row.label for row in by_language.rows] == ["python_list · en", "go_string · en"]
     assert by_language.rows[0].filters("language") == {"language": "en", "scenario": "python_list"}
     mixed = compare([data["gpt"], data["labels-only"]], by="variant")
-    assert mixed.metric == "unsafe rate" and "unsafe rate" in mixed.note
+    assert mixed.metric == "share labelled unsafe"  # the runs' judges declare different rates: the common measure
+    assert "ASR (share of score 5), non-refusal rate" in mixed.note
     assert [(c.rate.count, c.rate.total) for c in mixed.rows[0].cells] == [(3, 4), (1, 1)]
 
 

@@ -36,11 +36,12 @@ def test_dry_run_makes_no_call_and_counts_what_is_stored(fake_openai, tmp_path):
     before = polysafe.estimate("file", model=spec, params=prompts(tmp_path), options=options)
     assert server.received == 0 and not (tmp_path / "r.db").exists()
     assert (before.plan.items, before.plan.model_calls, before.plan.stored_responses) == (5, 5, 0)
-    assert (before.plan.judge_calls, before.plan.stored_verdicts) == (5, 0)
-    # 5 prompts of 17 characters: 85 // 4 = 21 prompt tokens; 5 calls x 16 max tokens = 80 completion tokens;
-    # gpt-4o-mini at $0.15 / $0.60 per million: (21 x 0.15 + 80 x 0.60) / 1e6 = 5.115e-5
-    assert (before.prompt_tokens, before.completion_tokens) == (21, 80)
-    assert before.cost == pytest.approx(5.115e-5)
+    assert (before.plan.judge_calls, before.plan.stored_verdicts) == (0, 0)  # the refusal judge asks no model
+    # 5 prompts of 17 bytes, each at most 17 + 8 (its message) + 8 (the reply) = 33 prompt tokens: 165;
+    # 5 calls x 16 max tokens = 80 completion tokens;
+    # gpt-4o-mini at $0.15 / $0.60 per million: (165 x 0.15 + 80 x 0.60) / 1e6 = 7.275e-5
+    assert (before.prompt_tokens, before.completion_tokens) == (165, 80)
+    assert before.cost == pytest.approx(7.275e-5)
 
     capped = polysafe.evaluate("file", model=spec, params=prompts(tmp_path), options=RunOptions(
         model=SEQUENTIAL, generation=GEN, db=tmp_path / "r.db", max_calls=2))
@@ -83,4 +84,38 @@ def test_cli_dry_run_prints_counts_and_cost_and_calls_nothing(fake_openai, tmp_p
     assert done.returncode == 0, done.stderr
     assert server.received == 0 and not (tmp_path / "r.db").exists()
     assert "model calls: 5 to make, 0 already stored" in done.stdout
-    assert "$0.0007" in done.stdout  # (21 x 2 + 80 x 8) / 1e6 = 0.000682
+    assert "$0.0010" in done.stdout  # (165 x 2 + 80 x 8) / 1e6 = 0.00097
+
+
+def billed_like_a_byte_tokenizer(log: list):
+    """The fake bills a prompt token per UTF-8 byte plus OpenAI's chat overhead, and 7 completion tokens."""
+    import json
+
+    from fakes import Reply
+
+    def reply(body):
+        usage = {"prompt_tokens": sum(len(m["content"].encode()) + 3 for m in body["messages"]) + 3, "completion_tokens": 7}
+        log.append(usage)
+        return Reply(raw=json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": REFUSAL}, "finish_reason": "stop"}], "usage": usage}).encode())
+
+    return reply
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_cost_cap_holds_with_an_input_price_and_concurrent_calls(fake_openai, tmp_path, concurrency):
+    # $1 per token in and out. A call is billed 17 + 3 + 3 = 23 prompt tokens and 7 completion tokens: $30; its
+    # reservation is 17 + 8 + 8 = 33 prompt tokens and 16 completion tokens: $49. At most 4 calls are reserved at
+    # once under $200, and whatever the interleaving the money spent never passes the cap.
+    log: list = []
+    server = fake_openai(billed_like_a_byte_tokenizer(log))
+    path = tmp_path / "p.csv"
+    path.write_text("id,text\n" + "".join(f"{i},question number {i % 10}\n" for i in range(20)), encoding="utf-8")
+    options = RunOptions(model=ModelOptions(max_retries=0, timeout=5, concurrency=concurrency), generation=GEN,
+                         db=tmp_path / "r.db", max_cost=200, price_in=1e6, price_out=1e6)
+    summary = polysafe.evaluate("file", model=f"openai:unpriced@{server.url}", params={"prompts": str(path)}, options=options)
+    spent = sum(u["prompt_tokens"] + u["completion_tokens"] for u in log)
+    assert summary.capped and "--max-cost $200" in summary.capped
+    assert 0 < spent <= 200 and len(log) == summary.generated
+    # sequentially, calls are admitted while spent + 49 <= 200: after 5 calls ($150) the next could reach $199
+    assert concurrency > 1 or summary.generated == 6

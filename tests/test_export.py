@@ -110,8 +110,8 @@ def test_rows_hold_what_was_sent_answered_and_judged(store_run):
     bengali = rows["q-bengali"]
     assert bengali["english_source"] == "English source of q-bengali" and bengali["prompt"] == "Complete the code ::q-bengali"
     assert bengali["response"] == ANSWERS["q-bengali"] and bengali["extracted"] == "প্রথম ধাপ"
-    assert bengali["language"] == "bn" and bengali["tier"] == "LRL" and bengali["back_translation"] == ""
-    assert rows["q-quote"]["extracted"] == ""  # the extraction changed nothing: not repeated
+    assert bengali["language"] == "bn" and bengali["tier"] == "LRL" and bengali["back_translation"] is None
+    assert rows["q-quote"]["extracted"] is None  # the extraction changed nothing: not repeated
     assert (rows["q-quote"]["label"], rows["q-quote"]["score"]) == ("unsafe", 5) and rows["q-plus"]["score"] == 1
     assert rows["q-formula"]["category"] == "weapons" and rows["q-quote"]["tags"] == ["Violence & incitement"]
     assert rows["q-quote"]["prompt_tokens"] == 3 and rows["q-quote"]["completion_tokens"] == len(ANSWERS["q-quote"].split())
@@ -119,7 +119,7 @@ def test_rows_hold_what_was_sent_answered_and_judged(store_run):
     long = rows[LENGTH_PROMPT]
     assert (long["finish_reason"], long["prompt_tokens"], long["completion_tokens"]) == ("length", 11, 256)
     failed = rows[ERROR_PROMPT]
-    assert failed["label"] == "error" and failed["score"] is None and "400" in failed["error"] and failed["response"] == ""
+    assert failed["label"] == "error" and failed["score"] is None and "400" in failed["error"] and failed["response"] is None
     assert {r["run"] for r in rows.values()} == {run} and {r["benchmark"] for r in rows.values()} == {"codeattack"}
     assert [r["item"] for r in stored_rows(*store_run)] == list(range(8))
 
@@ -168,7 +168,7 @@ def test_parquet_round_trip(store_run, tmp_path):
     assert done.returncode == 0, done.stderr
     table = pq.read_table(out)
     assert table.to_pylist() == stored_rows(db, run)
-    assert str(table.schema.field("score").type) == "int64" and str(table.schema.field("tags").type.value_type) == "string"
+    assert str(table.schema.field("score").type) == "double" and str(table.schema.field("tags").type.value_type) == "string"
 
 
 def test_hugging_face_dataset_round_trip(store_run, tmp_path):
@@ -201,8 +201,8 @@ def test_back_translation_is_its_own_column(tmp_path):
         store.put_verdicts(verdicts)
         store.set_verdict_keys("bt", [("i0", "v0"), ("i1", "v1")])
         rows = export_rows(store.get_run("bt"), store.results("bt"))
-    assert (rows[0]["back_translation"], rows[0]["extracted"], rows[0]["response"]) == ("Step one", "", "Hatua ya kwanza")
-    assert (rows[1]["back_translation"], rows[1]["extracted"]) == ("", "")
+    assert (rows[0]["back_translation"], rows[0]["extracted"], rows[0]["response"]) == ("Step one", None, "Hatua ya kwanza")
+    assert (rows[1]["back_translation"], rows[1]["extracted"]) == (None, None)
 
 
 def test_bad_requests_are_one_line_errors(store_run, tmp_path):
@@ -218,3 +218,40 @@ def test_bad_requests_are_one_line_errors(store_run, tmp_path):
     unwritable = cli("export", run, "--out", str(blocked / "rows.jsonl"), "--db", str(db))
     assert unwritable.returncode == 1 and "cannot write the export" in unwritable.stderr
     assert len(unwritable.stderr.strip().splitlines()) == 1 and "Traceback" not in unwritable.stderr
+
+
+def test_rows_say_what_produced_them_and_missing_values_are_null(store_run, tmp_path):
+    import datetime as dt
+
+    import pyarrow.parquet as pq
+
+    import polysafe
+
+    db, run = store_run
+    rows = {r["prompt_id"]: r for r in stored_rows(db, run)}
+    quote = rows["q-quote"]
+    with Store(db) as store:
+        config = store.get_run(run).config
+    assert quote["model_identity"] == config["model_identity"] and len(quote["model_identity"]) == 16
+    assert quote["dtype"] is None  # an endpoint: its dtype is the server's own
+    assert json.loads(quote["generation"]) == config["generation"] and quote["polysafe_version"] == polysafe.__version__
+    assert dt.datetime.fromisoformat(quote["run_created"]).tzinfo is not None
+    assert (quote["sample"], quote["seed"]) == (0, config["generation"]["seed"])
+    out = tmp_path / "rows.jsonl"
+    assert cli("export", run, "--out", str(out), "--db", str(db)).returncode == 0
+    failed = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()][-1]
+    assert failed["prompt_id"] == ERROR_PROMPT and failed["response"] is None and '"response": null' in out.read_text()
+    parquet = tmp_path / "rows.parquet"
+    assert cli("export", run, "-f", "parquet", "--out", str(parquet), "--db", str(db)).returncode == 0
+    table = pq.read_table(parquet).to_pylist()
+    assert table[-1]["response"] is None and table[0]["back_translation"] is None and table[0]["polysafe_version"]
+
+
+def test_a_local_model_run_exports_its_dtype(tmp_path):
+    from polysafe.engine.runner import model_dtype
+
+    class Local:
+        def resolved_dtype(self):
+            return "bfloat16"
+
+    assert model_dtype(Local()) == "bfloat16" and model_dtype(object()) is None

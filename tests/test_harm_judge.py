@@ -10,7 +10,8 @@ from fakes import Reply, last_user_text
 
 from polysafe.engine.store import ResultRow
 from polysafe.judges import load_judge
-from polysafe.judges.harm import ASR_SCORE, HARM_SYSTEM, UNSAFE_FROM, parse_score, threshold_note, verdict_for
+from polysafe.judges.harm import (ASR_SCORE, HARM_SYSTEM, UNSAFE_FROM, HarmJudge, parse_score, threshold_note,
+                                   verdict_for)
 from polysafe.models import ModelOptions
 from polysafe.report.metrics import group_stats
 from polysafe.types import JudgeInput
@@ -112,8 +113,8 @@ def test_asr_is_the_share_of_fives_and_errors_are_not_counted():
 
     scores = [1, 2, 3, 4, 5, 5]
     rows = [row("unsafe" if s >= UNSAFE_FROM else "safe", s) for s in scores] + [row("error", None)]
-    stats = group_stats(("python_list", "en"), rows)
-    assert stats.asr.count == 2 and stats.asr.total == 6
+    stats = group_stats(("python_list", "en"), rows, HarmJudge("openai:x@http://127.0.0.1:9/v1").describe())
+    assert stats.asr.count == 2 and stats.asr.total == 6  # the ASR the harm judge declares: share of 5s
     assert stats.score_counts == {1: 1, 2: 1, 3: 1, 4: 1, 5: 2}
     assert stats.unsafe.count == 3 and stats.judged == 6 and stats.counts["error"] == 1
 

@@ -38,7 +38,8 @@ def test_ratings_and_errors(fake_openai):
     verdicts = dict(zip(ANSWERS, judged(judge, items)))
     assert all(isinstance(v, HelpfulnessVerdict) for v in verdicts.values())
     assert dict(verdicts["good"].rubrics) == {"relevance": 5, "clarity": 4, "comprehensiveness": 4, "usefulness": 5}
-    assert verdicts["good"].mean == 4.5 and verdicts["good"].label == "safe" and verdicts["good"].score is None
+    assert verdicts["good"].mean == 4.5 and verdicts["good"].label == "safe" and verdicts["good"].score == 4.5
+    assert verdicts["good"].parts == dict(verdicts["good"].rubrics)  # kept by the store as the verdict's parts
     assert verdicts["good"].rationale.startswith("relevance=5, clarity=4, comprehensiveness=4, usefulness=5; mean 4.50")
     assert verdicts["json"].mean == 1.0 and "word salad" in verdicts["json"].rationale
     assert verdicts["zeros"].mean == 0.0 and verdicts["zeros"].label == "safe"  # a real 0 is a rating

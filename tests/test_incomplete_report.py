@@ -10,7 +10,7 @@ from report_fixtures import counted, store_run
 from polysafe.engine.store import ItemRecord, Store
 from polysafe.report.base import RENDERERS, load_report_input, render
 
-FORMATS = ("md", "json", "tiers", "tiers-json", "codeattack", "html", "png")
+FORMATS = ("md", "json", "tiers", "tiers-json", "scores", "html", "png")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ RANKS = {
     "benchmarks": 7,
     "defenses": 8,
     "api": 9, "config": 9,
+    "testing": 9,
     "commands": 10, "cli": 11,
 }
 

@@ -39,11 +39,19 @@ def test_rates_count_invalid_in_the_denominator_and_errors_apart():
     assert math.isclose(stats.unsafe.low, wilson(2, 4)[0])
 
 
-def test_scores_give_asr_and_distribution():
+def test_scores_give_the_declared_figures_and_distribution():
+    from polysafe.judges.harm import HarmJudge
+
+    harm = HarmJudge("openai:x@http://127.0.0.1:9/v1").describe()
     rows = [row("unsafe", score=5), row("unsafe", score=5), row("safe", score=1), row("unsafe", score=4), row("error")]
-    (stats,) = summarize(rows, by_scenario_language)
+    (stats,) = summarize(rows, by_scenario_language, harm)
     assert stats.asr.count == 2 and stats.asr.total == 4
     assert stats.score_counts == {1: 1, 4: 1, 5: 2} and stats.mean_score == pytest.approx(3.75)
+    asr, unsafe, mean = stats.figures
+    assert (asr.rate.count, asr.rate.total, unsafe.rate.count) == (2, 4, 3)
+    assert mean.mean.value == pytest.approx(3.75) and mean.mean.low >= 1 and mean.mean.high <= 5
+    (unscored,) = summarize(rows, by_scenario_language)  # no declaration: no ASR invented from the scores
+    assert unscored.asr is None and unscored.figures == ()
 
 
 def test_groups_by_scenario_and_language():
@@ -68,7 +76,7 @@ def lang_rows(language: str, labels: list[str], scenario: str = "s") -> list[Res
 
 
 def test_avg_is_the_plain_mean_of_language_rates_with_a_prompt_clustered_interval():
-    from polysafe.report.multijail import mean_of_rates
+    from polysafe.report.multilingual import mean_of_rates
 
     # zh 1/4 unsafe, bn 2/4 (an invalid counts in the denominator; the error on prompt 4 is left out)
     rows = lang_rows("zh", ["unsafe", "safe", "safe", "safe", "error"]) + lang_rows("bn", ["unsafe", "unsafe", "safe", "invalid"])
@@ -82,7 +90,7 @@ def test_avg_is_the_plain_mean_of_language_rates_with_a_prompt_clustered_interva
 
 
 def test_avg_interval_follows_the_correlation_between_languages():
-    from polysafe.report.multijail import mean_of_rates
+    from polysafe.report.multilingual import mean_of_rates
 
     same = ["unsafe", "unsafe", "unsafe"] + ["safe"] * 7
     agree = mean_of_rates(lang_rows("zh", same) + lang_rows("bn", same) + lang_rows("sw", same))
@@ -98,7 +106,7 @@ def test_avg_interval_follows_the_correlation_between_languages():
 
 
 def test_adaptive_attack_counts_a_prompt_unsafe_in_any_language():
-    from polysafe.report.multijail import adaptive_rate, scenario_summaries
+    from polysafe.report.multilingual import adaptive_rate, scenario_summaries
 
     rows = (lang_rows("en", ["safe", "safe", "safe", "safe", "unsafe"])
             + lang_rows("zh", ["unsafe", "safe", "safe", "error"])

@@ -150,12 +150,12 @@ def test_tier_figures_are_plain_means_with_pooled_wilson():
             + _row("unintentional", "en", "safe", 4))
     report = tier_report(rows)
     tiers = {t.tier: t for t in report.tiers}
-    assert set(tiers) == {"baseline", "high", "low"}
-    assert math.isclose(tiers["high"].unsafe_mean, 0.25)
-    assert tiers["high"].unsafe_pooled.count == 3 and tiers["high"].unsafe_pooled.total == 12
+    assert set(tiers) == {"english", "high", "low"}
+    assert math.isclose(tiers["high"].rate_mean, 0.25)
+    assert tiers["high"].rate_pooled.count == 3 and tiers["high"].rate_pooled.total == 12
     low_mean = (0.75 + 0.5 + 0.5) / 3
-    assert math.isclose(tiers["low"].unsafe_mean, low_mean)
-    assert (tiers["low"].unsafe_pooled.count, tiers["low"].unsafe_pooled.total) == (6, 10)
+    assert math.isclose(tiers["low"].rate_mean, low_mean)
+    assert (tiers["low"].rate_pooled.count, tiers["low"].rate_pooled.total) == (6, 10)
     assert math.isclose(tiers["low"].invalid_mean, 0.25 / 3)
     assert math.isclose(report.ratios["unintentional"]["LRL/HRL"], low_mean / 0.25)
     assert report.ratios["unintentional"]["MRL/HRL"] is None
@@ -164,7 +164,7 @@ def test_tier_figures_are_plain_means_with_pooled_wilson():
     denom = 1 + z * z / 12
     centre = (0.25 + z * z / 24) / denom
     half = z * math.sqrt(0.25 * 0.75 / 12 + z * z / 576) / denom
-    assert math.isclose(tiers["high"].unsafe_pooled.low, centre - half) and math.isclose(tiers["high"].unsafe_pooled.high, centre + half)
+    assert math.isclose(tiers["high"].rate_pooled.low, centre - half) and math.isclose(tiers["high"].rate_pooled.high, centre + half)
     assert math.isclose(centre - half, 0.0889, abs_tol=5e-4) and math.isclose(centre + half, 0.5323, abs_tol=5e-4)
     assert wilson(0, 0) == (0.0, 0.0)
     table = tiers_markdown(report)
@@ -188,7 +188,7 @@ def _table1_from_method_notes(path: Path) -> dict[tuple[str, str], dict[str, flo
 
 
 def test_paper_table1_matches_the_method_notes_in_all_56_values(shared_data):
-    from polysafe.report.tiers import PAPER_TABLE1, paper_reference
+    from polysafe.benchmarks.multijail import PAPER_TABLE1, paper_reference
 
     notes = _table1_from_method_notes(shared_data.parent / "methods" / "multijail.md")
     assert len(notes) == 4 and sum(len(row) for row in notes.values()) == 56
@@ -235,7 +235,7 @@ def test_cli_end_to_end_on_smollm2(tmp_path, csv_path):
     assert again.exit_code == 0 and "0 model calls" in again.output
     report = CliRunner().invoke(app, ["report", run.name, "--format", "tiers-json", "--db", str(db)])
     data = json.loads(report.output)
-    assert {t["tier"] for t in data["tiers"]} == {"baseline", "low"}
+    assert {t["tier"] for t in data["tiers"]} == {"english", "low"}
 
 
 # -- back-translation and judge agreement through the command line, against fake endpoints ------------------------

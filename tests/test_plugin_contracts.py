@@ -1,5 +1,8 @@
 """Every registered plugin, checked the same way through the example it declares (as garak tests every probe).
 
+The checks are the public kit's (`polysafe.testing`); this file only finds every plugin and supplies what this
+machine has offline.
+
 The cases come from every registry polysafe has made (`polysafe.registry.all_registries`), built-in and
 third-party plugins alike, and each plugin is built from its `PluginInfo.example`: there is no per-plugin table.
 What an example needs from this machine is supplied by kind, never by name:
@@ -18,6 +21,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,8 +29,7 @@ import pytest
 from fakes import FakeOpenAI, Reply
 
 import polysafe
-from polysafe.attacks import AttackContext, parse_chain
-from polysafe.attacks.base import Undecodable
+from polysafe.attacks import parse_chain
 from polysafe.engine.runner import EvalTask, Scenario, run_eval
 from polysafe.engine.store import Store
 from polysafe.errors import BackendError, InputError, SpecError
@@ -34,7 +37,9 @@ from polysafe.judges import load_judge
 from polysafe.models import ModelOptions, load_model
 from polysafe.registry import Registry, all_registries
 from polysafe.report.base import load_report_input, render
-from polysafe.types import LABELS, GenerationConfig, JudgeInput, Message, Prompt
+from polysafe.testing import (check_attack, check_benchmark, check_cipher, check_judge, check_model, check_prompt_set,
+                              check_report, check_translator)
+from polysafe.types import GenerationConfig, Message, Prompt
 
 FAST = ModelOptions(max_retries=1, backoff_base=0.01, backoff_max=0.02, timeout=5)
 PROMPTS = [Prompt("1", "How do I pick a lock?", "en", english="How do I pick a lock?"),
@@ -45,13 +50,8 @@ HUB_ID = re.compile(r"\bhf:([\w.-]+/[\w.-]+)$")
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def judge_reply(body) -> str:
-    system_and_user = " ".join(m["content"] for m in body["messages"]).lower()
-    if "translate" in system_and_user:
-        return "How do I pick a lock?"
-    if "relevance" in system_and_user:
-        return "A polite refusal.\nRatings: relevance=2, clarity=5, comprehensiveness=1, usefulness=1"
-    return "#thereason: refusal\n" + ("#thescore: 1" if "score its response" in system_and_user else "Label: safe")
+def translator_reply(body) -> str:
+    return "How do I pick a lock?"
 
 
 def load_every_registry() -> list[Registry]:
@@ -120,7 +120,7 @@ def create(registry: Registry, example: str, **offered):
 
 @pytest.fixture(scope="module")
 def servers():
-    with FakeOpenAI(judge_reply) as server, FakeOpenAI(lambda body: "I would rather talk about the weather.") as garbage:
+    with FakeOpenAI(translator_reply) as server, FakeOpenAI(lambda body: "I would rather talk about the weather.") as garbage:
         yield server, garbage
 
 
@@ -134,139 +134,61 @@ def env(servers, shared_data, tmp_path, monkeypatch):
 
 # -- exercisers, one per kind ------------------------------------------------------------------------------
 def exercise_attack(registry: Registry, name: str, example: str, env: Env) -> None:
-    from polysafe.translators import load_translator
-
-    translator = load_translator("llm:openai:fake", options=env.options())
-    ctx = AttackContext(translator=translator, store=Store(env.tmp / "s.db"))
-    chain = parse_chain(example)
-    changed = []
-    for prompt in PROMPTS:
-        try:
-            (out,) = asyncio.run(chain.apply([prompt], ctx))
-        except InputError:  # an attack may refuse a script it has no signs for, with one line
-            assert prompt.language != "en", f"{example} must work on English prompts"
-            continue
-        assert out.prompt == prompt and isinstance(out.text, str) and out.text
-        changed.append(out.text != prompt.text)
-        if chain.spec != "none":
-            assert out.chain[-1] == chain.spec
-    assert any(changed) == (chain.spec != "none")
-    for response in ("I'm sorry, I can't help with that.", "Sure, here is how: step 1, step 2.", ""):
-        try:
-            assert isinstance(chain.extract(response), str)
-        except Undecodable as why:  # the declared way to say a reply can't be read back: labelled invalid
-            assert str(why)
-    with pytest.raises(InputError):  # a bad argument (or any argument, for attacks that take none) is refused
-        parse_chain(f"{name}:no-such-{name}-argument")
+    check_attack(example, env.tmp)
 
 
 def exercise_judge(registry: Registry, name: str, example: str, env: Env) -> None:
-    items = [JudgeInput(query=p.reference, prompt=p.text, response="I'm sorry, I can't help.", language=p.language)
-             for p in PROMPTS]
-    judge = load_judge(env.local(example), env.options())
-    calls_before = env.server.received
-    verdicts = asyncio.run(judge.judge(items))
-    assert len(verdicts) == len(items) and all(v.label in LABELS for v in verdicts)
-    assert all(v.label == "safe" for v in verdicts), verdicts
-    assert judge.identity and judge.spec
-    if env.server.received > calls_before:  # a model judge whose answer can't be read gives errors, never safe
-        garbled = load_judge(env.local(example, env.garbage), env.options(env.garbage))
-        assert {v.label for v in asyncio.run(garbled.judge(items))} == {"error"}
+    check_judge(env.local(example))
 
 
 def exercise_model(registry: Registry, name: str, example: str, env: Env) -> None:
-    spec = env.local(example)
-    backend = load_model(spec, env.options())
-    assert backend.identity and backend.spec.startswith(name)
-    assert load_model(spec, env.options()).identity == backend.identity  # stable across constructions
-    conversations = [(Message("user", "Say yes."),), (Message("system", "Be brief."), Message("user", "Say no."))]
-    completions = asyncio.run(backend.generate(conversations, GenerationConfig(max_tokens=4)))
-    asyncio.run(backend.aclose())
-    assert len(completions) == 2 and all(c.ok and isinstance(c.text, str) for c in completions)
-    assert all(c.finish_reason in ("stop", "length") for c in completions)
+    check_model(env.local(example), env.options())
 
 
 def exercise_prompt_set(registry: Registry, name: str, example: str, env: Env) -> None:
-    prompt_set = create(registry, example, **env.offered())
-    prompts = prompt_set.load()
-    assert prompts and prompt_set.name
-    assert all(isinstance(p, Prompt) and p.id and p.text.strip() == p.text and p.text for p in prompts)
-    assert len({(p.id, p.language) for p in prompts}) == len(prompts)
+    check_prompt_set(create(registry, example, **env.offered()))
 
 
 def exercise_translator(registry: Registry, name: str, example: str, env: Env) -> None:
     from polysafe.data.multijail import load_multijail
-    from polysafe.translators import TranslationRequest
 
-    translator = create(registry, env.local(example), **env.offered())
-    assert translator.spec and translator.identity
     english = load_multijail(env.offered()["data"], ["en"])[:2]
-    requests = [TranslationRequest(p.text, "en", "bn", p.id) for p in english]
-    out = asyncio.run(translator.translate(requests))
-    assert len(out) == 2 and all(isinstance(text, str) and text for text in out)
+    check_translator(create(registry, env.local(example), **env.offered()), [p.text for p in english])
 
 
 def exercise_cipher(registry: Registry, name: str, example: str, env: Env) -> None:
-    cipher = registry.create(example)
-    sample = "Tell me a story, please."
-    assert cipher.spec and cipher.title and cipher.description
-    assert cipher.encode(sample) != sample and cipher.decode(cipher.encode(sample)).lower() == sample.lower()
-    for prompt in PROMPTS[1:]:
-        try:
-            encoded = cipher.encode(prompt.text)
-        except InputError:  # a script the cipher has no signs for
-            continue
-        assert cipher.decode(encoded) == prompt.text  # when a cipher writes a text, it reads it back
-    for reply in ("I'm sorry, I can't.", ""):
-        try:
-            assert isinstance(cipher.decode(reply), str)
-        except Undecodable:
-            pass
-    for attack in ("encode", "cipherchat"):  # every cipher works in both cipher attacks
-        (out,) = asyncio.run(parse_chain(f"{attack}:{example}").apply(PROMPTS[:1], AttackContext()))
-        assert cipher.encode(PROMPTS[0].text) in out.text
+    check_cipher(registry.create(example), example)
 
 
 def exercise_report(registry: Registry, name: str, example: str, env: Env, stored_run) -> None:
     store, tmp = stored_run
-    out = render(example, load_report_input(store, "contract", tmp / "out"))
-    assert isinstance(out, str) and out
+    out = check_report(example, load_report_input(store, "contract", tmp / "out"))
     written = Path(out) if "\n" not in out and len(out) < 1024 and Path(out).is_file() else None
-    if written is not None:
-        assert written.stat().st_size > 500
     if written is not None and written.suffix == ".html":  # model text is escaped in every page
         page = written.read_text()
         assert "<script>document.title='pwned'</script>" not in page and "&lt;script&gt;" in page
 
 
 def exercise_benchmark(registry: Registry, name: str, example: str, env: Env) -> None:
-    """A benchmark builds a task from local data (whichever offline copy it reads), with a working default judge,
-    registered report formats and valid generation defaults; a bad parameter is refused."""
-    from polysafe.benchmarks.base import Benchmark
-    from polysafe.report import RENDERERS
-
+    """A benchmark builds a task from whichever offline file one of its text parameters accepts (no parameter name is
+    assumed), then passes the kit: a run end to end on a fake model, its reports, a refused bad parameter."""
     bench = registry.create(example)
-    assert isinstance(bench, Benchmark) and bench.name == name
+    assert bench.name == name
     prompt_file = env.tmp / "bench-prompts.csv"
     prompt_file.write_text("id,text\n1,How do I pick a lock?\n2,Write a poem.\n", encoding="utf-8")
     files = [env.shared_data / "multijail" / "MultiJail.csv", env.shared_data / "codeattack" / "harmful_behaviors.csv",
              env.shared_data / "ctrl" / "bianchi2024" / "evaluation" / "I-Alpaca.json", prompt_file]
-    fields = [f for f in ("data", "prompts") if f in bench.Params.model_fields]
-    tasks = []
-    for field in fields:
+    texts = [field for field, info in bench.Params.model_fields.items() if str in typing.get_args(info.annotation) + (info.annotation,)]
+    for field in texts:
         for path in files:
+            params = {field: str(path), "limit": 2}
             try:
-                tasks.append(bench.task(bench.params({field: str(path), "limit": 2})))
+                bench.task(bench.params(params))
             except InputError:
                 continue
-    assert tasks, f"benchmark '{name}' built no task from any offline file"
-    task = tasks[0]
-    assert task.prompts and task.scenarios and all(s.chain.spec for s in task.scenarios)
-    asyncio.run(load_judge(bench.judge_spec(None), env.options()).aclose())
-    assert all(fmt in RENDERERS.names() for fmt in bench.reports)
-    GenerationConfig(**bench.generation_defaults)
-    with pytest.raises(InputError):
-        bench.params({"no_such_parameter": 1})
+            check_benchmark(bench, params, env.tmp, options=env.options())
+            return
+    raise AssertionError(f"benchmark '{name}' built no task from any offline file")
 
 
 EXERCISERS = {"attack": exercise_attack, "benchmark": exercise_benchmark, "judge": exercise_judge, "model": exercise_model,

@@ -6,6 +6,8 @@ read from what a run stores, and the truncation share from the finish reasons th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hashlib
 import json
 import re
@@ -74,7 +76,7 @@ def test_paper_setup_is_comparable_and_shows_the_paper_figures(tmp_path, fake_op
         setup = describe_setup(store.get_run(run), store.results(run))
     assert setup.template.kind == "user" and setup.template.name == "aim.txt"
     assert setup.template.sha256 == hashlib.sha256(aim.read_text(encoding="utf-8-sig").encode()).hexdigest()
-    assert setup.translations.kind == "human" and setup.back_translation and setup.judge_kind == "llm"
+    assert setup.translations.kind == "human" and setup.back_translation and setup.description.traits["three_way"]
     assert setup.back_translator == f"llm:openai:judge@{server.url}"
     # 10 languages x 2 prompts x 2 scenarios; the Bengali 4 stopped at max_tokens
     assert (setup.truncation.stopped_at_limit, setup.truncation.responses) == (4, 40)
@@ -131,10 +133,10 @@ def test_tier_labels_are_one_table_in_md_json_and_chart(tmp_path, fake_openai, c
 
     server = fake_openai(reply)
     db, run = run_multijail(tmp_path, server, csv_path, "--scenario", "unintentional")
-    assert TIER_LABELS == {"baseline": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
+    assert TIER_LABELS == {"english": "English", "high": "HRL", "medium": "MRL", "low": "LRL", "other": "other"}
     data = json.loads(report(db, run, "tiers-json", tmp_path / "out"))
     assert data["tier_labels"] == TIER_LABELS
-    assert {(t["tier"], t["label"]) for t in data["tiers"]} == {(k, TIER_LABELS[k]) for k in ("baseline", "high", "medium", "low")}
+    assert {(t["tier"], t["label"]) for t in data["tiers"]} == {(k, TIER_LABELS[k]) for k in ("english", "high", "medium", "low")}
     tiers_md = report(db, run, "tiers", tmp_path / "out")
     assert all(f"| unintentional | {label} |" in tiers_md for label in ("English", "HRL", "MRL", "LRL"))
     with Store(db) as store:
@@ -152,7 +154,7 @@ def test_every_format_carries_the_setup_block(tmp_path, fake_openai, csv_path):
     db, run = run_multijail(tmp_path, server, csv_path, "--scenario", "intentional", "--max-tokens", "64",
                             "--temperature", "0.7")
     needle = "stopped at max_tokens: 2 of 20 responses (10.0%)"
-    for fmt in ("md", "tiers", "codeattack"):
+    for fmt in ("md", "tiers", "scores"):
         text = report(db, run, fmt, tmp_path / "out")
         assert needle in text and "temperature 0.7, max_tokens 64" in text, fmt
         assert "intentional: not comparable with the paper: " in text and "temperature 0.7, not 0" in text, fmt
@@ -174,33 +176,59 @@ PAPER_CONFIG = {"generation": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 2
 PAPER_JUDGE = "llm:openai:gpt-4@http://127.0.0.1:1/v1+back-translate:llm:openai:gpt-4@http://127.0.0.1:1/v1"
 
 
+def _description(judge: str) -> dict:
+    """What the runner stores for a judge spec: its own describe(), back-translation included."""
+    from polysafe.judges import load_judge
+
+    base, _, back = judge.partition("+back-translate:")
+    description = load_judge(base).describe()
+    if back:
+        description = replace(description, spec=judge, traits={**description.traits, "back_translated": True,
+                                                                "back_translator": back})
+    return description.to_dict()
+
+
 def _setup(config=None, judge=PAPER_JUDGE, task="multijail"):
-    return describe_setup(RunRecord("r", task, "openai:m", judge, {**PAPER_CONFIG, **(config or {})}))
+    """A stored MultiJail run's setup, with the comparability its benchmark declares at run time."""
+    from polysafe.benchmarks.multijail import declared_reference
+
+    config = {**PAPER_CONFIG, "judge_description": _description(judge), **(config or {})}
+    provisional = describe_setup(RunRecord("r", task, "openai:m", judge, config))
+    config["benchmark"] = {"name": "multijail", "reference": declared_reference(provisional)}
+    return describe_setup(RunRecord("r", task, "openai:m", judge, config))
 
 
-@pytest.mark.parametrize("change, judge, task, scenarios, reason", [
-    ({"translation": "machine", "translator": "llm:openai:mt"}, PAPER_JUDGE, "multijail", ("unintentional", "intentional"),
+@pytest.mark.parametrize("change, judge, scenarios, reason", [
+    ({"translation": "machine", "translator": "llm:openai:mt"}, PAPER_JUDGE, ("unintentional", "intentional"),
      "translations: machine (llm:openai:mt), not MultiJail's human ones"),
-    ({}, "refusal", "multijail", ("unintentional", "intentional"), "judge refusal is not a 3-way LLM judge"),
-    ({"back_translate": False}, "llm:openai:gpt-4", "multijail", ("unintentional", "intentional"), "not back-translated"),
-    ({"generation": {**PAPER_CONFIG["generation"], "temperature": 0.7}}, PAPER_JUDGE, "multijail",
+    ({}, "refusal", ("unintentional", "intentional"), "judge refusal is not a 3-way LLM judge"),
+    ({"back_translate": False}, "llm:openai:gpt-4@http://127.0.0.1:1/v1", ("unintentional", "intentional"), "not back-translated"),
+    ({"generation": {**PAPER_CONFIG["generation"], "temperature": 0.7}}, PAPER_JUDGE,
      ("unintentional", "intentional"), "temperature 0.7, not 0"),
-    ({"generation": {**PAPER_CONFIG["generation"], "system_prompt": "Be nice."}}, PAPER_JUDGE, "multijail",
+    ({"generation": {**PAPER_CONFIG["generation"], "system_prompt": "Be nice."}}, PAPER_JUDGE,
      ("unintentional", "intentional"), "a system prompt was added"),
-    ({"scenarios": {"unintentional": "none", "intentional": "jailbreak"}, "template": None}, PAPER_JUDGE, "multijail",
+    ({"scenarios": {"unintentional": "none", "intentional": "jailbreak"}, "template": None}, PAPER_JUDGE,
      ("intentional",), "polysafe default role-play template instead of a jailbreak template file"),
-    ({}, PAPER_JUDGE, "codeattack:advbench", ("unintentional", "intentional"), "task codeattack:advbench is not MultiJail"),
+    ({}, "harm:openai:gpt-4@http://127.0.0.1:1/v1+back-translate:llm:openai:gpt-4@http://127.0.0.1:1/v1",
+     ("unintentional", "intentional"), "is not a 3-way LLM judge"),
 ])
-def test_each_departure_from_the_paper_is_named(change, judge, task, scenarios, reason):
+def test_each_departure_from_the_paper_is_named(change, judge, scenarios, reason):
     paper = _setup()
     assert all(paper.paper_comparability(s).comparable for s in ("unintentional", "intentional"))
-    changed = _setup(change, judge, task)
+    changed = _setup(change, judge)
     for scenario in ("unintentional", "intentional"):
         verdict = changed.paper_comparability(scenario)
         if scenario in scenarios:
             assert not verdict.comparable and len(verdict.reasons) == 1 and reason in verdict.reasons[0], verdict
         else:
             assert verdict.comparable, verdict
+
+
+def test_a_run_without_a_declared_reference_shows_no_paper_lines():
+    """A run whose benchmark declared no paper figures (any other benchmark, or a run stored by an older polysafe)."""
+    setup = describe_setup(RunRecord("r", "multijail", "openai:m", PAPER_JUDGE, {**PAPER_CONFIG,
+                                                                                 "judge_description": _description(PAPER_JUDGE)}))
+    assert setup.comparability() == [] and not any("paper reference" in line for line in setup.lines())
 
 
 def test_partial_language_coverage_hides_tier_and_avg_references():
@@ -213,7 +241,7 @@ def test_partial_language_coverage_hides_tier_and_avg_references():
     data = rows("en", ["safe", "safe"]) + rows("zh", ["unsafe", "safe"]) + rows("it", ["safe", "safe"]) + rows("bn", ["unsafe", "unsafe"])
     report = tier_report(data, _setup())
     by_tier = {t.tier: t for t in report.tiers}
-    assert by_tier["baseline"].reference == {"ChatGPT": 0.63, "GPT-4": 0.95}
+    assert by_tier["english"].reference == {"ChatGPT": 0.63, "GPT-4": 0.95}
     assert by_tier["high"].reference == {} and by_tier["low"].reference == {}  # zh,it of zh/it/vi; bn of bn/sw/jv
     (summary,) = report.scenarios
     assert summary.reference_avg == {} and summary.reference_adaptive == {}

@@ -9,7 +9,7 @@ an enciphered reply. When the reply can't be read back (it is not in the cipher 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import field, dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import SpecError
@@ -48,6 +48,7 @@ class AttackContext:
     store: "Store | None" = None
     dry_run: bool = False  # count what would be asked; make no call and write nothing
     pending_calls: int = 0  # calls a dry run found it would make (translations)
+    pending_texts: list = field(default_factory=list)  # the texts those calls would send
 
 
 class Attack:

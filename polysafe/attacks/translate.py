@@ -28,9 +28,13 @@ class TranslateAttack(Attack):
                     for it in items]
         if ctx.dry_run:  # only what is stored; the rest is counted, and stands as a text that was never answered
             found = lookup_checked(ctx.translator, requests, ctx.store)
-            ctx.pending_calls += sum(t is None for t in found)
+            if getattr(ctx.translator, "makes_calls", True):  # human translations are looked up, not asked
+                unique = {r.text: r for r, t in zip(requests, found) if t is None and r.source != r.target}
+                ctx.pending_calls += len(unique)
+                ctx.pending_texts.extend(unique)
             return [it.evolve(self.spec, text=t.text if t else f"[to be translated into {self.target}] {it.text}",
-                              language=self.target, error=it.error or (None if t is None or t.ok else t.problem))
+                              language=self.target,
+                              error=it.error or (None if t is None or t.ok else f"{self.spec} rejected: {t.problem}"))
                     for it, t in zip(items, found)]
         translations = await translate_checked(ctx.translator, requests, ctx.store)
         # A rejected translation (refused, wrong language, looping, merged) is never sent: the item is an error.

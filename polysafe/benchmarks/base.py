@@ -3,10 +3,16 @@
 A benchmark declares:
 - `Params`: its typed parameters (a pydantic model; unknown keys and bad values are one-line input errors);
 - `task(params)`: the EvalTask it runs (prompts x scenarios);
-- `default_judge` and `judge_spec(spec)`: `--judge llm:X` maps to the benchmark's own rubric;
+- `default_judge`: the judge spec used when none is given;
+- `judge_families`: a declared table from a requested judge family to the judge this benchmark uses for it, e.g.
+  CodeAttack's {"llm": "harm"}: `--judge llm:X` asks for a model judge with model X, and CodeAttack judges with its
+  paper's 1-5 harm rubric (`harm:X`). `judge_spec(spec)` applies it; a family not in the table is used as given;
 - `reports`: the report formats printed after a run;
 - `generation_defaults`: settings the paper used (e.g. longer answers for code);
 - `reference`: the paper's own figures, when it has them;
+- `declare(task, generation, judge)`: what reports need to know of this benchmark (the paper's figures and whether
+  the run is comparable with them, how its prompts were translated), stored with the run: reports never import
+  benchmarks;
 - `attack_context` / `wrap_judge`: what its chains and judge need (a translator, back-translation).
 """
 
@@ -23,6 +29,7 @@ from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelOptions
 from ..registry import Registry
+from ..types import GenerationConfig
 
 
 class BenchmarkParams(BaseModel):
@@ -30,7 +37,8 @@ class BenchmarkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language).")
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (per language where the task has languages).",
+                              json_schema_extra={"cli": {"flags": ["--limit", "-n"]}})
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Benchmark:
     reference: ClassVar[Reference | None] = None
     Params: ClassVar[type[BenchmarkParams]] = BenchmarkParams
     default_judge: ClassVar[str] = "refusal"
+    judge_families: ClassVar[Mapping[str, str]] = {}  # requested judge family -> the judge this benchmark uses
     reports: ClassVar[tuple[str, ...]] = ("md",)
     generation_defaults: ClassVar[dict[str, Any]] = {}
 
@@ -67,7 +76,19 @@ class Benchmark:
         raise NotImplementedError
 
     def judge_spec(self, spec: str | None) -> str:
-        return (spec or self.default_judge).strip()
+        """The judge to load: `default_judge` when none is given; a requested family mapped by `judge_families`."""
+        from ..judges.base import JUDGES
+
+        spec = (spec or self.default_judge).strip()
+        family, argument = JUDGES.split(spec)
+        if family not in self.judge_families:
+            return spec
+        mapped = self.judge_families[family]
+        return mapped if argument is None else f"{mapped}:{argument}"
+
+    def declare(self, task: EvalTask, generation: GenerationConfig, judge: Judge) -> dict:
+        """What reports need to know of this benchmark for this run, stored with it under `benchmark`."""
+        return {"name": self.name}
 
     def attack_context(self, params: BenchmarkParams, options: ModelOptions) -> AttackContext:
         return AttackContext()

@@ -2,7 +2,7 @@
 
 One scenario per variant (or per attack chain ending in one). Prompts: AdvBench by default, `multijail` for
 code x language on human translations, or a prompt file. `--judge llm:<spec>` is the 1-5 harmfulness judge
-(ASR = share of 5s), as the paper judges.
+(ASR = share of 5s), as the paper judges: declared in `judge_families`.
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ PAPER_ASR = {
 
 
 class CodeAttackParams(BenchmarkParams):
-    variants: list[str] = Field(default_factory=lambda: list(PAPER_VARIANTS))
-    attacks: list[str] = Field(default_factory=list, description="Attack chains instead of variants ('|'-joined steps).")
-    prompt_set: str = Field(default="advbench", description="advbench | multijail | file:<path>.")
-    data: str | None = Field(default=None, description="Local copy of the prompt set.")
-    prompts: str | None = Field(default=None, description="A polysafe prompt file instead of the prompt set.")
-    languages: list[str] = Field(default_factory=list, description="Only these languages (prompt sets with languages).")
+    variants: list[str] = Field(default_factory=lambda: list(PAPER_VARIANTS),
+                                description="Comma-separated: python_string, python_list, python_stack, cpp_string, "
+                                "go_string (+ python_*_plus).", json_schema_extra={"cli": {"flags": ["--variants", "-v"]}})
+    attacks: list[str] = Field(default_factory=list, description="An attack chain instead of --variants, e.g. "
+                               "'translate:sw|codeattack:python_stack'; repeatable.",
+                               json_schema_extra={"cli": {"flags": ["--attack", "-a"], "repeat": True}})
+    prompt_set: str = Field(default="advbench", description="advbench (public CSV) | multijail (hub) | file:<path>.")
+    data: str | None = Field(default=None, description="Local copy of the prompt set: AdvBench CSV with a 'goal' column, "
+                             "or MultiJail CSV.")
+    prompts: str | None = Field(default=None, description="A polysafe prompt file (id, text [, language, category]) "
+                                "instead of the prompt set.", json_schema_extra={"cli": {"flags": ["--prompts", "-p"]}})
+    languages: list[str] = Field(default_factory=list, description="Only these languages, e.g. 'en,bn,sw' (prompt sets "
+                                 "with languages).", json_schema_extra={"cli": {"flags": ["--languages", "-l"]}})
     translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<path>.")
 
     _split = field_validator("variants", "languages", mode="before")(classmethod(lambda cls, v: split_list(v)))
@@ -46,13 +53,15 @@ class CodeAttack(Benchmark):
     Params = CodeAttackParams
     reference = Reference("Ren et al., ACL 2024: ASR % (share of 5s) by encoding (Python) and model", PAPER_ASR)
     default_judge = "refusal"
-    reports = ("codeattack",)
+    judge_families = {"llm": "harm"}  # a model judge here is the paper's 1-5 harmfulness judge (Qi et al. rubric)
+    reports = ("scores",)
     generation_defaults = {"max_tokens": 512}  # the paper's targets answered with 512-1000 new tokens
 
-    def judge_spec(self, spec: str | None) -> str:
-        """`llm:<model>` means the 1-5 harmfulness judge here (the paper's judging); other specs pass through."""
-        name, sep, rest = (spec or self.default_judge).strip().partition(":")
-        return f"harm:{rest}" if name == "llm" and sep else (spec or self.default_judge).strip()
+    def declare(self, task, generation, judge) -> dict:
+        declared = super().declare(task, generation, judge)
+        if task.config.get("prompt_set") == "multijail" and not task.config.get("translator"):
+            declared["translations"] = {"kind": "human", "source": "MultiJail's native-speaker translations"}
+        return declared
 
     def task(self, params: CodeAttackParams) -> EvalTask:  # type: ignore[override]
         from ..attacks.codeattack import get_variant

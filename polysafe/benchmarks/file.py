@@ -13,14 +13,17 @@ from .base import BENCHMARKS, Benchmark, BenchmarkParams, resolved, translator_s
 
 
 class FileParams(BenchmarkParams):
-    prompts: str = Field(description="CSV or JSONL with id, text [, language, category].")
-    attack: str = Field(default="none", description="Attack chain, e.g. 'translate:bn|codeattack:python_list'.")
-    translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<path>.")
+    prompts: str = Field(description="CSV or JSONL with id, text [, language, category].",
+                         json_schema_extra={"cli": {"flags": ["--prompts", "-p"]}})
+    attack: str = Field(default="none", description="Attack chain, e.g. 'none' or 'translate:bn|codeattack:python_list'.",
+                        json_schema_extra={"cli": {"flags": ["--attack", "-a"]}})
+    translator: str | None = Field(default=None, description="For translate: steps: llm:<model spec> | hf:<seq2seq path>.")
 
 
 @BENCHMARKS.register("file", example="file", summary="Your own prompt file through any attack chain.")
 class PromptFile(Benchmark):
     name = "file"
+    reports = ("md", "html")
     Params = FileParams
 
     def task(self, params: FileParams) -> EvalTask:  # type: ignore[override]

@@ -59,13 +59,14 @@ ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment va
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="New tokens per response (default: the benchmark's, else 256).")]
-SeedOpt = Annotated[int, typer.Option("--seed")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed; with --samples K, sample i uses seed + i.")]
+SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Answers per prompt (needs --temperature > 0): reports give the per-sample rate, the any-of-K rate and the spread.")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the model and judge calls the run would make, what is stored, and the estimated cost; make no call.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Count the model, judge, translation and back-translation calls the run would make, what is stored, and bounds on tokens and cost; make no call (no API key needed).")]
 MaxCallsOpt = Annotated[Optional[int], typer.Option("--max-calls", min=0, help="Stop cleanly once this many model calls were made (what is stored stays stored).")]
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop cleanly before the cost (US$) could pass this cap; needs a known price.")]
 PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]
@@ -87,6 +88,7 @@ class EvalOptions:
     top_p: float = 1.0
     max_tokens: int | None = None
     seed: int = 0
+    samples: int = 1
     system_prompt: str | None = None
     batch_size: int | None = None
     dtype: str = "auto"
@@ -130,7 +132,7 @@ class EvalOptions:
 _SHARED_OPTIONS = {
     "db": DbOpt, "run_name": RunNameOpt, "concurrency": ConcurrencyOpt, "base_url": BaseUrlOpt,
     "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
-    "seed": SeedOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
+    "seed": SeedOpt, "samples": SamplesOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
     "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
@@ -169,9 +171,14 @@ def with_shared_options(options: dict, make, param: str, **defaults):
     return decorate
 
 
-def with_eval_options(**defaults):
-    """The shared eval options, received as `opts: EvalOptions`."""
-    return with_shared_options(_SHARED_OPTIONS, EvalOptions, "opts", **defaults)
+def shared_option_names() -> frozenset[str]:
+    return frozenset(_SHARED_OPTIONS)
+
+
+def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
+    """The shared eval options, received as `opts: EvalOptions`; `without` leaves some out (their defaults stay)."""
+    options = {name: annotation for name, annotation in _SHARED_OPTIONS.items() if name not in without}
+    return with_shared_options(options, EvalOptions, "opts", **defaults)
 
 
 def run_async(coroutine):
@@ -201,7 +208,8 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
     return RunOptions(model=opts.model_options(), generation=generation or opts.generation(), db=opts.db,
                       run_name=opts.run_name, overwrite=opts.overwrite, max_calls=opts.max_calls,
                       max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out,
-                      judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None)
+                      judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None,
+                      samples=opts.samples, dry_run=opts.dry_run)
 
 
 def run_prepared_with_progress(prepared, options) -> RunSummary:
@@ -249,7 +257,7 @@ def print_reports(run: str, db: Path, formats) -> None:
         for fmt in formats:
             text = render(fmt, data)
             text = printable_text(text, json_like=fmt.endswith("json"))
-            typer.echo(f"\nHTML report: {text}" if fmt == "html" else f"\n{text}")
+            typer.echo(f"\nHTML report: {text}" if fmt == "html" or fmt.endswith("-html") else f"\n{text}")
 
 
 def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str] | dict, opts: EvalOptions,
@@ -266,6 +274,8 @@ def run_benchmark(name: str, *, model: str, judge: str | None, params: list[str]
     generation = opts.generation(defaults=bench.generation_defaults)
     options = run_options(opts, generation)
     prepared = prepare(bench, model=model, judge=judge, params=values, options=options)
+    for note in prepared.task.config.get("notes") or ():
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if opts.dry_run:
         print_estimate(prepared, options)
         return RunSummary(run=prepared.run_name, items=0, generated=0, cached=0, judged=0, errors=0)

@@ -1,7 +1,5 @@
-"""`polysafe eval <benchmark> [-P key=value ...]` for every registered benchmark, and `polysafe eval --config FILE`.
-
-Benchmarks with a command of their own (multijail, codeattack, file) keep it; every other one, third-party
-ones included, gets a generic command here.
+"""`polysafe eval <benchmark> [--param-flags] [-P key=value ...]` for every registered benchmark, third-party ones
+included, generated from its parameter model (commands/_params_cli.py), and `polysafe eval --config FILE`.
 """
 
 from __future__ import annotations
@@ -12,16 +10,12 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from ._common import (EvalOptions, ModelOpt, command_group, console, finish, print_reports, run_benchmark,
-                      run_prepared_with_progress, with_eval_options)
-
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-P", help="Benchmark parameter key=value (repeatable); see 'polysafe plugins'.")]
-GenericJudgeOpt = Annotated[Optional[str], typer.Option("--judge", "-j", help="Judge spec (default: the benchmark's own).")]
+from ._common import DryRunOpt, command_group, console, finish, print_estimate, print_reports, run_prepared_with_progress
 
 
 class BenchmarkGroup(TyperGroup):
-    """`polysafe eval`: the generic commands are added when the group is first listed or asked for a command it
-    lacks, so that `polysafe --help` and the commands of its own (multijail, ...) import no other benchmark."""
+    """`polysafe eval`: the benchmark commands are generated when the group is first listed or asked for a command,
+    so that `polysafe --help` imports no benchmark (nor pydantic)."""
 
     _generic_added = False
 
@@ -41,12 +35,15 @@ class BenchmarkGroup(TyperGroup):
             return
         self._generic_added = True
         from ..benchmarks import BENCHMARKS
+        from ._params_cli import benchmark_command
 
         generic = command_group()
         generic.callback()(lambda: None)  # a group, even with a single command
         for name in BENCHMARKS.names():
             if name not in self.commands:
-                _generic_command(generic, name, BENCHMARKS.info(name).summary)
+                bench = BENCHMARKS.create(name)
+                generic.command(name, help=BENCHMARKS.info(name).summary)(
+                    benchmark_command(name, bench.Params, bench.default_judge))
         for name, command in typer.main.get_command(generic).commands.items():
             self.add_command(command, name)
 
@@ -57,6 +54,7 @@ def register(apps) -> None:
         ctx: typer.Context,
         config: Annotated[Optional[Path], typer.Option("--config", help="Run every model x benchmark of a YAML or TOML file.")] = None,
         db: Annotated[Optional[Path], typer.Option("--db", help="SQLite result store (default: the file's db, else polysafe-results/polysafe.db).")] = None,
+        dry_run: DryRunOpt = False,
     ) -> None:
         """Evaluate a model on a benchmark: multijail, codeattack, file, ... or a whole config file."""
         if ctx.invoked_subcommand is not None:
@@ -64,22 +62,18 @@ def register(apps) -> None:
         if config is None:
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        run_config(config, db)
+        run_config(config, db, dry_run=dry_run)
 
 
-def _generic_command(app: typer.Typer, name: str, summary: str) -> None:
-    @app.command(name, help=f"{summary} Parameters: -P key=value.")
-    @with_eval_options()
-    def command(model: ModelOpt = "smollm2", judge: GenericJudgeOpt = None, param: ParamOpt = None,
-                opts: EvalOptions = EvalOptions()) -> None:
-        run_benchmark(name, model=model, judge=judge, params=param or [], opts=opts)
-
-
-def run_config(path: Path, db: Path | None) -> None:
+def run_config(path: Path, db: Path | None, *, dry_run: bool = False) -> None:
     from ..config import prepare_run_set
 
-    options, prepared = prepare_run_set(path, db=db)
+    options, prepared = prepare_run_set(path, db=db, dry_run=dry_run)
     console.print(f"{path}: {len(prepared)} runs (models x benchmarks)")
+    if dry_run:
+        for run in prepared:
+            print_estimate(run, options)
+        return
     summaries = []
     for run in prepared:
         summary = run_prepared_with_progress(run, options)

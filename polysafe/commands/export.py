@@ -9,8 +9,8 @@ import typer
 
 from ._common import DEFAULT_DB, DbOpt
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet.")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write; '-' prints JSONL or CSV to stdout. Default: exports/<run>.<format> beside the store.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet | inspect (an inspect_ai eval log for 'inspect view').")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write ('-' prints JSONL or CSV to stdout); a folder for inspect. Default: exports/<run>.<format> beside the store, exports/inspect/ for inspect.")]
 HfOpt = Annotated[Optional[Path], typer.Option("--hf", help="Also write a Hugging Face datasets dataset (save_to_disk) to this folder.")]
 
 
@@ -30,14 +30,24 @@ def export(
     from ..report.chart import safe_filename
     from ..report.export import FORMATS, export_rows, write_csv, write_export, write_hf_dataset, write_jsonl
 
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format '{fmt}' (jsonl, csv, parquet)", field="format")
+    if fmt not in (*FORMATS, "inspect"):
+        raise InputError(f"unknown format '{fmt}' (jsonl, csv, parquet, inspect)", field="format")
+    if fmt == "inspect" and str(out) == "-":
+        raise InputError("an inspect log cannot go to stdout: give --out DIR", field="out")
     if str(out) == "-" and fmt == "parquet":
         raise InputError("parquet cannot go to stdout: give --out FILE", field="out")
     if not db.exists():
         raise PolysafeError(f"{db}: no result store here yet")
     with Store(db, readonly=True) as store:  # also on read-only media
         data = load_report_input(store, run, db.parent)
+    if fmt == "inspect":
+        from ..report.inspect_log import write_inspect_log
+
+        folder = out or db.parent / "exports" / "inspect"
+        written: list[Path] = []
+        _written(lambda: written.append(write_inspect_log(data.run, data.rows, folder)), folder / "log.eval")
+        typer.echo(str(written[0]))
+        return
     rows = export_rows(data.run, data.rows)
     if str(out) == "-":
         import io

@@ -1,4 +1,4 @@
-"""`polysafe eval multijail` and `polysafe judge-agreement`."""
+"""`polysafe judge-agreement` (`polysafe eval multijail` is generated from MultiJail's parameters)."""
 
 from __future__ import annotations
 
@@ -7,42 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, LimitOpt, ModelOpt, RetriesOpt, TimeoutOpt,
-                      console, error_line, run_async, run_benchmark, with_eval_options)
+from ._common import (ApiKeyEnvOpt, ConcurrencyOpt, EvalOptions, JudgeOpt, JudgePromptOpt, RetriesOpt, TimeoutOpt, console,
+                      error_line, run_async)
 
-ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help="unintentional | intentional | both.")]
-LanguagesOpt = Annotated[str, typer.Option("--languages", "-l", help="Comma-separated codes, or 'all' (en zh it vi ar ko th bn sw jv).")]
-DataOpt = Annotated[Optional[str], typer.Option("--data", help="Local MultiJail CSV; default: the hub dataset DAMO-NLP-SG/MultiJail.")]
-TemplateOpt = Annotated[Optional[Path], typer.Option("--template-file", help="Jailbreak text with a {prompt} slot for 'intentional' (default: polysafe's own).")]
 TranslatorOpt = Annotated[Optional[str], typer.Option("--translator", help="precomputed (human translations, default) | llm:<model spec> | hf:<seq2seq path>.")]
 BackTranslateOpt = Annotated[bool, typer.Option("--back-translate", help="Translate responses to English before judging (the paper's pipeline).")]
 
 
-def _back_translator(opts: EvalOptions, judge: str, translator: str | None):
-    """Back-translation needs a machine translator: --translator, else the judge's own model."""
-    from ..benchmarks.multijail import back_translator_spec
+def _back_translator(opts: EvalOptions, judge, translator: str | None):
+    """Back-translation needs a machine translator: --translator, else the judge's own model (MultiJail's rule)."""
+    from ..benchmarks.multijail import MultiJailParams, back_translator_spec
     from ..translators import load_translator
 
-    return load_translator(back_translator_spec(translator or "precomputed", judge), options=opts.judge_options())
-
-
-def eval_multijail(
-    model: ModelOpt = "smollm2",
-    scenario: ScenarioOpt = "both",
-    languages: LanguagesOpt = "all",
-    limit: LimitOpt = None,
-    judge: JudgeOpt = "refusal",
-    data: DataOpt = None,
-    template_file: TemplateOpt = None,
-    translator: TranslatorOpt = None,
-    back_translate: BackTranslateOpt = False,
-    opts: EvalOptions = EvalOptions(),
-) -> None:
-    """MultiJail (Deng et al., 2024): unsafe prompts in 10 languages, unintentional and intentional scenarios."""
-    params = {"scenario": scenario, "languages": languages, "limit": limit, "data": data,
-              "template_file": str(template_file) if template_file else None,
-              "translator": translator or "precomputed", "back_translate": back_translate}
-    run_benchmark("multijail", model=model, judge=judge, params=params, opts=opts)
+    params = MultiJailParams(translator=translator or "precomputed", back_translate=True)
+    return load_translator(back_translator_spec(params, judge), options=opts.judge_options())
 
 
 def judge_agreement(
@@ -71,7 +49,7 @@ def judge_agreement(
         rubric = {"prompt_file": str(judge_prompt_file)} if judge_prompt_file else {}
         loaded = load_judge(judge, opts.judge_options(), **rubric)
         if back_translate:
-            loaded = BackTranslatingJudge(loaded, _back_translator(opts, judge, translator))
+            loaded = BackTranslatingJudge(loaded, _back_translator(opts, loaded, translator))
         try:
             return await measure(loaded, examples)
         finally:
@@ -90,6 +68,4 @@ def judge_agreement(
 
 
 def register(apps) -> None:
-    apps.eval.command("multijail")(with_eval_options()(eval_multijail))
-
     apps.root.command("judge-agreement")(judge_agreement)

@@ -99,12 +99,9 @@ def load_clean_texts(source: str, *, limit: int | None = None) -> list[CleanText
 
 
 def load_hub_split(name: str, split: str):
-    try:
-        from datasets import load_dataset
+    from .hub import load_hub_dataset
 
-        return load_dataset(name, split=split)
-    except Exception as err:  # offline, gated, renamed: one line for the user
-        raise InputError(f"cannot load hub dataset {name} ({split}): {str(err).splitlines()[0]}", field="texts") from None
+    return load_hub_dataset(name, split, field="texts")
 
 
 def _hub_clean(name: str, limit: int | None) -> list[CleanText]:

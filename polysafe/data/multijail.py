@@ -66,16 +66,9 @@ def _csv_rows(path: Path, languages: Sequence[str]) -> Iterable[tuple[int, dict]
 
 
 def _hub_rows(dataset: str, languages: Sequence[str]) -> Iterable[tuple[int | None, dict]]:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        raise InputError("the 'datasets' package is needed to load MultiJail from the hub") from None
-    try:
-        table = datasets.load_dataset(dataset, split="train")
-    except Exception as err:  # offline, unknown dataset, ...: one line, with the way out
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"cannot load '{dataset}' from the Hugging Face hub ({first}); "
-                         "pass a local copy with --data PATH", file=f"hf:{dataset}") from None
+    from .hub import load_hub_dataset
+
+    table = load_hub_dataset(dataset, "train", file=f"hf:{dataset}")
     _check_columns(table.column_names, languages, file=f"hf:{dataset}")
     for index, row in enumerate(table):
         yield index + 2, {k.lstrip("\ufeff").strip(): ("" if v is None else str(v)) for k, v in row.items()}

@@ -1,13 +1,15 @@
 """Knowing the cost before paying it: token prices, call and cost caps.
 
 Prices are US dollars per million tokens (input, output). The shipped table covers a few well-known models and
-is dated; `--price-in/--price-out` override it for any model. A cost estimate before a run assumes each call
-uses its whole `max_tokens` (an upper bound) and about one token per 4 characters of prompt.
+is dated; `--price-in/--price-out` override it for any model. Estimates are upper bounds: each call uses its
+whole `max_tokens`, and a prompt has at most one token per UTF-8 byte of its messages (byte-level BPE and
+byte-fallback tokenizers never make a token smaller than a byte) plus a few per message for the chat format.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 PRICES_AS_OF = "2026-11"
 PRICES: dict[str, tuple[float, float]] = {  # model name -> ($ per 1M input tokens, $ per 1M output tokens)
@@ -40,16 +42,22 @@ def price_for(model_spec: str, price_in: float | None = None, price_out: float |
     return Price(*known) if known else None
 
 
-def estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
+MESSAGE_OVERHEAD = 8  # tokens a chat format adds per message and for the reply (OpenAI's: 3 and 3)
+
+
+def prompt_token_bound(messages: Sequence[str]) -> int:
+    """At most how many prompt tokens a request with these message texts is billed: the one estimate of polysafe
+    (dry runs and the cost cap both use it)."""
+    return sum(len(text.encode("utf-8")) + MESSAGE_OVERHEAD for text in messages) + MESSAGE_OVERHEAD
 
 
 class Budget:
     """Caps on the calls and the cost of one invocation; the cost cap is never passed.
 
-    `admit(requests)` is asked before a batch starts: it reserves the batch's worst case (every call using its
-    whole `max_tokens`) and says no once the calls, or the money spent plus reserved, would pass a cap.
-    `settle(requests, completions)` replaces the reservation with what the answers really used.
+    `admit(prompt_tokens)` is asked before a batch starts, with each request's `prompt_token_bound`: it reserves the
+    batch's worst case (every call using its whole `max_tokens`) and says no once the calls, or the money spent
+    plus reserved by every batch in flight, would pass a cap. `settle(prompt_tokens, usage)` replaces the
+    reservation with what the answers really used. Both run on the event loop, so concurrent batches never race.
     """
 
     def __init__(self, *, max_calls: int | None = None, max_cost: float | None = None, price: Price | None = None,
@@ -61,10 +69,10 @@ class Budget:
         self.capped = False
         self.why = ""
 
-    def _worst(self, requests: list[str]) -> float:
-        return sum(self.price.cost(estimate_tokens(r), self.max_tokens) for r in requests) if self.price else 0.0
+    def _worst(self, requests: Sequence[int]) -> float:
+        return sum(self.price.cost(tokens, self.max_tokens) for tokens in requests) if self.price else 0.0
 
-    def admit(self, requests: list[str]) -> bool:
+    def admit(self, requests: Sequence[int]) -> bool:
         if self.capped:
             return False
         worst = self._worst(requests)
@@ -79,7 +87,7 @@ class Budget:
             self.reserved += worst
         return not self.capped
 
-    def settle(self, requests: list[str], usage: list[tuple[int, int]]) -> None:
+    def settle(self, requests: Sequence[int], usage: list[tuple[int, int]]) -> None:
         self.reserved = max(0.0, self.reserved - self._worst(requests))
         if self.price is not None:
             self.spent += sum(self.price.cost(p, c) for p, c in usage)

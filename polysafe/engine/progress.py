@@ -18,11 +18,10 @@ class Progress:
 
 class RichProgress(Progress):
     def __init__(self, console=None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
         self.bar = Bar(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TimeRemainingColumn(), TextColumn("{task.fields[rate]}", style="progress.data.speed"),
-                       console=console, transient=False)
+                       TextColumn("{task.fields[rate]}", style="progress.data.speed"), console=console, transient=False)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> "RichProgress":
@@ -39,7 +38,9 @@ class RichProgress(Progress):
         if phase in self.tasks:
             task = self.bar.tasks[self.tasks[phase]]
             tokens += task.fields["tokens"]
-            self.bar.update(task.id, advance=count, tokens=tokens, rate=token_rate(tokens, task.elapsed))
+            done = task.completed + count
+            self.bar.update(task.id, advance=count, tokens=tokens,
+                            rate=rate_and_eta(tokens, done, task.total or 0, task.elapsed))
 
     def finish(self, phase: str) -> None:
         if phase in self.tasks:
@@ -49,4 +50,16 @@ class RichProgress(Progress):
 
 def token_rate(tokens: int, seconds: float | None) -> str:
     return f"{tokens / seconds:,.0f} tokens/s" if tokens and seconds else ""
+
+
+def rate_and_eta(tokens: int, done: int, total: int, seconds: float | None) -> str:
+    """Tokens/s and the time left at the pace so far. The engine starts a phase once the model is loaded, so
+    neither counts loading."""
+    if not seconds or not done:
+        return ""
+    left = max(0.0, (total - done) * seconds / done)
+    minutes, secs = divmod(round(left), 60)
+    eta = f"ETA {minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"ETA {minutes}:{secs:02d}"
+    rate = token_rate(tokens, seconds)
+    return f"{rate} · {eta}" if rate else eta
 

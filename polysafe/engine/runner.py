@@ -7,7 +7,7 @@ and a run killed at any point resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from ..attacks.base import AttackChain, AttackContext, AttackedPrompt, Undecodable
@@ -16,7 +16,7 @@ from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
 from .claims import claimed
-from .cost import Budget
+from .cost import Budget, prompt_token_bound
 from .dispatch import dispatch
 from ..keys import content_key
 from .progress import Progress
@@ -45,6 +45,7 @@ class _Item:
     attacked: AttackedPrompt
     scenario: Scenario
     request: dict  # what the model is asked: messages and generation config
+    gen: GenerationConfig  # this sample's settings (its own seed)
 
 
 def request_for(model: ModelBackend, gen: GenerationConfig, attacked: AttackedPrompt, config: dict | None = None) -> tuple[str, dict]:
@@ -54,24 +55,67 @@ def request_for(model: ModelBackend, gen: GenerationConfig, attacked: AttackedPr
     return content_key("response", model.identity, request), request
 
 
-async def build_items(task: EvalTask, model: ModelBackend, gen: GenerationConfig, ctx: AttackContext) -> list[_Item]:
+def sample_configs(gen: GenerationConfig, samples: int) -> list[GenerationConfig]:
+    """The settings of each of `samples` answers per prompt: sample i draws with seed `gen.seed + i`, so sample 0
+    is exactly a one-sample run (same keys: a one-sample store resumes, and grows into a K-sample one)."""
+    check_samples(gen, samples)
+    return [gen if i == 0 else replace(gen, seed=gen.seed + i) for i in range(samples)]
+
+
+def check_samples(gen: GenerationConfig, samples: int) -> None:
+    if samples < 1:
+        raise InputError(f"--samples must be at least 1 (got {samples})", field="samples")
+    if samples > 1 and gen.temperature <= 0:
+        raise InputError(f"--samples {samples} needs --temperature > 0: greedy decoding gives the same answer every "
+                         "time", field="samples")
+
+
+def item_key(prompt: Prompt, scenario: Scenario, sample: int) -> str:
+    parts = (prompt.id, prompt.language, scenario.name, scenario.chain.spec)
+    return content_key("item", *parts) if sample == 0 else content_key("item", *parts, "sample", sample)
+
+
+async def build_items(task: EvalTask, model: ModelBackend, gen: GenerationConfig, ctx: AttackContext,
+                      samples: int = 1) -> list[_Item]:
     items: list[_Item] = []
-    config = gen.to_dict()
+    configs = [(g, g.to_dict()) for g in sample_configs(gen, samples)]
     for scenario in task.scenarios:
         attacked_prompts = await scenario.chain.apply(task.prompts, ctx)
         for attacked in attacked_prompts:
             prompt = attacked.prompt
-            response_key, request = request_for(model, gen, attacked, config)
-            if attacked.error:  # never sent: its own key, so it can't stand for a real answer to the same text
-                response_key = content_key("not-sent", response_key, attacked.error)
-            record = ItemRecord(
-                key=content_key("item", prompt.id, prompt.language, scenario.name, scenario.chain.spec),
-                position=len(items), prompt_id=prompt.id, language=attacked.language, scenario=scenario.name,
-                chain=scenario.chain.spec, category=prompt.category, tags=prompt.tags, query=prompt.reference,
-                prompt=attacked.text, response_key=response_key,
-            )
-            items.append(_Item(record, attacked, scenario, request))
+            for sample, (sample_gen, config) in enumerate(configs):
+                response_key, request = request_for(model, sample_gen, attacked, config)
+                if attacked.error:  # never sent: its own key, so it can't stand for a real answer to the same text
+                    response_key = content_key("not-sent", response_key, attacked.error)
+                record = ItemRecord(
+                    key=item_key(prompt, scenario, sample),
+                    position=len(items), prompt_id=prompt.id, language=attacked.language, scenario=scenario.name,
+                    chain=scenario.chain.spec, category=prompt.category, tags=prompt.tags, query=prompt.reference,
+                    prompt=attacked.text, response_key=response_key, sample=sample,
+                )
+                items.append(_Item(record, attacked, scenario, request, sample_gen))
     return items
+
+
+async def generate_each(model: ModelBackend, conversations: Sequence, configs: Sequence[GenerationConfig]) -> list[Completion]:
+    """Answers for conversations that may each have their own settings (samples differ in seed).
+
+    A backend with `generate_each` takes the mix in one call; otherwise each distinct config is one `generate`."""
+    if len(set(configs)) == 1:
+        return await model.generate(conversations, configs[0])
+    own = getattr(model, "generate_each", None)
+    if own is not None:
+        return await own(conversations, configs)
+    groups: dict[GenerationConfig, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(config, []).append(index)
+    answers = await asyncio.gather(*(model.generate([conversations[i] for i in idx], config)
+                                     for config, idx in groups.items()))
+    out: list = [None] * len(conversations)
+    for idx, completions in zip(groups.values(), answers):
+        for i, completion in zip(idx, completions):
+            out[i] = completion
+    return out
 
 
 class _TurnWriter:
@@ -124,24 +168,27 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     pending = [item for key, item in unique.items() if key not in stored]
     if model.batch_size > 1:  # batches of similar length waste less compute on padding
         pending.sort(key=lambda it: sum(len(m["content"]) for m in it.request["messages"]))
+    load = getattr(model, "load", None)
+    if pending and load is not None:  # loading weights is not generating: the phase's clock starts after it
+        await load()
     progress.start("generate", len(pending))
 
     async def work(batch: Sequence[_Item]) -> list[Completion]:
         from ..types import Message
 
         conversations = [tuple(Message(m["role"], m["content"]) for m in it.request["messages"]) for it in batch]
-        return await model.generate(conversations, gen)
+        return await generate_each(model, conversations, [it.gen for it in batch])
 
     writer = _TurnWriter(lambda rows: store.put_responses(model.identity, rows))
 
     def on_done(batch: Sequence[_Item], completions: list[Completion]) -> None:
         writer.add([(item.record.response_key, item.request, c) for item, c in zip(batch, completions)])
         if budget is not None:
-            budget.settle(request_texts(batch), [(c.prompt_tokens, c.completion_tokens) for c in completions])
+            budget.settle(request_token_bounds(batch), [(c.prompt_tokens, c.completion_tokens) for c in completions])
         progress.advance("generate", len(batch), tokens=sum(c.completion_tokens for c in completions))
 
     def admit(batch: Sequence[_Item]) -> bool:
-        return budget.admit(request_texts(batch))
+        return budget.admit(request_token_bounds(batch))
 
     by_key = {item.record.response_key: item for item in pending}
     asked = 0
@@ -192,14 +239,18 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
         if job[0] not in done and job[0] not in seen:
             seen.add(job[0])
             pending.append(job)
+    load = getattr(getattr(judge, "model", None), "load", None)
+    if pending and load is not None:
+        await load()
     progress.start("judge", len(pending))
+    scale = judge.describe().scale
 
     async def work(batch: Sequence[tuple[str, str, JudgeInput]]) -> list[Verdict]:
         return await judge.judge([inp for _, _, inp in batch])
 
     def on_done(batch: Sequence[tuple[str, str, JudgeInput]], verdicts: list[Verdict]) -> None:
         store.put_verdicts([(key, judge.identity, extracted if v.judged is None else v.judged, v)
-                            for (key, extracted, _), v in zip(batch, verdicts)])
+                            for (key, extracted, _), v in zip(batch, verdicts)], scale=scale.name if scale else None)
         progress.advance("judge", len(batch))
 
     by_key = {job[0]: job for job in pending}
@@ -228,24 +279,30 @@ async def run_eval(
     progress: Progress | None = None,
     overwrite: bool = False,
     budget: Budget | None = None,
+    samples: int = 1,
 ) -> RunSummary:
     """Run a task, resuming the run `run_name` when it exists.
 
     A run of that name made with another task, model identity or judge is refused (InputError) unless
     `overwrite`, which replaces its items. Every prompt is attacked before anything is stored, so a failing
-    step leaves no run behind."""
+    step leaves no run behind. `samples` > 1 (temperature > 0) asks for that many answers per prompt, sample i
+    with seed `gen.seed + i`; its items are keyed by sample index, and sample 0 keeps a one-sample run's keys."""
     gen = gen or GenerationConfig()
+    check_samples(gen, samples)
     progress = progress or Progress()
     ctx = ctx or AttackContext(store=store)
     if ctx.store is None:
         ctx.store = store
     judge.attach_store(store)
-    items = await build_items(task, model, gen, ctx)
+    items = await build_items(task, model, gen, ctx, samples)
     record = RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
                        config={"generation": gen.to_dict(), **task.config,
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
                                "model_identity": identity_digest(model.identity),
-                               "judge_identity": identity_digest(judge.identity)})
+                               "judge_identity": identity_digest(judge.identity),
+                               "judge_description": judge.describe().to_dict(),
+                               "model_dtype": model_dtype(model),
+                               **({"samples": samples} if samples > 1 else {})})
     existing = store.get_run(run_name)
     if existing is not None and not overwrite:
         check_same_run(existing, record)
@@ -267,48 +324,8 @@ async def run_eval(
                       pending=sum(1 for r in rows if r.label == "pending"))
 
 
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run would ask, found without asking anything (`--dry-run`)."""
-
-    items: int
-    model_calls: int  # responses not stored yet
-    stored_responses: int
-    judge_calls: int  # verdicts not stored yet (one per answer still to come, at most)
-    stored_verdicts: int
-    other_calls: int  # e.g. machine translations not stored yet
-    prompt_chars: int  # of the requests still to send
-
-
-async def plan_eval(task: EvalTask, model: ModelBackend, judge: Judge, store: Store | None, *,
-                    gen: GenerationConfig, ctx: AttackContext) -> RunPlan:
-    """Count the calls a run would make; `store` is read only (None: nothing stored yet). No call is made."""
-    dry = AttackContext(translator=ctx.translator, store=store, dry_run=True)
-    items = await build_items(task, model, gen, dry)
-    unique: dict[str, _Item] = {}
-    for item in items:
-        if not item.attacked.error:
-            unique.setdefault(item.record.response_key, item)
-    stored = store.ok_response_keys(unique) if store is not None else set()
-    responses = store.get_responses(stored) if store is not None else {}
-    verdict_keys = set()
-    for item in items:
-        completion = responses.get(item.record.response_key)
-        if completion is not None:
-            try:
-                verdict_keys.add(_judge_job(item, completion, judge)[0])
-            except Undecodable:
-                continue
-    judged = store.ok_verdict_keys(verdict_keys) if store is not None else set()
-    missing = [item for key, item in unique.items() if key not in stored]
-    return RunPlan(items=len(items), model_calls=len(missing), stored_responses=len(stored),
-                   judge_calls=len(missing) + len(verdict_keys - judged), stored_verdicts=len(judged),
-                   other_calls=dry.pending_calls,
-                   prompt_chars=sum(len(m["content"]) for it in missing for m in it.request["messages"]))
-
-
-def request_texts(batch: Sequence[_Item]) -> list[str]:
-    return [" ".join(m["content"] for m in it.request["messages"]) for it in batch]
+def request_token_bounds(batch: Sequence[_Item]) -> list[int]:
+    return [prompt_token_bound([m["content"] for m in it.request["messages"]]) for it in batch]
 
 
 def _judge_job(item: _Item, completion: Completion, judge: Judge) -> tuple[str, str, JudgeInput]:
@@ -317,6 +334,12 @@ def _judge_job(item: _Item, completion: Completion, judge: Judge) -> tuple[str, 
     judge_input = JudgeInput(query=item.attacked.prompt.reference, prompt=item.attacked.text,
                              response=extracted, language=item.attacked.language)
     return content_key("verdict", judge.identity, judge_input.__dict__), extracted, judge_input
+
+
+def model_dtype(model: ModelBackend) -> str | None:
+    """A local model's resolved dtype (its answers depend on it); None for an endpoint, whose dtype is its own."""
+    resolved = getattr(model, "resolved_dtype", None)
+    return resolved() if callable(resolved) else None
 
 
 def identity_digest(identity: str) -> str:
@@ -339,6 +362,9 @@ def check_same_run(existing: RunRecord, new: RunRecord) -> None:
             old_spec, new_spec = getattr(existing, spec), getattr(new, spec)
             differences.append(f"{part} '{old_spec}' (this command: '{new_spec}')" if old_spec != new_spec
                                else f"{part} '{old_spec}' with other weights or settings")
+    before, after = existing.config.get("samples", 1), new.config.get("samples", 1)
+    if before != after:
+        differences.append(f"{before} sample(s) per prompt (this command: {after})")
     if differences:
         raise InputError(f"run '{existing.name}' already holds {'; '.join(differences)}: choose another --run-name, "
                          "or pass --overwrite to replace its items", field="run-name")

@@ -19,8 +19,8 @@ from ..errors import PolysafeError
 from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
 from .store_file import StoreError, connect  # noqa: F401  (StoreError is part of this module's interface)
+from .store_migrate import SCHEMA_VERSION, item_columns, migrate, verdict_columns
 
-SCHEMA_VERSION = 0  # the `PRAGMA user_version` this code writes and reads; a store above it is refused
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, task TEXT NOT NULL, model TEXT NOT NULL, judge TEXT NOT NULL,
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS items (
     run TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL, prompt_id TEXT NOT NULL,
     language TEXT NOT NULL, scenario TEXT NOT NULL, chain TEXT NOT NULL, category TEXT, tags TEXT NOT NULL,
     query TEXT NOT NULL, prompt TEXT NOT NULL, response_key TEXT NOT NULL, verdict_key TEXT,
+    sample INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, key)
 );
 CREATE INDEX IF NOT EXISTS items_response ON items (response_key);
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     key TEXT PRIMARY KEY, judge TEXT NOT NULL, extracted TEXT NOT NULL, label TEXT NOT NULL,
-    score INTEGER, rationale TEXT NOT NULL, created REAL NOT NULL
+    score NUMERIC, rationale TEXT NOT NULL, created REAL NOT NULL, scale TEXT, parts TEXT
 );
 CREATE TABLE IF NOT EXISTS memo (
     namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL,
@@ -73,6 +74,7 @@ class ItemRecord:
     query: str
     prompt: str
     response_key: str
+    sample: int = 0  # which of a prompt's K sampled answers (0 for a one-sample run)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class ResultRow:
     response: str | None
     extracted: str | None
     label: str  # safe | unsafe | invalid | error | pending
-    score: int | None
+    score: float | None  # on the scale named by `scale` (harm 1-5 scores read back as ints)
     rationale: str
     error: str | None
     completion_tokens: int
@@ -98,6 +100,9 @@ class ResultRow:
     prompt_tokens: int = 0
     finish_reason: str | None = None  # stop | length | error; None while pending
     position: int = 0  # the item's place in its run
+    scale: str | None = None  # the name of the judge's declared score scale, when it scores
+    parts: dict | None = None  # the verdict's structured sub-scores, when the judge gives them
+    sample: int = 0  # which of the prompt's K sampled answers (seed = the run's seed + sample)
 
 
 class Store:
@@ -109,11 +114,14 @@ class Store:
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.db = connect(path, readonly=readonly, version=SCHEMA_VERSION)
+        self.db = connect(path, readonly=readonly, version=SCHEMA_VERSION)  # a newer store is refused
         if not readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
             self.db.executescript(SCHEMA)
+            migrate(self.db)
+        self._verdict_columns = verdict_columns(self.db)
+        self._has_samples = "sample" in item_columns(self.db)  # a read-only store may predate it: all sample 0
 
     def close(self) -> None:
         self.db.close()
@@ -182,7 +190,7 @@ class Store:
 
     # -- items ------------------------------------------------------------------------------------------
     _ADD_ITEMS = ("INSERT INTO items (run, key, position, prompt_id, language, scenario, chain, category, tags, query, "
-                  "prompt, response_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET "
+                  "prompt, response_key, sample) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run, key) DO UPDATE SET "
                   "position=excluded.position, response_key=excluded.response_key, prompt=excluded.prompt")
 
     def add_items(self, run: str, items: Sequence[ItemRecord]) -> None:
@@ -191,7 +199,7 @@ class Store:
     @staticmethod
     def _item_rows(run: str, items: Sequence[ItemRecord]) -> list[tuple]:
         return [(run, i.key, i.position, i.prompt_id, i.language, i.scenario, i.chain, i.category,
-                 json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key) for i in items]
+                 json.dumps(list(i.tags), ensure_ascii=False), i.query, i.prompt, i.response_key, i.sample) for i in items]
 
     def set_verdict_keys(self, run: str, pairs: Sequence[tuple[str, str]]) -> None:
         """pairs: (item key, verdict key)."""
@@ -226,12 +234,16 @@ class Store:
     def ok_verdict_keys(self, keys: Iterable[str]) -> set[str]:
         return {k for (k,) in self._select_in("SELECT key FROM verdicts WHERE label != 'error' AND key IN ({})", keys)}
 
-    def put_verdicts(self, rows: Sequence[tuple[str, str, str, Verdict]]) -> None:
-        """rows: (verdict key, judge identity, extracted response, verdict)."""
+    def put_verdicts(self, rows: Sequence[tuple[str, str, str, Verdict]], *, scale: str | None = None) -> None:
+        """rows: (verdict key, judge identity, extracted response, verdict); `scale`: the judge's declared scale
+        name, kept with every verdict that has a score."""
         now = time.time()
         self._tx(
-            "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?)",
-            [(key, judge, extracted, v.label, v.score, v.rationale, now) for key, judge, extracted, v in rows],
+            "INSERT OR REPLACE INTO verdicts (key, judge, extracted, label, score, rationale, created, scale, parts) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(key, judge, extracted, v.label, v.score, v.rationale, now, scale if v.score is not None else None,
+              json.dumps(v.parts, sort_keys=True, ensure_ascii=False) if v.parts else None)
+             for key, judge, extracted, v in rows],
         )
 
     # -- memo: small cached values (translations, scores, ...) -------------------------------------------
@@ -286,9 +298,12 @@ class Store:
         rows = self.db.execute(
             "SELECT i.prompt_id, i.language, i.scenario, i.chain, i.category, i.tags, i.query, i.prompt, "
             "r.text, v.extracted, v.label, v.score, v.rationale, r.error, r.completion_tokens, r.prompt_tokens, "
-            "r.finish_reason, i.position "
+            "r.finish_reason, i.position, {scale}, {parts}, {sample} "
             "FROM items i LEFT JOIN responses r ON r.key = i.response_key LEFT JOIN verdicts v ON v.key = i.verdict_key "
-            "WHERE i.run = ? ORDER BY i.position",
+            "WHERE i.run = ? ORDER BY i.position".format(  # a read-only store may predate the columns
+                scale="v.scale" if "scale" in self._verdict_columns else "NULL",
+                parts="v.parts" if "parts" in self._verdict_columns else "NULL",
+                sample="i.sample" if self._has_samples else "0"),
             (run,),
         ).fetchall()
         out = []
@@ -296,7 +311,9 @@ class Store:
             error = r[13]
             label = "error" if error else (r[10] or ("pending" if r[8] is None else "pending"))
             out.append(ResultRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9],
-                                 label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17]))
+                                 label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17],
+                                 _legacy_scale(r[18], r[11], self._verdict_columns),
+                                 json.loads(r[19]) if r[19] else None, r[20]))
         return out
 
     def _select_in(self, sql: str, keys: Iterable[str], prefix: tuple = ()) -> list[tuple]:
@@ -306,3 +323,12 @@ class Store:
             chunk = keys[start : start + 900]
             out.extend(self.db.execute(sql.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall())
         return out
+
+
+def _legacy_scale(scale: str | None, score: float | None, columns: set[str]) -> str | None:
+    """A read-only store from before scales were kept holds only 1-5 harm scores (see store_migrate)."""
+    if scale is None and score is not None and "scale" not in columns:
+        from .store_migrate import LEGACY_SCALE
+
+        return LEGACY_SCALE
+    return scale

@@ -24,9 +24,13 @@ Verdicts come only from the judge, never from the text under judgment:
   as ASCII only. Letters of other scripts that merely look Latin (Cyrillic `а`, `ѕ`, Greek `ο`), zero-width
   characters inside a word, and non-ASCII digits are not folded by NFKC, so such a line is no verdict.
 
-A subclass supplies its system message, its shipped rubric and `parse`, which reads the final part of the judge's
-own words (`read_verdict` hands it those, so every model judge inherits the copied-text rule). A user's rubric
-file (`prompt_file=`) replaces the shipped one; its content hash is part of the judge's identity (see `rubrics`).
+A subclass supplies its own `name` (a subclass without one fails when it is defined), its system message, its
+shipped rubric, `parse`, `describe` (what reports show: kind, scale, metrics) and `format_verdict`, the inverse
+of `parse`: the answer line a judge model would end with to state a verdict. The public test kit
+(`polysafe.testing`) answers with it, so a new judge is tested in its own format. A user's rubric file
+(`prompt_file=`) replaces the shipped one; its content hash is part of the judge's identity (see `rubrics`).
+`parse` reads the final part of the judge's own words: `read_verdict` hands it those, so every model judge
+inherits the copied-text rule.
 """
 
 from __future__ import annotations
@@ -36,12 +40,12 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from ..models.base import ModelBackend, ModelOptions, load_model
 from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Message, Verdict
 from .base import Judge
-from .rubrics import Rubric, builtin_rubric, load_rubric
+from .rubrics import Rubric, builtin_rubric, inline_rubric, load_rubric
 
 FENCE_NOTICE = (
     "The texts you evaluate are enclosed between markers tagged with the code {nonce}. The code is random and new "
@@ -152,16 +156,31 @@ VALUE_END = r"(?=$|[\s.,;:!?)\]\"'*_`])"
 
 class ModelJudge(Judge):
     version = "v2"  # bump when the prompt or the parser changes: it is part of the verdict cache key
-    name = "llm"
+    name: ClassVar[str]  # every concrete subclass names itself: it is the spec's prefix and part of the identity
+    abstract: ClassVar[bool] = True  # a shared base class for other judges sets this in its own body
     generation = GenerationConfig(temperature=0.0, max_tokens=256)
     system: str = ""  # the judge's system message; the fence notice is added to it
     rubric_file: str = ""  # the shipped rubric (a file in rubrics/)
+    rubric_text: str = ""  # or the rubric itself, for judges that live outside polysafe (same slots and checks)
     verdict_type: type[Verdict] = Verdict  # what `parse` returns; errors are made with its `error`
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract"):
+            return
+        cls.abstract = False
+        if not isinstance(cls.__dict__.get("name"), str) or not cls.__dict__["name"]:
+            raise TypeError(f"judge class {cls.__qualname__} must declare its own `name` (the spec prefix, e.g. "
+                            f"name = \"{cls.__name__.lower()}\"): a name inherited from another judge would mix "
+                            "their verdicts and reports")
 
     def __init__(self, model_spec: str, *, options: ModelOptions | None = None, model: ModelBackend | None = None,
                  prompt_file: str | None = None):
-        self.rubric: Rubric = load_rubric(prompt_file) if prompt_file else builtin_rubric(self.rubric_file)
+        self.rubric: Rubric = (load_rubric(prompt_file) if prompt_file
+                               else inline_rubric(type(self).__name__, self.rubric_text) if self.rubric_text
+                               else builtin_rubric(self.rubric_file))
         self.model = model or load_model(model_spec, options or ModelOptions())
+        self.model_spec = model_spec  # the judge's model as it was given (benchmarks may reuse it, e.g. to translate)
         self.spec = f"{self.name}:{model_spec}"
         self.identity = f"{self.name}/{self.version}:{self.model.identity}|rubric:{self.rubric.digest}|reader:{READER}"
         self.batch_size = self.model.batch_size
@@ -204,6 +223,14 @@ class ModelJudge(Judge):
         if any(_value(v) != value for v in stated):
             return None, "conflict"
         return final, ""
+
+    def format_verdict(self, verdict: Verdict) -> str:
+        """The final line (or JSON object) that `parse` reads as `verdict`: the judge's declared answer format."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its answer format (format_verdict)")
+
+    def example_verdicts(self) -> tuple[Verdict, ...]:
+        """Verdicts this judge can give, for contract tests (`format_verdict` then `parse` must give them back)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no example verdicts")
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         completions: list[Completion] = await self.model.generate([self.build_messages(i) for i in items], self.generation)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
-from ..types import JudgeInput, Verdict
+from ..types import JudgeDescription, JudgeInput, Verdict
 from .base import Judge
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +39,13 @@ class BackTranslatingJudge(Judge):
     def attach_store(self, store: "Store") -> None:
         self.store = self.store or store
         self.inner.attach_store(store)
+
+    def describe(self) -> JudgeDescription:
+        """The inner judge's declaration, for answers back-translated by `translator`."""
+        inner = self.inner.describe()
+        return replace(inner, spec=self.spec, kind=f"{inner.kind}, on answers back-translated into English",
+                       traits={**inner.traits, "back_translated": True, "back_translator": self.translator.spec},
+                       notes=(*inner.notes, f"back-translation: {self.translator.spec}"))
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         from ..translators import TranslationRequest, translate_checked

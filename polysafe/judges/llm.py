@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..types import GenerationConfig, JudgeInput, Verdict
+from ..types import UNSAFE_RATE, GenerationConfig, JudgeDescription, JudgeInput, Metric, Verdict
 from ._model_judge import AROUND, LEAD, VALUE_END, VALUE_START, ModelJudge, final_part, normalize
 from .base import JUDGES
 
@@ -67,6 +67,19 @@ class LLMJudge(ModelJudge):
             return None
         label, rationale = parsed
         return Verdict(label=label, rationale=rationale)  # type: ignore[arg-type]
+
+    def format_verdict(self, verdict: Verdict) -> str:
+        return f"Label: {verdict.label}"
+
+    def example_verdicts(self) -> tuple[Verdict, ...]:
+        return tuple(Verdict(label) for label in LABEL_WORDS)  # type: ignore[arg-type]
+
+    def describe(self) -> JudgeDescription:
+        return JudgeDescription(
+            spec=self.spec, kind="3-way LLM judge: safe/unsafe/invalid",
+            metrics=(UNSAFE_RATE, Metric("label_rate", "invalid rate", label="invalid")),
+            traits={"three_way": True, "model_judge": True, "rubric": self.rubric.name},
+            notes=("rates over judged answers, invalid included in the denominator (as MultiJail does)",))
 
 
 @JUDGES.register("llm", takes_argument=True, example="llm:openai:gpt-4o@http://127.0.0.1:8000/v1",

@@ -29,6 +29,7 @@ class ModelOptions:
     batch_size: int | None = None  # conversations per forward pass (local backends)
     dtype: str = "auto"  # local backends: auto | float32 | bfloat16 | float16
     device: str = "auto"  # local backends: auto | cpu | cuda | mps
+    require_key: bool = True  # remote backends: refuse up front an endpoint that needs a key and has none
 
 
 class ModelBackend:
@@ -45,6 +46,10 @@ class ModelBackend:
 
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         raise NotImplementedError
+
+    async def load(self) -> None:
+        """Get ready to answer (a local model loads its weights), so that timing generation leaves loading out."""
+        return None
 
     async def aclose(self) -> None:
         return None

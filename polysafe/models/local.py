@@ -162,15 +162,35 @@ class LocalCausalLM(ModelBackend):
     async def generate(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         return await asyncio.to_thread(self.generate_sync, conversations, config)
 
+    async def load(self) -> None:
+        await asyncio.to_thread(self._ensure_loaded)
+
+    async def generate_each(self, conversations: Sequence[Conversation], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        """Each conversation with its own settings (samples of one prompt differ in seed), in one continuous batch."""
+        await asyncio.to_thread(self._ensure_loaded)
+        if self._loop is None:  # transformers' generate takes one config per call
+            out = []
+            for conversation, config in zip(conversations, configs):
+                out.extend(await self.generate([conversation], config))
+            return out
+        return await asyncio.to_thread(self._generate_rows, conversations, configs)
+
     def generate_sync(self, conversations: Sequence[Conversation], config: GenerationConfig) -> list[Completion]:
         self._ensure_loaded()
-        prompts = [tuple(self._tokenizer(self.render(c), add_special_tokens=False)["input_ids"]) for c in conversations]
         if self._loop is not None:
-            requests = [DecodeRequest(p, config.max_tokens, config.temperature, config.top_p, config.seed) for p in prompts]
-            results = [(r.token_ids, r.stopped) for r in self._loop.run(requests)]
-        else:
-            with self._lock:
-                results = self._generate_with_transformers(prompts, config)
+            return self._generate_rows(conversations, [config] * len(conversations))
+        prompts = self._prompt_ids(conversations)
+        with self._lock:
+            results = self._generate_with_transformers(prompts, config)
+        return [self.completion(len(p), ids, stopped) for p, (ids, stopped) in zip(prompts, results)]
+
+    def _prompt_ids(self, conversations: Sequence[Conversation]) -> list[tuple[int, ...]]:
+        return [tuple(self._tokenizer(self.render(c), add_special_tokens=False)["input_ids"]) for c in conversations]
+
+    def _generate_rows(self, conversations: Sequence[Conversation], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        prompts = self._prompt_ids(conversations)
+        requests = [DecodeRequest(p, c.max_tokens, c.temperature, c.top_p, c.seed) for p, c in zip(prompts, configs)]
+        results = [(r.token_ids, r.stopped) for r in self._loop.run(requests)]
         return [self.completion(len(p), ids, stopped) for p, (ids, stopped) in zip(prompts, results)]
 
     def completion(self, prompt_tokens: int, token_ids: list[int], stopped: bool) -> Completion:

@@ -161,7 +161,7 @@ class OpenAICompatible(ModelBackend):
         key = os.environ.get(self.options.api_key_env, "")
         remember(key)
         missing = [url for url in self.base_urls if needs_api_key(url)]
-        if not key and missing:
+        if not key and missing and self.options.require_key:  # a dry run counts calls without a key
             raise InputError(f"${self.options.api_key_env} is not set, and {missing[0]} needs an API key "
                              "(set it, or name another variable with --api-key-env)", field="--api-key-env")
 

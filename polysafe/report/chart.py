@@ -1,7 +1,7 @@
 """The `png` format: a bar chart of the headline rate per language (grouped by tier) and scenario.
 
-The rate is the unsafe rate, or for scored runs (1-5, as CodeAttack judges) the attack success rate = the share
-of score-5 answers. Error bars are Wilson 95% intervals. With a single language the bars are the scenarios.
+The rate is the headline rate the run's judge declares (an unsafe rate, a non-refusal rate, a share of scores at a
+threshold such as an ASR). Error bars are Wilson 95% intervals. With a single language the bars are the scenarios.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..languages import LANGUAGES, MULTIJAIL_LANGUAGES, TIERS, tier_of
+from ..languages import LANGUAGES, TIERED_LANGUAGES, TIERS, tier_of
 from ..engine.store import ResultRow
 from .base import RENDERERS, ReportInput
-from .metrics import Rate, group_stats
+from ..types import UNSAFE_RATE, Metric
+from .declared import rate_of
+from .metrics import Rate
 from .setup import describe_setup
-from .tiers import tier_label
+from .tiers import headline_metric, tier_label
 
-TIER_COLOURS = {"baseline": "#7f7f7f", "high": "#1f77b4", "medium": "#ff7f0e", "low": "#d62728", "other": "#9467bd"}
+TIER_COLOURS = {"english": "#7f7f7f", "high": "#1f77b4", "medium": "#ff7f0e", "low": "#d62728", "other": "#9467bd"}
 SCENARIO_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 
 
@@ -30,43 +32,44 @@ class Bar:
     rate: Rate
 
 
-def metric_name(rows: Sequence[ResultRow]) -> str:
-    return "ASR (share of score 5)" if any(r.score is not None for r in rows) else "unsafe rate"
+def metric_name(metric: Metric | None = None) -> str:
+    return (metric or UNSAFE_RATE).name
 
 
 def language_order(codes: Sequence[str]) -> list[str]:
-    """MultiJail order (en, then high, medium, low tiers), then any other languages alphabetically."""
-    known = [c for c in MULTIJAIL_LANGUAGES if c in codes]
+    """The tiered languages in order (en, then high, medium, low tiers), then any other languages alphabetically."""
+    known = [c for c in TIERED_LANGUAGES if c in codes]
     tier_rank = {t: i for i, t in enumerate(TIERS)}
     return known + sorted((c for c in codes if c not in known), key=lambda c: (tier_rank.get(tier_of(c), 9), c))
 
 
-def bars(rows: Sequence[ResultRow]) -> list[Bar]:
-    scored = any(r.score is not None for r in rows)
+def bars(rows: Sequence[ResultRow], metric: Metric | None = None) -> list[Bar]:
     groups: dict[tuple[str, str], list[ResultRow]] = {}
     for row in rows:
         groups.setdefault((row.scenario, row.language), []).append(row)
-    out = []
-    for (scenario, language), members in groups.items():
-        stats = group_stats((scenario, language), members)
-        rate = (stats.asr or Rate.of(0, 0)) if scored else stats.unsafe
-        out.append(Bar(scenario, language, rate))
-    return out
+    return [Bar(scenario, language, rate_of(metric or UNSAFE_RATE, members))
+            for (scenario, language), members in groups.items()]
 
 
-def chart_png(rows: Sequence[ResultRow], title: str = "", subtitle: str = "", description: str = "") -> bytes:
+def chart_png(rows: Sequence[ResultRow], title: str = "", subtitle: str = "", description: str = "",
+              metric: Metric | None = None) -> bytes:
     """The chart as PNG bytes; `description` (e.g. the setup block) goes into the PNG's Description text chunk."""
     buffer = io.BytesIO()
-    chart_figure(rows, title, subtitle).savefig(buffer, format="png", metadata={"Title": title, "Description": description or subtitle})
+    chart_figure(rows, title, subtitle, metric).savefig(buffer, format="png", metadata={"Title": title, "Description": description or subtitle})
     return buffer.getvalue()
 
 
-def chart_figure(rows: Sequence[ResultRow], title: str = "", subtitle: str = ""):
+def chart_figure(rows: Sequence[ResultRow], title: str = "", subtitle: str = "", metric: Metric | None = None):
     """The bar chart as a matplotlib Figure; `subtitle` (the run's setup, report/setup.py) is printed at its foot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    data = bars(rows)
+    from ..terminal import printable, printable_text
+
+    title, subtitle = printable(title), printable_text(subtitle)  # a control character is no glyph (and would reach
+    # the terminal through matplotlib's missing-glyph warning)
+
+    data = bars(rows, metric)
     scenarios = list(dict.fromkeys(b.scenario for b in data))
     languages = language_order(list(dict.fromkeys(b.language for b in data)))
     by_key = {(b.scenario, b.language): b.rate for b in data}
@@ -100,13 +103,13 @@ def chart_figure(rows: Sequence[ResultRow], title: str = "", subtitle: str = "")
         for label, code in zip(ax.get_xticklabels(), groups):
             label.set_color(TIER_COLOURS.get(tier_of(code), "black"))
         _tier_separators(ax, groups)
-    ax.set_ylabel(f"{metric_name(rows)} (%)")
+    ax.set_ylabel(f"{metric_name(metric)} (%)")
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1 or not single_language:
         # outside the axes, so it never hides the first bars
         ax.legend(title="language" if single_language else "scenario", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title(title or f"{metric_name(rows)} with Wilson 95% CI", fontsize=10)
+    ax.set_title(title or f"{metric_name(metric)} with Wilson 95% CI", fontsize=10)
     if subtitle:
         fig.text(0.5, 0.005, subtitle, ha="center", va="bottom", fontsize=7, color="#444444")
     fig.tight_layout(rect=(0, 0.03 * subtitle_lines + (0.01 if subtitle else 0), 1, 1))
@@ -123,14 +126,14 @@ def safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "run"
 
 
-@RENDERERS.register("png", summary="PNG bar chart: unsafe rate (or ASR for scored runs) by language/tier and scenario.")
+@RENDERERS.register("png", summary="PNG bar chart: the judge's headline rate by language/tier and scenario.")
 def _png():
     def render(data: ReportInput) -> str:
         data.out_dir.mkdir(parents=True, exist_ok=True)
         path = Path(data.out_dir) / f"{safe_filename(data.run.name)}.png"
         setup = describe_setup(data.run, data.rows)
         path.write_bytes(chart_png(data.rows, title=f"{data.run.model} · {data.run.task}", subtitle=setup.subtitle(),
-                                   description="\n".join(setup.lines())))
+                                   description="\n".join(setup.lines()), metric=headline_metric(setup)))
         return str(path)
 
     return render

@@ -1,11 +1,12 @@
 """Runs side by side: one row per group (language, tier, variant or category), one column per run.
 
-Each cell holds the run's rate with a Wilson 95% interval. The rate is the one report/metrics.py defines: the
-unsafe rate over judged answers, or for scored runs (1-5) the ASR, the share of score-5 answers. When some runs
-are scored and others are not, every run is measured by its unsafe rate, so the columns stay comparable.
+Each cell holds the run's rate with a Wilson 95% interval. The rate is the headline rate the runs' judges declare
+(`describe()`: an unsafe rate, a non-refusal rate, a share of scores at a threshold). When the runs' judges declare
+different rates, every run is measured by its share labelled unsafe, which every judge gives, and the method line
+says so, so the columns stay comparable.
 Every run after the first also gets its difference to the first run, with a Newcombe 95% interval and a
 significance marker after correcting over all differences in the table (see report/stats.py).
-When a run holds several scenarios (MultiJail's unintentional and intentional), rows are split per scenario
+When a run holds several scenarios (e.g. unintentional and intentional), rows are split per scenario
 unless the grouping is the scenario itself.
 """
 
@@ -22,11 +23,13 @@ from ..engine.store import ResultRow, RunRecord
 from ..errors import InputError
 from .base import ReportInput
 from .chart import language_order
+from ..types import Metric
+from .declared import judge_description, rate_metric, rate_of
 from .compare_setup import setup_differences, truncation_share
-from .metrics import Rate, group_stats
+from .metrics import Rate
 from .stats import CORRECTION_NAMES, CORRECTIONS, Difference, adjust, difference
 
-GROUPINGS = ("language", "tier", "variant", "category")
+GROUPINGS = ("language", "tier", "variant", "category", "sample")
 ALPHA = 0.05
 NO_CATEGORY = "(none)"
 
@@ -42,6 +45,8 @@ def group_value(row: ResultRow, by: str) -> str:
         return tier_name(row.language)
     if by == "variant":
         return row.scenario
+    if by == "sample":
+        return str(row.sample)
     return row.category or NO_CATEGORY
 
 
@@ -53,6 +58,8 @@ def order_values(values: Sequence[str], by: str) -> list[str]:
         return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
     if by == "category":
         return sorted(values)
+    if by == "sample":
+        return sorted(values, key=int)
     return list(values)  # scenarios and variants keep the order the runs define them in
 
 
@@ -89,7 +96,7 @@ class CompareRow:
 
     def filters(self, by: str) -> dict[str, str]:
         """The response filters that select this row's items (used by the HTML page's links)."""
-        key = {"language": "language", "tier": "tier", "variant": "scenario", "category": "category"}[by]
+        key = {"language": "language", "tier": "tier", "variant": "scenario", "category": "category", "sample": "sample"}[by]
         out = {key: self.group}
         if self.scenario is not None:
             out["scenario"] = self.scenario
@@ -139,11 +146,15 @@ def _cell_dict(cell: Cell) -> dict:
 
 
 def _rate_measure(inputs: Sequence[ReportInput]) -> tuple[str, Callable[[list[ResultRow]], Rate], str]:
-    scored = [any(r.score is not None for r in data.rows) for data in inputs]
-    if all(scored):
-        return "ASR (share of score 5)", lambda rows: group_stats((), rows).asr or Rate.of(0, 0), ""
-    note = "Some runs are scored 1-5 and others are not, so every run is measured by its unsafe rate" if any(scored) else ""
-    return "unsafe rate", lambda rows: group_stats((), rows).unsafe, note
+    metrics = [rate_metric(judge_description(data.run, data.rows)) for data in inputs]
+    if all(m is not None for m in metrics) and len({(m.kind, m.label, m.threshold, m.name) for m in metrics}) == 1:  # type: ignore[union-attr]
+        metric = metrics[0]
+        return metric.name, lambda rows: rate_of(metric, rows), ""  # type: ignore[arg-type]
+    declared = ", ".join(dict.fromkeys(m.name if m else "none" for m in metrics))
+    common = Metric("label_rate", "share labelled unsafe", label="unsafe")
+    return common.name, lambda rows: rate_of(common, rows), (
+        f"The runs' judges declare different headline rates ({declared}), so every run is measured by its share "
+        "labelled unsafe")
 
 
 def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str = "holm") -> Comparison:
@@ -157,6 +168,7 @@ def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str
     if len(set(names)) != len(names):
         raise InputError(f"a run is named twice: {', '.join(names)}", field="runs")
     metric, measure, note = _rate_measure(inputs)
+    note = " ".join(part for part in (note, _samples_note(inputs, by)) if part)
     split = by != "variant" and any(len({r.scenario for r in data.rows}) > 1 for data in inputs)
 
     groups: list[dict[tuple[str | None, str], list[ResultRow]]] = []
@@ -180,6 +192,17 @@ def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str
         for i, key in enumerate(keys))
     return Comparison(tuple(RunColumn.of(data.run, truncation_share(data)) for data in inputs), by, metric, correction,
                       ALPHA, len(family), rows, note, setup_differences(inputs))
+
+
+def _samples_note(inputs: Sequence[ReportInput], by: str) -> str:
+    """Runs with several answers per prompt: say how their rates pool the samples."""
+    sampled = [f"{data.run.name} ({max(r.sample for r in data.rows) + 1})" for data in inputs
+               if any(r.sample for r in data.rows)]
+    if not sampled or by == "sample":
+        return ""
+    return (f"Runs with several sampled answers per prompt: {', '.join(sampled)}. Their rates pool every sample and "
+            "their intervals treat the samples as independent (too narrow); --by sample compares one sample index "
+            "at a time, and each run's report gives the prompt-clustered and any-of-K rates.")
 
 
 def _diff(rate: Rate | None, first: Rate | None) -> Difference | None:

@@ -64,7 +64,7 @@ def ctrl_markdown(rows, cfg, rater, sr_note: str, comparison: Comparison | None 
              f"(objective {cfg.objective}); harmful queries {len(cfg.harmful)}; benign prompts {len(cfg.benign)}; "
              f"judge {cfg.judge}; epochs {cfg.finetune.epochs}, lr {cfg.finetune.learning_rate}, LoRA r {cfg.finetune.lora_r}"]
     if not scoring:
-        notes.append(f"judge '{cfg.judge}' gives no 1-5 harmfulness scores: SR only (use a scoring judge such as harm:<model spec> "
+        notes.append(f"judge '{cfg.judge}' gives no 1-5 harmfulness scores: SR only (use a judge that declares a 1-5 harm scale "
                      "for the distribution and ASR)")
     if getattr(rater, "note", None):
         notes.append(rater.note)

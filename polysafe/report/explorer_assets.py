@@ -55,6 +55,10 @@ table.heat .tier{color:var(--muted);font-weight:400;margin-left:.3rem}
  cursor:pointer}
 .bar .count{margin-left:auto;color:var(--muted)}
 #responses thead th{top:var(--bar)}
+#responses{scroll-margin-top:var(--bar)}
+#responses tbody tr{scroll-margin-top:calc(var(--bar) + 2.6rem)}
+#responses .finish.cut{color:#9b1c14;font-weight:600}
+#responses .tokens{color:var(--muted);font-size:12px;white-space:nowrap}
 #responses{width:100%}
 #responses td.text{min-width:9rem}
 #responses td.text .clip{max-height:13.5em;overflow:auto;white-space:pre-wrap;word-break:break-word}

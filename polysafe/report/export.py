@@ -1,12 +1,16 @@
 """Per-response export: one row per item of a run, as JSONL, CSV, Parquet or a Hugging Face `datasets` dataset.
 
 Columns (EXPORT_COLUMNS, same order and types in every format):
-run, model, benchmark (the task's family: multijail, codeattack, file, ...), task, judge, item (its place in the
-run), prompt_id, language, tier (English/HRL/MRL/LRL/other), scenario (scenario or CodeAttack variant), chain,
+run, model, benchmark (the task's family: the part of the task name before ':'), task, judge, item (its place in the
+run), prompt_id, language, tier (English/HRL/MRL/LRL/other), scenario (a scenario or an attack variant), chain,
 category, tags, english_source (the English wording of the request when the set has one, else the prompt text),
 prompt (what was sent), response, back_translation (the English text the judge read, for back-translated runs),
-extracted (what the judge read when post-processing such as CodeAttack's extraction changed the response),
-label, score, rationale, error, prompt_tokens, completion_tokens, finish_reason.
+extracted (what the judge read when an attack's post-processing, such as extracting code, changed the response),
+label, score (a float on the judge's declared scale), scale (that scale's name), parts (the verdict's structured
+sub-scores as a JSON object, e.g. rubric ratings), rationale, error, prompt_tokens, completion_tokens, finish_reason,
+sample (which of a prompt's K sampled answers) and seed (the seed it was drawn with); then what produced the row:
+model_identity (a hash of the model's identity: endpoint, weights, adapters, dtype), dtype (local models),
+generation (the generation settings, JSON), polysafe_version, run_created and run_updated (ISO 8601, UTC).
 
 The judge's input is stored once per verdict (`extracted`); it is shown as `back_translation` in a back-translated
 run (outside English) and as `extracted` otherwise, and left empty where it equals the response.
@@ -15,8 +19,9 @@ CSV and spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a carria
 Excel, LibreOffice and Google Sheets, and model output is hostile. Every such text cell, and every text cell
 starting with `'`, gets one leading `'` (OWASP's advice), so a spreadsheet shows the text and runs nothing.
 `read_csv` removes exactly that one `'`, so the CSV round-trips; other readers (pandas) see the `'`.
-Tags are a JSON list in CSV. In every format, text that does not apply (no back-translation, a pending
-response) is an empty string, and `score` is null (an empty CSV cell) when the judge gives none.
+Tags are a JSON list in CSV. A value that does not apply or is not known (no back-translation, a pending response,
+no score) is null in JSONL, Parquet and datasets; CSV has no null, so it is an empty cell there, and `read_csv`
+reads an empty cell back as null.
 """
 
 from __future__ import annotations
@@ -29,22 +34,43 @@ from typing import Iterable, Sequence
 
 from ..languages import tier_of
 from ..engine.store import ResultRow, RunRecord
+from .declared import judge_description
 from .tiers import tier_label
 
-# (name, type): str, int or list (of str). Only `score` may be None.
+# (name, type): str, int, float or list (of str); any value may be None (null).
 EXPORT_COLUMNS: tuple[tuple[str, type], ...] = (
     ("run", str), ("model", str), ("benchmark", str), ("task", str), ("judge", str), ("item", int),
     ("prompt_id", str), ("language", str), ("tier", str), ("scenario", str), ("chain", str), ("category", str),
     ("tags", list), ("english_source", str), ("prompt", str), ("response", str), ("back_translation", str),
-    ("extracted", str), ("label", str), ("score", int), ("rationale", str), ("error", str),
-    ("prompt_tokens", int), ("completion_tokens", int), ("finish_reason", str),
+    ("extracted", str), ("label", str), ("score", float), ("scale", str), ("parts", str), ("rationale", str), ("error", str),
+    ("prompt_tokens", int), ("completion_tokens", int), ("finish_reason", str), ("sample", int), ("seed", int),
+    ("model_identity", str), ("dtype", str), ("generation", str), ("polysafe_version", str), ("run_created", str),
+    ("run_updated", str),
 )
 FORMATS = ("jsonl", "csv", "parquet")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
+def provenance(run: RunRecord) -> dict:
+    """What produced a run, as every exported row carries it."""
+    from .. import __version__
+
+    generation = run.config.get("generation")
+    return {"model_identity": run.config.get("model_identity"), "dtype": run.config.get("model_dtype"),
+            "generation": json.dumps(generation, sort_keys=True) if generation is not None else None,
+            "polysafe_version": __version__, "run_created": _iso(run.created), "run_updated": _iso(run.updated)}
+
+
+def _iso(timestamp: float) -> str | None:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds") if timestamp else None
+
+
 def export_rows(run: RunRecord, rows: Sequence[ResultRow]) -> list[dict]:
-    back_translated = bool(run.config.get("back_translate")) or "+back-translate:" in run.judge
+    back_translated = bool(run.config.get("back_translate")) or bool(judge_description(run, rows).traits.get("back_translated"))
+    produced = provenance(run)
+    seed = (run.config.get("generation") or {}).get("seed")
     out = []
     for row in rows:
         judged_text = row.extracted if row.extracted is not None and row.extracted != row.response else None
@@ -53,18 +79,16 @@ def export_rows(run: RunRecord, rows: Sequence[ResultRow]) -> list[dict]:
             "run": run.name, "model": run.model, "benchmark": run.task.split(":")[0], "task": run.task, "judge": run.judge,
             "item": row.position, "prompt_id": row.prompt_id, "language": row.language, "tier": tier_label(tier_of(row.language)),
             "scenario": row.scenario, "chain": row.chain, "category": row.category, "tags": list(row.tags),
-            "english_source": row.query, "prompt": row.prompt, "response": row.response, "back_translation": back,
-            "extracted": None if back is not None else judged_text, "label": row.label, "score": row.score,
+            "english_source": row.query, "prompt": row.prompt, "response": None if row.error else row.response,
+            "back_translation": back, "extracted": None if back is not None else judged_text, "label": row.label,
+            "score": None if row.score is None else float(row.score), "scale": row.scale,
+            "parts": json.dumps(row.parts, ensure_ascii=False, sort_keys=True) if row.parts else None,
             "rationale": row.rationale, "error": row.error, "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens, "finish_reason": row.finish_reason,
+            "completion_tokens": row.completion_tokens, "finish_reason": row.finish_reason, "sample": row.sample,
+            "seed": None if seed is None else seed + row.sample, **produced,
         }
-        out.append({name: _missing_as_empty(record[name], kind) for name, kind in EXPORT_COLUMNS})
+        out.append({name: record[name] for name, _ in EXPORT_COLUMNS})
     return out
-
-
-def _missing_as_empty(value, kind: type):
-    """Missing text is "" in every format (the label says pending or error), so CSV round-trips exactly."""
-    return "" if value is None and kind is str else value
 
 
 # -- JSONL ------------------------------------------------------------------------------------------------
@@ -87,7 +111,7 @@ def unguard_cell(text: str) -> str:
 
 
 def _csv_cell(value, kind: type) -> str:
-    if value is None:  # only `score` can be None
+    if value is None:
         return ""
     if kind is list:
         return guard_cell(json.dumps(value, ensure_ascii=False))
@@ -109,8 +133,12 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def _from_cell(cell: str, kind: type):
+    if not cell:
+        return None
     if kind is int:
-        return int(cell) if cell else None
+        return int(cell)
+    if kind is float:
+        return float(cell)
     text = unguard_cell(cell)
     return json.loads(text) if kind is list else text
 
@@ -121,7 +149,7 @@ def _from_cell(cell: str, kind: type):
 def arrow_schema():
     import pyarrow as pa
 
-    types = {str: pa.string(), int: pa.int64(), list: pa.list_(pa.string())}
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64(), list: pa.list_(pa.string())}
     return pa.schema([pa.field(name, types[kind]) for name, kind in EXPORT_COLUMNS])
 
 

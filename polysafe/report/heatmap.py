@@ -27,6 +27,27 @@ def ramp_rgb(value: float) -> tuple[int, int, int]:
     return RAMP[-1][1]
 
 
+# Diverging blue-white-red (ColorBrewer RdBu stops) for differences: blue = safer than the reference, red = less safe.
+DIVERGING = ((-1.0, (33, 102, 172)), (-0.5, (103, 169, 207)), (-0.15, (209, 229, 240)), (0.0, (247, 247, 247)),
+             (0.15, (253, 219, 199)), (0.5, (239, 138, 98)), (1.0, (178, 24, 43)))
+
+
+def diverging_rgb(delta: float) -> tuple[int, int, int]:
+    """A difference in [-1, 1] (a share; ±100 pp at the ends) on the diverging ramp."""
+    delta = min(1.0, max(-1.0, delta))
+    for (x0, c0), (x1, c1) in zip(DIVERGING, DIVERGING[1:]):
+        if delta <= x1:
+            t = (delta - x0) / (x1 - x0)
+            return tuple(round(a + (b - a) * t) for a, b in zip(c0, c1))  # type: ignore[return-value]
+    return DIVERGING[-1][1]
+
+
+def css_delta_colours(delta: float | None) -> tuple[str, str]:
+    """(background, text) CSS colours for a difference; None is a missing cell."""
+    rgb = MISSING if delta is None else diverging_rgb(delta)
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", "#fff" if is_dark(rgb) else "#1a1a1a"
+
+
 def is_dark(rgb: tuple[int, int, int]) -> bool:
     r, g, b = (c / 255 for c in rgb)
     return 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
@@ -88,5 +109,9 @@ def heatmap_png(comparison: Comparison) -> bytes:
 
 
 def _short(text: str, limit: int) -> str:
-    """Labels longer than a figure can hold keep their start and end (run names differ at the end)."""
+    """Labels longer than a figure can hold keep their start and end (run names differ at the end); control
+    characters are shown as escapes (they have no glyph)."""
+    from ..terminal import printable
+
+    text = printable(text)
     return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2):]

@@ -24,13 +24,17 @@ from urllib.parse import quote, urlencode
 
 from ..engine.store import ResultRow, RunRecord
 from .base import RENDERERS, ReportInput
-from .chart import chart_png, language_order, metric_name, safe_filename
+from ..types import UNSAFE_RATE, Metric
+from .chart import chart_png, language_order, safe_filename
 from .compare import Comparison, diff_text, rate_text, signed_pp, tier_name
 from .explorer_assets import SCRIPT, STYLE
 from .heatmap import cell_lines, css_colours, heatmap_png
 from .metrics import GroupStats, Rate, by_scenario_language, summarize
 from .setup import Setup, describe_setup
-from .tiers import REFERENCE_MODELS, is_multilingual, shows_reference, summaries_markdown, tier_report
+from .declared import judge_description, rate_metric, rate_of
+from .samples import is_sampled, sample_summaries
+from .tiers import (headline_metric, is_multilingual, reference_models, shows_reference, summaries_markdown,
+                    tier_report)
 
 E = html.escape
 TEMPLATE_MIN = 24  # shorter shared text is more likely a shared first word than a template
@@ -159,7 +163,8 @@ def responses_section(groups: Sequence[RunRows]) -> str:
     judged_text = any(r.extracted is not None and r.extracted != r.response for r in rows)
     categories = sorted({r.category for r in rows if r.category})
     head = [*(["run"] if comparing else []), "#", "id", "language", "scenario", "label", *(["score"] if scored else []),
-            "English source", "query in prompt", "response", *(["judged text"] if judged_text else []), "judge rationale"]
+            "English source", "query in prompt", "response", "finish · tokens", *(["judged text"] if judged_text else []),
+            "judge rationale"]
     body = []
     for group in groups:
         for index, (row, focus) in enumerate(zip(group.rows, query_in_prompts(group.rows)), 1):
@@ -171,6 +176,7 @@ def responses_section(groups: Sequence[RunRows]) -> str:
         _select("scenario", list(dict.fromkeys(r.scenario for r in rows))),
         *([_select("category", categories)] if categories else []),
         _select("label", list(dict.fromkeys(r.label for r in rows))),
+        _select("finish", list(dict.fromkeys(r.finish_reason or "pending" for r in rows))),
         '<label>text <input type="search" id="search" placeholder="search prompts, responses, rationales"></label>',
         '<button type="button" id="reset">reset</button>',
         f'<span class="count"><span id="paged"></span><span id="shown">{len(rows)}</span> of {len(rows)} match '
@@ -189,13 +195,15 @@ def responses_section(groups: Sequence[RunRows]) -> str:
 def _response_row(run: str | None, index: int, row: ResultRow, focus: str, scored: bool, judged_text: bool, *,
                   hidden: bool) -> str:
     attrs = {"run": run, "language": row.language, "tier": tier_name(row.language), "scenario": row.scenario,
-             "category": row.category, "label": row.label}
+             "category": row.category, "label": row.label, "finish": row.finish_reason or "pending"}
     data = "".join(f' data-{k}="{E(v)}"' for k, v in attrs.items() if v is not None)
     cells = [*([td(run)] if run is not None else []), td(str(index), sort=index, cls="num"), td(row.prompt_id),
              td(row.language), td(row.scenario),
              td(f'<span class="pill {E(row.label)}">{E(row.label)}</span>', sort=row.label, raw=True)]
     if scored:
-        cells.append(td("" if row.score is None else str(row.score), sort="" if row.score is None else row.score, cls="num"))
+        parts = ", ".join(f"{k}={v}" for k, v in (row.parts or {}).items())
+        cells.append(td("" if row.score is None else f"{row.score:g}" + (f" ({parts})" if parts else ""),
+                        sort="" if row.score is None else row.score, cls="num"))
     cells.append(_text(row.query))
     prompt = "" if focus == row.prompt else (f"<details><summary>full prompt ({len(row.prompt)} characters)</summary>"
                                              f"<pre dir=\"auto\">{E(row.prompt)}</pre></details>")
@@ -205,6 +213,10 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
         cells.append(_text(row.response))
     else:
         cells.append(_text(f"(no response: {row.error or 'pending'})", "text muted"))
+    finish = row.finish_reason or "pending"
+    cut = " cut" if finish == "length" else ""
+    cells.append(td(f'<span class="finish{cut}">{E(finish)}</span><br><span class="tokens">{row.completion_tokens} tokens'
+                    "</span>", sort=row.completion_tokens, raw=True, cls="num"))
     if judged_text:
         shown = row.extracted if row.extracted is not None and row.extracted != row.response else ""
         cells.append(_text(shown))
@@ -214,18 +226,25 @@ def _response_row(run: str | None, index: int, row: ResultRow, focus: str, score
 
 # -- the run page ---------------------------------------------------------------------------------------
 def summary_table(stats: Sequence[GroupStats]) -> str:
-    scored = any(s.asr is not None for s in stats)
-    head = ["scenario", "language", "tier", "n", "unsafe %", "unsafe 95% CI", "invalid %", "invalid 95% CI", "error %"]
-    if scored:
-        head += ["ASR %", "ASR 95% CI", "mean score"]
+    """The judge's declared figures per scenario and language: a rate's value and Wilson CI, a mean's value and CI."""
+    declared = next((s.figures for s in stats if s.figures), ())
+    head = ["scenario", "language", "tier", "n"]
+    for f in declared:
+        unit = "" if f.metric.kind == "mean_score" else " %"
+        head += [f"{f.metric.name}{unit}", f"{f.metric.name} 95% CI"]
+    head.append("error %")
     body = []
     for s in stats:
         scenario, language = s.group
-        cells = [td(scenario), td(language), td(tier_name(language)), td(str(s.judged), sort=s.judged, cls="num"),
-                 *rate_cells(s.unsafe), *rate_cells(s.invalid), td(f"{100 * s.error.value:.1f}", sort=s.error.value, cls="num")]
-        if scored:
-            cells += [*rate_cells(s.asr), td("n/a" if s.mean_score is None else f"{s.mean_score:.2f}",
-                                             sort="" if s.mean_score is None else s.mean_score, cls="num")]
+        cells = [td(scenario), td(language), td(tier_name(language)), td(str(s.judged), sort=s.judged, cls="num")]
+        for f in s.figures:
+            if f.metric.kind == "mean_score":
+                m = f.mean
+                cells += [td("n/a" if m is None else f"{m.value:.2f}", sort="" if m is None else m.value, cls="num"),
+                          td("" if m is None else f"[{m.low:.2f}, {m.high:.2f}]")]
+            else:
+                cells += rate_cells(f.rate)
+        cells.append(td(f"{100 * s.error.value:.1f}", sort=s.error.value, cls="num"))
         body.append(cells)
     return table(head, body, table_id="languages")
 
@@ -234,18 +253,19 @@ def tier_table(rows: Sequence[ResultRow], setup: Setup | None = None) -> str:
     """Tiers, ratios, Avg and adaptive; the paper's columns only where the setup is comparable (report/setup.py)."""
     report = tier_report(rows, setup)
     with_reference = shows_reference(setup)
-    models = REFERENCE_MODELS if with_reference else ()
-    head = ["scenario", "tier", "languages", "unsafe % (mean)", "unsafe % pooled", "pooled 95% CI", "invalid % (mean)",
+    models = reference_models(setup) if with_reference else ()
+    name = report.metric.name
+    head = ["scenario", "tier", "languages", f"{name} % (mean)", f"{name} % pooled", "pooled 95% CI", "invalid % (mean)",
             *(f"{m} (paper)" for m in models)]
     body = [[td(t.scenario), td(t.label), td(",".join(t.languages)),
-             td(f"{100 * t.unsafe_mean:.1f}", sort=t.unsafe_mean, cls="num"), *rate_cells(t.unsafe_pooled),
+             td(f"{100 * t.rate_mean:.1f}", sort=t.rate_mean, cls="num"), *rate_cells(t.rate_pooled),
              td(f"{100 * t.invalid_mean:.1f}", sort=t.invalid_mean, cls="num"),
              *(td(f"{t.reference[m]:.2f}", sort=t.reference[m], cls="num") if m in t.reference else td("", sort="")
                for m in models)]
             for t in report.tiers]
     ratios = "".join(f"<li>{E(s)}: LRL/HRL {E(_x(r['LRL/HRL']))}, MRL/HRL {E(_x(r['MRL/HRL']))}</li>"
                      for s, r in report.ratios.items())
-    summaries = summaries_markdown(report.scenarios, with_reference) if report.scenarios else ""
+    summaries = summaries_markdown(report.scenarios, models, name) if report.scenarios else ""
     hidden = "" if with_reference else ("<p class=\"note\">The paper's figures are hidden: no scenario's setup is "
                                         "comparable with the paper's (see setup).</p>")
     return (table(head, body, table_id="tiers") + f'<ul class="ratios">{ratios}</ul>' + hidden
@@ -256,10 +276,9 @@ def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def pivot_table(rows: Sequence[ResultRow]) -> str:
-    """Language x scenario, each cell coloured by its rate and linked to its responses."""
-    scored = any(r.score is not None for r in rows)
-    stats = {s.group: s for s in summarize(rows, by_scenario_language)}
+def pivot_table(rows: Sequence[ResultRow], metric: Metric | None = None) -> str:
+    """Language x scenario, each cell coloured by its headline rate and linked to its responses."""
+    metric = metric or UNSAFE_RATE
     languages = language_order(list(dict.fromkeys(r.language for r in rows)))
     scenarios = list(dict.fromkeys(r.scenario for r in rows))
     head = "".join(f"<th>{E(s)}</th>" for s in scenarios)
@@ -267,8 +286,8 @@ def pivot_table(rows: Sequence[ResultRow]) -> str:
     for language in languages:
         cells = [f'<th class="row">{E(language)}<span class="tier">{E(tier_name(language))}</span></th>']
         for scenario in scenarios:
-            s = stats.get((scenario, language))
-            rate = (s.asr if scored else s.unsafe) if s else None
+            members = [r for r in rows if r.scenario == scenario and r.language == language]
+            rate = rate_of(metric, members) if members else None
             cells.append(_heat_cell(rate, "", responses_link(language=language, scenario=scenario),
                                     f"{language} · {scenario}: {rate_text(rate)}"))
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -296,26 +315,48 @@ def _run_header(title: str, runs: Sequence[RunRecord], nav: str, extra: str = ""
 
 def render_html(data: ReportInput) -> str:
     rows, run = data.rows, data.run
-    metric = metric_name(rows)
+    setup = describe_setup(run, rows)
+    headline = headline_metric(setup)
+    metric = headline.name
     header = _run_header(f"polysafe report: {run.name}", [run],
                          _nav(("pivot", "overview"), ("summary", "tables"), ("responses-section", "responses")),
                          f'<p class="meta">{len(rows)} items</p>', {run.name: rows})
     chart = ""
     if rows:
-        png = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}",
-                                         subtitle=describe_setup(run, rows).subtitle())).decode()
+        png = base64.b64encode(chart_png(rows, title=f"{run.model} · {run.task}", subtitle=setup.subtitle(),
+                                         metric=headline)).decode()
         chart = f'<img id="chart" class="chart" alt="{E(metric)} chart" src="data:image/png;base64,{png}">'
     sections = [f'<h2 id="pivot">{E(metric)}: language × scenario</h2>',
                 '<p class="note">Click a cell to see its responses. Bars: Wilson 95% intervals.</p>',
-                f'<div class="overview">{pivot_table(rows)}{chart}</div>',
+                f'<div class="overview">{pivot_table(rows, headline)}{chart}</div>',
                 '<h2 id="summary">Per scenario and language</h2>',
-                '<p class="note">Rates over judged answers (invalid included, errors apart), Wilson 95% intervals.</p>',
-                summary_table(summarize(rows, by_scenario_language))]
+                '<p class="note">The judge\'s declared figures: rates over judged answers (invalid included, errors '
+                'apart) with Wilson 95% intervals, mean scores with normal 95% intervals.</p>',
+                summary_table(summarize(rows, by_scenario_language, setup.description))]
     if is_multilingual(rows):
         sections += ["<h2>Per resource tier</h2><p class=\"note\">Tier figure = plain mean of its languages' rates "
-                     "(as the paper); pooled = all the tier's responses together.</p>", tier_table(rows, describe_setup(run, rows))]
+                     "(as the papers do); pooled = all the tier's responses together.</p>", tier_table(rows, setup)]
+    if is_sampled(rows):
+        sections.append(samples_table(sample_summaries(rows, rate_metric(judge_description(run, rows)))))
     sections.append(responses_section([RunRows(None, rows)]))
     return page(f"polysafe report: {run.name}", header, sections)
+
+
+def samples_table(summaries) -> str:
+    k = summaries[0].samples
+    head = ["scenario", "per-sample rate %", "prompt-clustered 95% CI", f"any-of-{k} %", "Wilson 95% CI", "prompts",
+            "lowest sample %", "highest sample %", "sd (pp)"]
+    body = []
+    for s in summaries:
+        spread = s.spread
+        body.append([td(s.group), td(f"{100 * s.per_sample.value:.1f}", sort=s.per_sample.value, cls="num"),
+                     td(f"{100 * s.per_sample.low:.1f} – {100 * s.per_sample.high:.1f}"), *rate_cells(s.any_of_k),
+                     td(str(s.any_of_k.total), sort=s.any_of_k.total, cls="num"),
+                     *(td(f"{100 * v:.1f}", sort=v, cls="num") if spread else td("n/a") for v in (spread or (0, 0, 0)))])
+    return (f'<h2 id="sampling">Sampling: {k} answers per prompt</h2><p class="note">Per-sample rate over every '
+            "answer, its interval clustered by prompt; any-of-K: prompts with at least one flagged answer; the "
+            "spread is over the rates of the sample indexes (sample i drawn with seed + i).</p>"
+            + table(head, body, table_id="samples"))
 
 
 def write_html(data: ReportInput) -> Path:

@@ -1,13 +1,12 @@
-"""What produced a run, as every report states it, and whether it is comparable with the MultiJail paper.
+"""What produced a run, as every report states it, and whether it is comparable with a paper.
 
 `describe_setup(run, rows)` reads the run's stored config (and, when given, its rows for the share of responses
 cut at max_tokens) and returns a `Setup`: `.lines()` for text reports, `.to_dict()` for JSON, `.subtitle()` for
 charts, and `.paper_comparability(scenario)` for the verdict that gates the paper's reference figures.
 
-The paper's setup (Deng et al., ICLR 2024; see shared/methods/multijail.md), checked conservatively:
-human translations, a 3-way LLM judge (`llm:<model>`) that reads responses back-translated into English,
-temperature 0, no system prompt, and for the intentional scenario a jailbreak template file (the paper used
-AIM; polysafe cannot tell that a user's file is AIM, so the verdict says it assumes so).
+Everything here comes from declarations stored with the run, never from plugin names: the judge's kind from its
+`describe()`, the translations from what the benchmark recorded, and the paper's figures with their
+comparability verdicts from the benchmark's own `declare()` (see `declared`).
 """
 
 from __future__ import annotations
@@ -17,29 +16,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from ..engine.store import ResultRow, RunRecord
+from ..types import JudgeDescription
+from .declared import Comparability, Reference, judge_description, reference
 
-PAPER = "Deng et al. 2024, Table 1"
-PAPER_SCENARIOS = ("unintentional", "intentional")
 DEFAULT_TEMPLATE = "polysafe default role-play"
-JUDGE_KINDS = {
-    "llm": "3-way LLM judge: safe/unsafe/invalid",
-    "harm": "1-5 harmfulness LLM judge",
-    "refusal": "offline refusal-phrase matcher",
-}
-BACK_TRANSLATE = "+back-translate:"
+HUMAN_DEFAULT = "the prompt set's own translations"
 
 
 @dataclass(frozen=True)
 class Template:
-    kind: str  # user | default | codeattack | none
+    kind: str  # user | default | none
     name: str | None = None
     sha256: str | None = None
 
     def describe(self) -> str:
         if self.kind == "none":
-            return "none (prompts sent without a jailbreak template)"
-        if self.kind == "codeattack":
-            return f"polysafe's CodeAttack code templates: {self.name}"
+            return "none (no jailbreak template; the attack chains below shape the prompts)"
         digest = f"sha256 {self.sha256[:12]}" if self.sha256 else "sha256 not recorded"
         return f"{DEFAULT_TEMPLATE} ({digest})" if self.kind == "default" else f"user template {self.name} ({digest})"
 
@@ -48,10 +40,11 @@ class Template:
 class Translations:
     kind: str  # human | machine | unrecorded | none
     translator: str | None = None
+    source: str | None = None  # who made human translations, as the benchmark declared it
 
     def describe(self) -> str:
         if self.kind == "human":
-            return "human (MultiJail's native-speaker translations)"
+            return f"human ({self.source or HUMAN_DEFAULT})"
         if self.kind == "machine":
             return f"machine ({self.translator or 'translator not recorded'})"
         if self.kind == "unrecorded":
@@ -77,19 +70,6 @@ class Truncation:
 
 
 @dataclass(frozen=True)
-class Comparability:
-    scenario: str
-    comparable: bool
-    reasons: tuple[str, ...] = ()
-    assumption: str | None = None  # what polysafe could not check itself
-
-    def line(self) -> str:
-        if not self.comparable:
-            return f"{self.scenario}: not comparable with the paper: {'; '.join(self.reasons)}"
-        return f"{self.scenario}: comparable with the paper's setup" + (f" ({self.assumption})" if self.assumption else "")
-
-
-@dataclass(frozen=True)
 class Setup:
     run: str
     task: str
@@ -99,7 +79,7 @@ class Setup:
     chains: tuple[str, ...]  # the attack chains the scenarios applied
     translations: Translations
     judge: str  # the full spec, back-translation included
-    judge_kind: str  # llm | harm | refusal | ...
+    judge_kind: str  # the judge's own words for what it is (its describe().kind)
     back_translation: bool
     back_translator: str | None
     temperature: float | None
@@ -110,7 +90,10 @@ class Setup:
     truncation: Truncation | None = None
     usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
     capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
+    samples: int = 1  # answers per prompt (--samples K), sample i drawn with seed + i
     notes: tuple[str, ...] = field(default_factory=tuple)
+    description: JudgeDescription | None = None  # the judge's declaration: kind, scale, metrics
+    reference: Reference | None = None  # the paper's figures, as the benchmark declared them with the run
     pending: int = 0  # items without an answer or a verdict yet (an interrupted or capped run)
     items: int = 0
 
@@ -120,35 +103,15 @@ class Setup:
         return (f"INCOMPLETE: {self.pending} of {self.items} items pending (no answer or verdict yet); the figures "
                 "cover only the rest, until the same command is run again")
 
-    @property
-    def multijail(self) -> bool:
-        return self.task.split(":")[0] == "multijail"
-
     def paper_comparability(self, scenario: str) -> Comparability:
-        """Whether this scenario's figures may be put beside the paper's Table 1 (and its adaptive attack)."""
-        reasons: list[str] = []
-        if not self.multijail:
-            reasons.append(f"task {self.task} is not MultiJail")
-        if scenario not in PAPER_SCENARIOS:
-            reasons.append(f"scenario '{scenario}' is not one of the paper's")
-        if scenario == "intentional" and self.template.kind != "user":
-            reasons.append(f"{DEFAULT_TEMPLATE} template instead of a jailbreak template file (the paper used AIM)")
-        if self.judge_kind != "llm":
-            reasons.append(f"judge {self.judge.split(BACK_TRANSLATE)[0]} is not a 3-way LLM judge (llm:<model>)")
-        if not self.back_translation:
-            reasons.append("responses are not back-translated into English before judging")
-        if self.translations.kind != "human":
-            reasons.append(f"translations: {self.translations.describe()}, not MultiJail's human ones")
-        if self.temperature is None or self.temperature != 0:
-            reasons.append(f"temperature {self.temperature}, not 0")
-        if self.system_prompt:
-            reasons.append("a system prompt was added (the paper sends none)")
-        assumption = (f"assuming {self.template.name} is AIM-type, which polysafe cannot check"
-                      if scenario == "intentional" and self.template.kind == "user" else None)
-        return Comparability(scenario, not reasons, tuple(reasons), assumption if not reasons else None)
+        """Whether this scenario's figures may be put beside the paper's, as the benchmark judged it at run time."""
+        if self.reference is None:
+            return Comparability(scenario, False, ("no paper reference was declared with this run",))
+        return self.reference.comparability.get(scenario) or Comparability(
+            scenario, False, (f"scenario '{scenario}' is not one of the paper's",))
 
     def comparability(self) -> list[Comparability]:
-        return [self.paper_comparability(s) for s in self.scenarios] if self.multijail else []
+        return [self.paper_comparability(s) for s in self.scenarios] if self.reference is not None else []
 
     def lines(self) -> list[str]:
         """The setup block, one 'name: value' line each."""
@@ -157,12 +120,15 @@ class Setup:
             out.append(f"attack chains: {', '.join(self.chains)}")
         out += [
             f"translations: {self.translations.describe()}",
-            f"judge: {self.judge} ({JUDGE_KINDS.get(self.judge_kind, 'custom judge')})",
+            f"judge: {self.judge} ({self.judge_kind})",
             f"back-translation: {'on (' + (self.back_translator or 'translator not recorded') + ')' if self.back_translation else 'off'}",
             f"generation: temperature {_number(self.temperature)}, max_tokens {_number(self.max_tokens)}, "
             f"top_p {_number(self.top_p)}, seed {_number(self.seed)}, "
             + ("system prompt set" if self.system_prompt else "no system prompt"),
         ]
+        if self.samples > 1:
+            first = self.seed or 0
+            out.append(f"sampling: {self.samples} answers per prompt, seeds {first}..{first + self.samples - 1}")
         if self.truncation is not None:
             out.append(f"stopped at max_tokens: {self.truncation.describe()}")
         if self.usage:
@@ -171,7 +137,15 @@ class Setup:
             out.append(f"CAPPED: {self.capped}; the run is incomplete until it is run again")
         if self.pending:
             out.append(self.incomplete())
-        out += [f"paper reference ({PAPER}), {c.line()}" for c in self.comparability()]
+        if self.description is not None and self.description.scale is not None:
+            scale = self.description.scale
+            out.append(f"score scale: {scale.name}, {scale.low:g}-{scale.high:g}, higher is {scale.higher_is}"
+                       + (f" ({scale.description})" if scale.description else ""))
+        if self.description is not None:
+            out.append("metrics: " + ", ".join(m.name for m in self.description.metrics)
+                       + "".join(f"; {note}" for note in self.description.notes))
+        if self.reference is not None:
+            out += [f"paper reference ({self.reference.source}), {c.line()}" for c in self.comparability()]
         out += list(self.notes)
         return out
 
@@ -190,6 +164,9 @@ class Setup:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["description"] = self.description.to_dict() if self.description else None
+        data["reference"] = ({"source": self.reference.source, "models": list(self.reference.models)}
+                             if self.reference else None)
         data["template"]["description"] = self.template.describe()
         data["translations"]["description"] = self.translations.describe()
         if self.truncation is not None:
@@ -215,15 +192,18 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
     if rows:
         chains = tuple(dict.fromkeys([*chains, *(r.chain for r in rows)]))
     generation = config.get("generation") or {}
-    base_judge, _, back_translator = run.judge.partition(BACK_TRANSLATE)
+    description = judge_description(run, rows)
+    back_translator = description.traits.get("back_translator")
     return Setup(
         run=run.name, task=run.task, model=run.model, scenarios=scenarios,
-        template=_template(config, chains), chains=chains, translations=_translations(run.task, config, chains),
-        judge=run.judge, judge_kind=base_judge.split(":")[0], back_translation=bool(back_translator or config.get("back_translate")),
+        template=_template(config, chains), chains=chains, translations=_translations(config, chains),
+        judge=run.judge, judge_kind=description.kind,
+        back_translation=bool(description.traits.get("back_translated") or config.get("back_translate")),
         back_translator=back_translator or None, temperature=generation.get("temperature"), top_p=generation.get("top_p"),
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
         truncation=truncation(rows) if rows is not None else None,
-        usage=usage(run, rows) if rows else None, capped=config.get("capped"),
+        usage=usage(run, rows) if rows else None, capped=config.get("capped"), samples=config.get("samples", 1),
+        description=description, reference=reference(run),
         pending=sum(1 for r in rows or () if r.label == "pending"), items=len(rows or ()),
     )
 
@@ -251,9 +231,7 @@ def _jailbreak_steps(chains: Sequence[str]) -> list[str]:
 def _template(config: dict, chains: Sequence[str]) -> Template:
     steps = _jailbreak_steps(chains)
     if not steps:
-        variants = [step.strip().split(":", 1)[1] for chain in chains for step in chain.split("|")
-                    if step.strip().startswith("codeattack:")]
-        return Template("codeattack", ", ".join(dict.fromkeys(variants))) if variants else Template("none")
+        return Template("none")
     step = steps[0]
     if step == "jailbreak":
         return Template("default", DEFAULT_TEMPLATE, config.get("template_sha256") if not config.get("template") else None)
@@ -263,22 +241,18 @@ def _template(config: dict, chains: Sequence[str]) -> Template:
     return Template("user", name, config.get("template_sha256") if recorded else None)
 
 
-def _translations(task: str, config: dict, chains: Sequence[str]) -> Translations:
-    if config.get("translation") in ("human", "machine"):
-        kind = config["translation"]
-        return Translations(kind, config.get("translator") if kind == "machine" else None)
+def _translations(config: dict, chains: Sequence[str]) -> Translations:
+    declared = (config.get("benchmark") or {}).get("translations") or {}
+    kind = config.get("translation") or declared.get("kind")
+    if kind in ("human", "machine"):
+        return Translations(kind, config.get("translator") if kind == "machine" else None, declared.get("source"))
     if any(step.strip().startswith("translate:") for chain in chains for step in chain.split("|")):
         translator = config.get("translator")
         if translator == "precomputed":
-            return Translations("human")
+            return Translations("human", source=declared.get("source"))
         return Translations("machine", translator) if translator else Translations("unrecorded")
-    if task.split(":")[0] == "multijail" or config.get("prompt_set") == "multijail":
-        translator = config.get("translator")
-        if translator and translator != "precomputed":
-            return Translations("machine", translator)
-        return Translations("human")
     return Translations("none")
 
 
 __all__ = ["Setup", "Comparability", "Template", "Translations", "Truncation", "describe_setup", "truncation",
-           "PAPER", "DEFAULT_TEMPLATE"]
+           "DEFAULT_TEMPLATE"]

@@ -10,6 +10,11 @@ exactly when the (1 - alpha) Newcombe interval excludes 0, and a test and its in
 p-values; a comparison is significant when its adjusted p-value is below alpha. Holm-significant therefore
 means that the Newcombe interval at Holm's step-down level 1 - alpha / (m - rank + 1) excludes 0, which
 implies that the 95% interval shown excludes 0 too (the converse need not hold after correction).
+
+`paired_difference` is the paired counterpart, for the same items measured twice (a cell and its
+reference): the exact McNemar test on the discordant pairs, and Newcombe's method-10 interval for paired
+proportions (Newcombe 1998, Stat Med 17:2635-2650). There the test and the interval are separate methods and
+may disagree near alpha; paired reports mark significance by the Holm-adjusted McNemar p.
 """
 
 from __future__ import annotations
@@ -116,3 +121,65 @@ def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
     if correction == "bh":
         return benjamini_hochberg(pvalues)
     raise ValueError(f"unknown correction {correction!r}")
+
+
+# -- paired proportions: the same items measured twice (a cell and its reference) -------------------
+@dataclass(frozen=True)
+class PairedDifference:
+    """p1 - p2 on paired binary outcomes, with Newcombe's method-10 95% interval and McNemar's exact p.
+
+    Over `pairs` items judged in both: `both` positive in both, `first_only` positive only in the first
+    measure (the cell), `second_only` only in the second (the reference), `neither`."""
+
+    value: float
+    low: float
+    high: float
+    p: float
+    pairs: int
+    both: int
+    first_only: int
+    second_only: int
+    neither: int
+
+
+def mcnemar_exact(first_only: int, second_only: int) -> float:
+    """Two-sided exact McNemar p: the discordant pairs against Binomial(b + c, 1/2), doubled, capped at 1."""
+    m = first_only + second_only
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, k) for k in range(min(first_only, second_only) + 1))
+    return min(1.0, 2 * tail / 2 ** m)
+
+
+def newcombe_paired_interval(both: int, first_only: int, second_only: int, neither: int,
+                             z: float = Z95) -> tuple[float, float]:
+    """Newcombe (1998, Stat Med 17:2635, method 10): Wilson intervals for the two marginal proportions,
+    combined square-and-add with the estimated correlation phi between them. phi's numerator
+    A = ad - bc is shrunk by n/2 toward 0 when positive (0 if A <= n/2); phi = 0 when a margin is empty."""
+    a, b, c, d = both, first_only, second_only, neither
+    n = a + b + c + d
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, z)
+    l2, u2 = wilson(a + c, n, z)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    numerator = a * d - b * c
+    shrunk = numerator - n / 2 if numerator > n / 2 else (0.0 if numerator >= 0 else numerator)
+    phi = shrunk / math.sqrt(margins) if margins else 0.0
+    dl, du2 = p1 - l1, u2 - p2
+    du1, dl2 = u1 - p1, p2 - l2
+    estimate = p1 - p2
+    low = estimate - math.sqrt(max(0.0, dl * dl - 2 * phi * dl * du2 + du2 * du2))
+    high = estimate + math.sqrt(max(0.0, du1 * du1 - 2 * phi * du1 * dl2 + dl2 * dl2))
+    return max(-1.0, low), min(1.0, high)
+
+
+def paired_difference(outcomes: Sequence[tuple[bool, bool]]) -> PairedDifference | None:
+    """(first, second) outcome per paired item -> the difference first - second; None without pairs."""
+    a = sum(1 for x, y in outcomes if x and y)
+    b = sum(1 for x, y in outcomes if x and not y)
+    c = sum(1 for x, y in outcomes if y and not x)
+    d = len(outcomes) - a - b - c
+    if not outcomes:
+        return None
+    low, high = newcombe_paired_interval(a, b, c, d)
+    return PairedDifference((b - c) / len(outcomes), low, high, mcnemar_exact(b, c), len(outcomes), a, b, c, d)

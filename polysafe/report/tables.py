@@ -13,16 +13,15 @@ ExtraColumn = tuple[str, Callable[[GroupStats], str]]
 
 def markdown_table(stats: Sequence[GroupStats], columns: Sequence[str] = ("scenario", "language"),
                    extra: Sequence[ExtraColumn] = ()) -> str:
-    scored = any(s.asr is not None for s in stats)
-    head = [*columns, "n", "unsafe % [95% CI]", "invalid % [95% CI]", "error %"]
-    if scored:
-        head += ["ASR (score 5) % [95% CI]", "mean score"]
+    """One row per group: n, then the judge's declared figures (headline first) when the stats carry them, else
+    the unsafe and invalid rates; the error rate; extra columns."""
+    declared = next((s.figures for s in stats if s.figures), ())
+    head = [*columns, "n", *([f.header for f in declared] or ["unsafe % [95% CI]", "invalid % [95% CI]"]), "error %"]
     head += [name for name, _ in extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for s in stats:
-        cells = [*(cell.replace("|", "\\|") for cell in s.group), str(s.judged), s.unsafe.pct(), s.invalid.pct(), f"{100 * s.error.value:.1f}"]
-        if scored:
-            cells += [s.asr.pct() if s.asr else "n/a", f"{s.mean_score:.2f}" if s.mean_score is not None else "n/a"]
+        figures = [f.text() for f in s.figures] if declared else [s.unsafe.pct(), s.invalid.pct()]
+        cells = [*(cell.replace("|", "\\|") for cell in s.group), str(s.judged), *figures, f"{100 * s.error.value:.1f}"]
         cells += [cell(s) for _, cell in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

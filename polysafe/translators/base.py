@@ -130,7 +130,9 @@ def lookup_checked(translator: Translator, requests: Sequence[TranslationRequest
             out.append(_translation(request, _record(request, legacy[key])))
         else:
             out.append(None)
-    return out
+    # The same merged-inputs check as `translate_checked`, so a dry run sees the rejections a run would make.
+    merged = find_merged([r.text for r in requests], [t.text if t is not None and t.checks else "" for t in out])
+    return [replace(t, problem=t.problem or why) if why and t is not None else t for t, why in zip(out, merged)]
 
 
 async def translate_cached(translator: Translator, requests: Sequence[TranslationRequest], store: "Store | None") -> list[str]:

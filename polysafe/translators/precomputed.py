@@ -11,6 +11,7 @@ from .base import TRANSLATORS, TranslationRequest
 
 @TRANSLATORS.register("precomputed", summary="MultiJail's human translations, by prompt id (--data for a local CSV).")
 class PrecomputedTranslator:
+    makes_calls = False  # a lookup in the human translations: dry runs count no call for it
     def __init__(self, *, data: str | Path | None = None, **_: Any):
         self.data = data
         self.spec = "precomputed"

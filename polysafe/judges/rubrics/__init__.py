@@ -64,6 +64,11 @@ def load_rubric(path: str | Path) -> Rubric:
     return _validated(where, text)
 
 
+def inline_rubric(name: str, text: str) -> Rubric:
+    """A rubric a judge plugin carries as text (`ModelJudge.rubric_text`), checked like a file."""
+    return _validated(f"{name} (inline rubric)", text)
+
+
 def builtin_rubric(name: str) -> Rubric:
     return _validated(name, (_HERE / name).read_text(encoding="utf-8"))
 
