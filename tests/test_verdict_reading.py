@@ -220,3 +220,26 @@ def test_a_rubric_file_replaces_the_shipped_one(tmp_path):
     mine = LLMJudge("none", model=NoModel(), prompt_file=str(rubric))
     _, user = mine.build_messages(item("resp"))
     assert user.content.startswith("MY RUBRIC") and mine.identity != judge().identity
+
+
+def test_the_nonce_avoids_the_response_too(monkeypatch):
+    from polysafe.judges import _model_judge
+
+    draws = iter(["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"])
+    monkeypatch.setattr(_model_judge.secrets, "token_hex", lambda n: next(draws))
+    system, _ = judge().build_messages(JudgeInput(query="q", prompt="p", response="AAAAAAAAAAAAAAAA", language="en"))
+    assert "code bbbbbbbbbbbbbbbb." in system.content
+
+
+def test_a_failed_judge_call_does_not_stop_the_batch():
+    import asyncio
+
+    from polysafe.types import Completion
+
+    class TwoAnswers(NoModel):
+        async def generate(self, conversations, generation):
+            return [Completion.failed("HTTP 500"), Completion("It complies.\nLabel: unsafe", 1, 1)]
+
+    reader = LLMJudge("none", model=TwoAnswers())
+    verdicts = asyncio.run(reader.judge([item("a"), item("b")]))
+    assert [v.label for v in verdicts] == ["error", "unsafe"] and "judge call failed: HTTP 500" in verdicts[0].rationale
