@@ -140,6 +140,7 @@ def _parse(text: str, path: Path) -> tuple[Any, LineFinder]:
         return data, LineFinder(text=text)
     import yaml
 
+    _check_flow_depth(text, path)
     _check_events(text, path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -162,6 +163,21 @@ def _check_depth(data: Any, path: Path) -> None:
             raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path))
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         stack.extend((child, depth + 1) for child in children)
+
+
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'')
+
+
+def _check_flow_depth(text: str, path: Path) -> None:
+    """Bracket nesting (YAML flow style, JSON) before the parser sees it: PyYAML's scanner slows down
+    quadratically in deep flow nesting, so 2,000 levels would take a second before any event says so."""
+    depth = 0
+    blanked = _QUOTED.sub(lambda quoted: " " * len(quoted.group()), text)  # offsets kept for the line number
+    for bracket in re.finditer(r"[\[\]{}]", blanked):
+        depth = depth + 1 if bracket.group() in "[{" else max(0, depth - 1)
+        if depth > MAX_DEPTH:
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path),
+                             line=text.count("\n", 0, bracket.start()) + 1)
 
 
 def _check_events(text: str, path: Path) -> None:
