@@ -77,8 +77,10 @@ def measure_polysafe(args) -> dict:
 
     from polysafe.engine.dispatch import dispatch
     from polysafe.models import ModelOptions, load_model
+    from polysafe.models.tuning import tune_this_process
     from polysafe.types import GenerationConfig, Message
 
+    tune_this_process()  # as the CLI does: the allocator setting and the decode loop's thread chooser
     if args.threads:
         torch.set_num_threads(args.threads)
     backend = load_model("smollm2", ModelOptions(dtype=args.dtype, batch_size=args.batch))

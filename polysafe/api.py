@@ -20,12 +20,14 @@ from .benchmarks.base import Benchmark, BenchmarkParams, load_benchmark
 from .keys import content_key
 from .engine.progress import Progress
 from .engine.cost import PRICES_AS_OF, Budget, Price, price_for
+from .engine.executor import LOCAL, Executor, ExecutorChoice
 from .engine.plan import CallGroup, RunPlan, plan_eval
 from .engine.runner import EvalTask, check_samples, run_eval
 from .engine.store import ResultRow, Store
 from .errors import InputError
 from .judges.base import Judge, load_judge as _load_judge
 from .models.base import ModelBackend, ModelOptions, load_model as _load_model
+from .models.local import LocalCausalLM
 from .types import GenerationConfig, RunSummary
 
 DEFAULT_DB = Path("polysafe-results/polysafe.db")
@@ -51,9 +53,15 @@ class RunOptions:
     judge_prompt_file: str | None = None  # a user's rubric for the model judges (slots {query}, {response})
     samples: int = 1  # answers per prompt (needs temperature > 0); sample i uses seed `generation.seed + i`
     dry_run: bool = False  # only count what would be asked: no API key is needed
+    executor: str = "local"  # where local models generate: local (this process) | ray (actors of a Ray cluster)
+    ray_address: str | None = None  # auto | HOST:PORT | ray://HOST:PORT; None: $RAY_ADDRESS, else a local instance
+    ray_actors: int | None = None  # model replicas; None: as many as the cluster fits (one per GPU, or per CPU)
 
     def judge_options(self) -> ModelOptions:
         return replace(self.model, base_url=None, base_urls=())
+
+    def executor_choice(self) -> ExecutorChoice:
+        return ExecutorChoice(self.executor, self.ray_address, self.ray_actors)
 
 
 class TaskBenchmark(Benchmark):
@@ -112,6 +120,7 @@ class Prepared:
     generation: GenerationConfig
     run_name: str
     samples: int = 1
+    executor: Executor = LOCAL
 
 
 def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
@@ -124,7 +133,10 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     gen = options.generation or GenerationConfig(**bench.generation_defaults)
     check_samples(gen, options.samples)
     model_options = replace(options.model, require_key=False) if options.dry_run else options.model
+    executor = options.executor_choice().load()
     backend = _load_model(model, model_options)
+    if executor is not LOCAL and isinstance(backend, LocalCausalLM):  # keyed with the dtype the actors decode in
+        backend = _load_model(model, executor.model_options(model_options))
     judge_options = options.judge_options()
     if options.dry_run:
         judge_options = replace(judge_options, require_key=False)
@@ -134,7 +146,7 @@ def prepare(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", ju
     name = options.run_name or default_run_name(task, backend, loaded_judge, gen, options.samples)
     # After the name: what the benchmark declares for reports is not part of what makes the run (old names resume).
     task = replace(task, config={**task.config, "benchmark": bench.declare(task, gen, loaded_judge)})
-    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, options.samples)
+    return Prepared(bench, checked, task, backend, loaded_judge, context, gen, name, options.samples, executor)
 
 
 def budget_for(prepared: Prepared, options: RunOptions) -> Budget | None:
@@ -155,7 +167,8 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
         try:
             return await run_eval(prepared.task, prepared.model, prepared.judge, store, gen=prepared.generation,
                                   run_name=prepared.run_name, ctx=prepared.context, progress=progress,
-                                  overwrite=overwrite, budget=budget, samples=prepared.samples)
+                                  overwrite=overwrite, budget=budget, samples=prepared.samples,
+                                  executor=prepared.executor)
         finally:
             await prepared.model.aclose()
             await prepared.judge.aclose()
@@ -163,12 +176,16 @@ async def run_prepared(prepared: Prepared, db: Path | str, *, progress: Progress
 
 def evaluate(benchmark: str | Benchmark | EvalTask, *, model: str = "smollm2", judge: str | None = None,
              params: Mapping[str, Any] | BenchmarkParams | None = None, options: RunOptions | None = None,
-             progress: Progress | None = None) -> RunSummary:
+             progress: Progress | None = None, executor: str | None = None,
+             ray_address: str | None = None) -> RunSummary:
     """Run a benchmark on a model, judge every answer, store everything; return the run's summary.
 
-    A rerun makes no call for anything already stored; a killed run resumes where it stopped.
+    A rerun makes no call for anything already stored; a killed run resumes where it stopped. `executor="ray"`
+    (and `ray_address`) override `options`: local models then generate on the actors of a Ray cluster.
     """
     options = options or RunOptions()
+    if executor is not None or ray_address is not None:
+        options = replace(options, executor=executor or options.executor, ray_address=ray_address or options.ray_address)
     prepared = prepare(benchmark, model=model, judge=judge, params=params, options=options)
     return asyncio.run(run_prepared(prepared, options.db, progress=progress, overwrite=options.overwrite,
                                     budget=budget_for(prepared, options)))

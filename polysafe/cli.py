@@ -16,6 +16,7 @@ import typer
 from .commands.benchmarks import BenchmarkGroup
 from .commands._common import DEFAULT_DB, DbOpt, command_group, console, error_line
 from .errors import PolysafeError
+from .models.tuning import tune_this_process
 from .terminal import json_printable, printable, printable_text
 
 app = command_group(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -78,7 +79,8 @@ def _runs_table(listed) -> None:
 
 
 # The built-in report formats, for `report --help` without importing the report stage (a test keeps it complete).
-REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json")
+REPORT_FORMATS = ("md", "json", "scores", "html", "png", "tiers", "tiers-json", "paired", "paired-json", "paired-html",
+                  "paired-png")
 
 
 @app.command("report")
@@ -155,6 +157,7 @@ INTERRUPTED = "interrupted: everything answered so far is stored; run the same c
 def main() -> None:
     """Entry point: bad input (a usage error too) exits 2 with one line, failed items and the environment (disk
     full, read-only media) exit 1 with one line."""
+    tune_this_process()  # local models may set the allocator and choose torch's thread count (a library call may not)
     try:
         code = app(prog_name="polysafe", standalone_mode=False)  # click's own errors come here, to be said in one line
         if code == 130:  # typer turns Ctrl-C inside a command into exit code 130

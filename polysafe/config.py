@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
 
@@ -55,7 +55,21 @@ class RunSet(_Strict):
     timeout: float = Field(default=120.0, gt=0, le=86_400)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
     dtype: str = "auto"
+    numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
     db: str | None = None
+    executor: Literal["local", "ray"] = "local"  # where local models generate
+    ray_address: str | None = None  # auto | HOST:PORT | ray://HOST:PORT
+    ray_actors: int | None = Field(default=None, ge=1)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        from .engine.executor import check_ray_address
+
+        try:
+            return None if value is None else check_ray_address(value)
+        except InputError as err:
+            raise ValueError(err.reason) from None
 
 
 def load_run_set(path: str | Path) -> tuple[RunSet, "LineFinder"]:
@@ -255,8 +269,10 @@ def run_options(run_set: RunSet, db: str | Path | None = None):
     from .models.base import ModelOptions
 
     model = ModelOptions(api_key_env=run_set.api_key_env, concurrency=run_set.concurrency, timeout=run_set.timeout,
-                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype)
-    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), samples=run_set.samples)
+                         max_retries=run_set.max_retries, batch_size=run_set.batch_size, dtype=run_set.dtype,
+                         numerics=run_set.numerics)
+    return RunOptions(model=model, db=Path(db or run_set.db or DEFAULT_DB), samples=run_set.samples,
+                      executor=run_set.executor, ray_address=run_set.ray_address, ray_actors=run_set.ray_actors)
 
 
 def prepare_run_set(path: str | Path, *, db: str | Path | None = None, dry_run: bool = False) -> tuple:

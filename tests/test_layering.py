@@ -26,7 +26,7 @@ RANKS = {
     "report": 6, "training": 6,
     "benchmarks": 7,
     "defenses": 8,
-    "api": 9, "config": 9,
+    "api": 9, "config": 9, "lab": 9,
     "testing": 9,
     "commands": 10, "cli": 11,
 }

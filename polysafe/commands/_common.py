@@ -63,7 +63,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed; with --samp
 SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Answers per prompt (needs --temperature > 0): reports give the per-sample rate, the any-of-K rate and the spread.")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16 (the whole model cast).")]
+NumericsOpt = Annotated[str, typer.Option("--numerics", help="Local models on the CPU: fp32 | bf16 | int8 | auto (matrix products on the CPU's bf16/int8 units; named in the model identity).")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Count the model, judge, translation and back-translation calls the run would make, what is stored, and bounds on tokens and cost; make no call (no API key needed).")]
@@ -72,6 +73,9 @@ MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help
 PriceInOpt = Annotated[Optional[float], typer.Option("--price-in", min=0.0, help="$ per million prompt tokens (default: the shipped table for well-known models).")]
 PriceOutOpt = Annotated[Optional[float], typer.Option("--price-out", min=0.0, help="$ per million completion tokens.")]
 JudgePromptOpt = Annotated[Optional[Path], typer.Option("--judge-prompt-file", help="Your rubric for the llm: (3-way), harm: (1-5) or helpfulness: judge; slots {query} and {response}.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where local models generate: local (this process) | ray (the actors of a Ray cluster).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="--executor ray: auto | HOST:PORT | ray://HOST:PORT (default: $RAY_ADDRESS, else a Ray instance started on this machine).")]
+RayActorsOpt = Annotated[Optional[int], typer.Option("--ray-actors", min=1, help="--executor ray: model replicas (default: one per GPU of the cluster, else one per CPU).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Reuse --run-name although it holds another model, task or judge: its items are replaced.")]
 
 
@@ -92,6 +96,7 @@ class EvalOptions:
     system_prompt: str | None = None
     batch_size: int | None = None
     dtype: str = "auto"
+    numerics: str = "fp32"
     max_retries: int = 6
     timeout: float = 120.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -102,6 +107,9 @@ class EvalOptions:
     max_cost: float | None = None
     price_in: float | None = None
     price_out: float | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
     extra: dict = field(default_factory=dict)
 
     def model_options(self) -> ModelOptions:
@@ -109,7 +117,7 @@ class EvalOptions:
 
         return ModelOptions(base_urls=tuple(self.base_url or ()), api_key_env=self.api_key_env, concurrency=self.concurrency,
                             timeout=self.timeout, max_retries=self.max_retries, batch_size=self.batch_size, dtype=self.dtype,
-                            max_response_bytes=self.max_response_bytes)
+                            numerics=self.numerics, max_response_bytes=self.max_response_bytes)
 
     def judge_options(self) -> ModelOptions:
         from ..models import ModelOptions
@@ -133,9 +141,11 @@ _SHARED_OPTIONS = {
     "db": DbOpt, "run_name": RunNameOpt, "concurrency": ConcurrencyOpt, "base_url": BaseUrlOpt,
     "api_key_env": ApiKeyEnvOpt, "temperature": TemperatureOpt, "top_p": TopPOpt, "max_tokens": MaxTokensOpt,
     "seed": SeedOpt, "samples": SamplesOpt, "system_prompt": SystemOpt, "batch_size": BatchOpt, "dtype": DtypeOpt,
+    "numerics": NumericsOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "max_response_bytes": MaxResponseOpt,
     "max_retries": RetriesOpt, "timeout": TimeoutOpt, "overwrite": OverwriteOpt,
     "judge_prompt_file": JudgePromptOpt, "dry_run": DryRunOpt, "max_calls": MaxCallsOpt, "max_cost": MaxCostOpt, "price_in": PriceInOpt, "price_out": PriceOutOpt,
+    "executor": ExecutorOpt, "ray_address": RayAddressOpt, "ray_actors": RayActorsOpt,
 }
 
 
@@ -181,6 +191,30 @@ def with_eval_options(*, without: tuple[str, ...] = (), **defaults):
     return with_shared_options(options, EvalOptions, "opts", **defaults)
 
 
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """--executor, --ray-address, --ray-actors for commands that run evaluations inside a pipeline (defend)."""
+
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+
+    def load(self):
+        """The executor, joined to its cluster now: a failure is one line before anything is trained or sent."""
+        from ..engine.executor import ExecutorChoice
+        from ..models import ModelOptions
+
+        executor = ExecutorChoice(self.executor, self.ray_address, self.ray_actors).load()
+        executor.model_options(ModelOptions())
+        return executor
+
+
+def with_executor_options():
+    """The executor options, received as `run_on: ExecutorOptions`."""
+    return with_shared_options({"executor": ExecutorOpt, "ray_address": RayAddressOpt, "ray_actors": RayActorsOpt},
+                               ExecutorOptions, "run_on")
+
+
 def run_async(coroutine):
     """`asyncio.run`, importing asyncio only when a command runs (not for `--help`)."""
     import asyncio
@@ -209,7 +243,8 @@ def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
                       run_name=opts.run_name, overwrite=opts.overwrite, max_calls=opts.max_calls,
                       max_cost=opts.max_cost, price_in=opts.price_in, price_out=opts.price_out,
                       judge_prompt_file=str(opts.judge_prompt_file) if opts.judge_prompt_file else None,
-                      samples=opts.samples, dry_run=opts.dry_run)
+                      samples=opts.samples, dry_run=opts.dry_run,
+                      executor=opts.executor, ray_address=opts.ray_address, ray_actors=opts.ray_actors)
 
 
 def run_prepared_with_progress(prepared, options) -> RunSummary:

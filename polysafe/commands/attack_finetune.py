@@ -24,13 +24,18 @@ def attack_finetune(
 ) -> None:
     """Fine-tune a model on attack data; prints the attacked model's spec."""
     from ..defenses.ctrl.run import attack_set
-    from ..training.lora import finetune, write_chat_jsonl
+    from ..training.lora import SINGLE_PROCESS_NOTE, finetune, is_main_process, single_process_launch, write_chat_jsonl
     from ..errors import InputError
 
     if not data:
         raise InputError("--data is required (AOA: Qi et al.'s identity-shift file; harmful: a file or 'beavertails')", field="data")
     examples = attack_set(kind, data, mix_into=str(mix_into) if mix_into else None, share=share, seed=train.seed, limit=limit)
     config = train.finetune_config()
+    if not is_main_process():  # a data-parallel worker under `accelerate launch`: it trains, the main process writes
+        finetune(base, examples, out, config)
+        return
+    if single_process_launch():
+        console.print(f"warning: {SINGLE_PROCESS_NOTE}", style="yellow", markup=False, highlight=False)
     console.print(f"attack {kind}: {len(examples)} training examples -> {out}")
     result = finetune(base, examples, out, config,
                       progress=lambda step, total, loss: console.print(f"  step {step}/{total} loss {loss:.4f}"))

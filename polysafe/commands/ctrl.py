@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DEFAULT_DB, DbOpt, LimitOpt, command_group, console, run_async
+from ._common import DEFAULT_DB, DbOpt, ExecutorOptions, LimitOpt, command_group, console, run_async, with_executor_options
 from ._training import TrainingOptions, with_training_options
 
 
@@ -146,6 +146,7 @@ def run_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for adapters and the report.")] = Path("polysafe-results/ctrl"),
     db: DbOpt = Path(DEFAULT_DB),
     train: TrainingOptions = TrainingOptions(),
+    run_on: ExecutorOptions = ExecutorOptions(),
 ) -> None:
     """Attack with fine-tuning under each defense and baseline; one table row per defense."""
     from ..data.ctrl_sets import load_harmful_queries, read_rows
@@ -175,11 +176,13 @@ def run_cmd(
         safety_stage=safety_stage, judge=judge, finetune=train.finetune_config(),
         max_tokens=max_tokens, objective=str(objective), seed=train.seed)
     rater = load_helpfulness(helpfulness)
+    executor = run_on.load()
 
     async def go():
         with Store(db) as store:
             try:
-                rows = await run_ctrl(cfg, rater, store, log=lambda m: console.print(m, markup=False, highlight=False))
+                rows = await run_ctrl(cfg, rater, store, log=lambda m: console.print(m, markup=False, highlight=False),
+                                      executor=executor)
                 return rows, before_after(store, [r.run for r in rows], by="scenario")
             finally:
                 await rater.aclose()
@@ -198,4 +201,4 @@ def register(apps) -> None:
 
     ctrl.command("curate")(curate_cmd)
 
-    ctrl.command("run")(with_training_options(epochs=3.0, lr=1e-4, batch_size=8)(run_cmd))
+    ctrl.command("run")(with_training_options(epochs=3.0, lr=1e-4, batch_size=8)(with_executor_options()(run_cmd)))

@@ -34,12 +34,19 @@ def finetune_command(
     train: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Fine-tune a local model with LoRA on the assistant tokens of chat data; prints the new model spec."""
-    from ..training.lora import finetune, load_chat_jsonl
+    from ..training.lora import SINGLE_PROCESS_NOTE, finetune, is_main_process, single_process_launch, load_chat_jsonl
 
     examples = load_chat_jsonl(data)
+    if not is_main_process():  # a data-parallel worker under `accelerate launch`: it trains and stays quiet
+        finetune(base, examples, out, train.finetune_config())
+        return
+    if single_process_launch():
+        console.print(f"warning: {SINGLE_PROCESS_NOTE}", style="yellow", markup=False, highlight=False)
     console.print(f"{len(examples)} conversations from {data}; base {base}")
     with training_progress() as progress:
         result = finetune(base, examples, out, train.finetune_config(), progress=progress)
+    if result.processes > 1:
+        console.print(f"data-parallel: {result.processes} processes, {train.batch_size} examples each per forward pass")
     first, last = result.losses[0], result.losses[-1]
     console.print(f"{result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step, "
                   f"{result.examples / result.seconds:.2f} examples/s); loss {first:.4f} -> {last:.4f}")

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DEFAULT_DB, DbOpt, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, command_group, console, run_async
+from ._common import (DEFAULT_DB, DbOpt, ExecutorOptions, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, command_group, console,
+                      run_async, with_executor_options)
 from ._training import TrainingOptions, with_training_options
 
 GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", "-g", help="Model that writes and translates the data (default: the model itself).")]
@@ -141,6 +142,7 @@ def run(
     save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy of the pool in the output folder.")] = False,
     gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
     train: TrainingOptions = TrainingOptions(),
+    run_on: ExecutorOptions = ExecutorOptions(),
 ) -> None:
     """Generate -> fine-tune (one adapter per unsafe share) -> MultiJail on held-out prompts, over-refusal, perplexity."""
     setup, seed_pairs = build_setup(
@@ -148,7 +150,8 @@ def run(
         unsafe_ratios=unsafe_ratios, seed_share=seed_share, data=data, scenario=scenario, limit=limit, benign=benign,
         benign_limit=benign_limit, benign_pairs=benign_pairs, max_tokens=max_tokens, out=out,
         save_dataset=save_dataset_dir, gen_max_tokens=gen_max_tokens, train=train)
-    report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db)
+    report = execute_run(setup, seed_pairs, generator=generator or model, judge=judge, check_judge=check_judge, db=db,
+                         executor=run_on.load())
     typer.echo(report.markdown())
     console.print(f"report: {setup.out_dir / 'report.md'}; chart: {setup.out_dir / 'tradeoff.png'}")
 
@@ -159,7 +162,8 @@ def register(apps) -> None:
 
     selfdefense.command("generate")(generate)
 
-    selfdefense.command("run")(with_training_options(epochs=2.0, lr=2e-4, batch_size=8, max_length=256)(run))
+    selfdefense.command("run")(with_training_options(epochs=2.0, lr=2e-4, batch_size=8, max_length=256)(
+        with_executor_options()(run)))
 
 
 def parse_shares(text: str | None, n_unsafe: int, n_general: int) -> tuple[float, ...]:
@@ -223,12 +227,15 @@ def build_setup(*, model: str, languages: str, seeds: Path | None, n_unsafe: int
     return setup, seed_pairs
 
 
-def execute_run(setup, seed_pairs, *, generator: str, judge: str, check_judge: str | None, db: Path):
+def execute_run(setup, seed_pairs, *, generator: str, judge: str, check_judge: str | None, db: Path, executor=None):
     from ..defenses.selfdefense.pipeline import run_self_defense
     from ..engine.store import Store
     from ..judges import load_judge
-    from ..models import load_model
+    from ..models import ModelOptions, load_model
     from .finetune import training_progress
+
+    def load_evaluated(spec: str):  # with the options of the executor that will generate its answers
+        return load_model(spec, executor.model_options(ModelOptions()) if executor else None)
 
     async def go():
         gen_backend = load_model(generator)
@@ -238,8 +245,9 @@ def execute_run(setup, seed_pairs, *, generator: str, judge: str, check_judge: s
         try:
             with Store(db) as store, training_progress() as train_progress:
                 return await run_self_defense(setup, generator=gen_backend, judge=eval_judge, store=store,
-                                              check_judge=checker, seeds=seed_pairs, load_backend=load_model,
-                                              train_progress=train_progress, say=lambda m: console.print(m, markup=False))
+                                              check_judge=checker, seeds=seed_pairs, load_backend=load_evaluated,
+                                              train_progress=train_progress, say=lambda m: console.print(m, markup=False),
+                                              executor=executor)
         finally:
             await gen_backend.aclose()
             await eval_judge.aclose()

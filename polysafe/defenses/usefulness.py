@@ -11,6 +11,7 @@ import json
 from typing import Sequence
 
 from ..data.benign import I_ALPACA_URL, load_benign_prompts
+from ..engine.executor import Executor
 from ..engine.runner import EvalTask, Scenario, run_eval
 from ..engine.store import ResultRow, Store
 from ..errors import InputError
@@ -59,7 +60,7 @@ def refusal_rate(rows: Sequence[ResultRow]) -> Rate:
 
 
 async def over_refusal_run(backend: ModelBackend, prompts: Sequence[str], store: Store, *, run_name: str,
-                           gen: GenerationConfig = OVER_REFUSAL_GEN) -> tuple[Rate, list[ResultRow]]:
+                           gen: GenerationConfig = OVER_REFUSAL_GEN, executor: Executor | None = None) -> tuple[Rate, list[ResultRow]]:
     """Over-refusal as a stored run: answers and verdicts are kept, so asking again costs no model call.
     Returns the rate and the rows (the answers, e.g. for a helpfulness rating)."""
     from ..attacks import parse_chain
@@ -67,7 +68,7 @@ async def over_refusal_run(backend: ModelBackend, prompts: Sequence[str], store:
 
     task = EvalTask("usefulness:benign", [Prompt(id=f"benign-{i}", text=t) for i, t in enumerate(prompts)],
                     [Scenario("none", parse_chain("none"))])
-    await run_eval(task, backend, load_judge("refusal"), store, gen=gen, run_name=run_name)
+    await run_eval(task, backend, load_judge("refusal"), store, gen=gen, run_name=run_name, executor=executor)
     rows = store.results(run_name)
     return refusal_rate(rows), rows
 

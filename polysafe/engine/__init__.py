@@ -1,4 +1,4 @@
-"""The evaluation loop (runner), the SQLite result store and progress hooks.
+"""The evaluation loop (runner), its executors (local, ray), the SQLite result store and progress hooks.
 
 Names are resolved lazily so that importing `polysafe.engine.store` never imports the runner.
 """

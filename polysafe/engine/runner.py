@@ -14,10 +14,11 @@ from ..attacks.base import AttackChain, AttackContext, AttackedPrompt, Undecodab
 from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelBackend
-from ..types import Completion, GenerationConfig, JudgeInput, Prompt, RunSummary, Verdict
+from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Message, Prompt, RunSummary, Verdict
 from .claims import claimed
 from .cost import Budget, prompt_token_bound
 from .dispatch import dispatch
+from .executor import LOCAL, Executor, WorkUnit, make_units
 from ..keys import content_key
 from .progress import Progress
 from .store import ItemRecord, RunRecord, Store
@@ -158,8 +159,11 @@ class _TurnWriter:
 
 
 async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: GenerationConfig, store: Store,
-                           progress: Progress, budget: Budget | None = None) -> tuple[int, int]:
-    """Ask the model for every response not yet stored, within `budget`. Returns (asked, reused)."""
+                           progress: Progress, budget: Budget | None = None,
+                           executor: Executor | None = None) -> tuple[int, int]:
+    """Ask the model for every response not yet stored, within `budget`. Returns (asked, reused).
+
+    The pending requests go to `executor` (default: this process) in units; results are committed as they arrive."""
     unique: dict[str, _Item] = {}
     for item in items:
         if not item.attacked.error:
@@ -172,33 +176,35 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     if pending and load is not None:  # loading weights is not generating: the phase's clock starts after it
         await load()
     progress.start("generate", len(pending))
-
-    async def work(batch: Sequence[_Item]) -> list[Completion]:
-        from ..types import Message
-
-        conversations = [tuple(Message(m["role"], m["content"]) for m in it.request["messages"]) for it in batch]
-        return await generate_each(model, conversations, [it.gen for it in batch])
-
+    executor = executor or LOCAL
+    items_of: dict[int, Sequence[_Item]] = {}  # the current round's units cut its items in order
     writer = _TurnWriter(lambda rows: store.put_responses(model.identity, rows))
 
-    def on_done(batch: Sequence[_Item], completions: list[Completion]) -> None:
+    def on_result(unit: WorkUnit, completions: list[Completion]) -> None:
+        batch = items_of[unit.index]
         writer.add([(item.record.response_key, item.request, c) for item, c in zip(batch, completions)])
         if budget is not None:
             budget.settle(request_token_bounds(batch), [(c.prompt_tokens, c.completion_tokens) for c in completions])
         progress.advance("generate", len(batch), tokens=sum(c.completion_tokens for c in completions))
 
-    def admit(batch: Sequence[_Item]) -> bool:
-        return budget.admit(request_token_bounds(batch))
+    def admit(unit: WorkUnit) -> bool:
+        return budget.admit(request_token_bounds(items_of[unit.index]))
 
     by_key = {item.record.response_key: item for item in pending}
     asked = 0
 
     async def ask(keys: list[str]) -> None:  # the keys this process claimed (see `claims`)
         nonlocal asked
-        asked += len(keys)
+        mine = [by_key[k] for k in keys]
+        asked += len(mine)
+        units = make_units([conversation(it) for it in mine], [it.gen for it in mine],
+                           executor.unit_size(model, len(mine)))
+        items_of.clear()
+        start = 0
+        for unit in units:
+            items_of[unit.index], start = mine[start : start + len(unit.conversations)], start + len(unit.conversations)
         try:
-            await dispatch([by_key[k] for k in keys], work, batch_size=model.batch_size, concurrency=model.concurrency,
-                           on_done=on_done, admit=admit if budget is not None else None)
+            await executor.run(model, units, on_result=on_result, admit=admit if budget is not None else None)
         finally:
             writer.flush()  # committed before the claims are released
 
@@ -280,6 +286,7 @@ async def run_eval(
     overwrite: bool = False,
     budget: Budget | None = None,
     samples: int = 1,
+    executor: Executor | None = None,
 ) -> RunSummary:
     """Run a task, resuming the run `run_name` when it exists.
 
@@ -298,6 +305,7 @@ async def run_eval(
     record = RunRecord(name=run_name, task=task.name, model=model.spec, judge=judge.spec,
                        config={"generation": gen.to_dict(), **task.config,
                                "scenarios": {s.name: s.chain.spec for s in task.scenarios},
+                               **({"precision": model.precision} if getattr(model, "precision", None) else {}),
                                "model_identity": identity_digest(model.identity),
                                "judge_identity": identity_digest(judge.identity),
                                "judge_description": judge.describe().to_dict(),
@@ -311,7 +319,7 @@ async def run_eval(
         if item.attacked.error:
             store.put_response(item.record.response_key, model.identity, {**item.request, "not_sent": item.attacked.error},
                                Completion.failed(f"not sent: {item.attacked.error}"))
-    asked, reused = await generate_missing(items, model, gen, store, progress, budget)
+    asked, reused = await generate_missing(items, model, gen, store, progress, budget, executor)
     capped = budget.reason() if budget is not None and budget.capped else None
     store.update_run_config(run_name, {"capped": capped})
     judged = await judge_missing(run_name, items, judge, store, progress)
@@ -322,6 +330,10 @@ async def run_eval(
                       prompt_tokens=sum(r.prompt_tokens for r in rows),
                       completion_tokens=sum(r.completion_tokens for r in rows), capped=capped,
                       pending=sum(1 for r in rows if r.label == "pending"))
+
+
+def conversation(item: _Item) -> Conversation:
+    return tuple(Message(m["role"], m["content"]) for m in item.request["messages"])
 
 
 def request_token_bounds(batch: Sequence[_Item]) -> list[int]:

@@ -13,10 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BackendError
+from ..errors import BackendError, SpecError
 from ..types import Completion, Conversation, GenerationConfig
 from .base import MODELS, ModelBackend, ModelOptions
 from .decoding import DecodeLoop, DecodeRequest, clean_text, supports
+from .numerics import Numerics, kv_dtype, lower, resolve
+from .tuning import opted_in, return_large_frees_to_the_os
 
 DEFAULT_BATCH_SIZE = 64  # rows decoded together (bench/local_throughput.py)
 KV_CACHE_BUDGET = 880 * 2**20  # bytes of keys and values: long prompts get fewer rows, not more memory
@@ -93,6 +95,7 @@ class LocalCausalLM(ModelBackend):
         base_identity = identity or (f"hf:{Path(source).resolve()}#{fingerprint_dir(source)}" if Path(source).is_dir() else spec)
         self._weights_identity = base_identity + "".join(f"+lora#{fingerprint_adapter(a)}" for a in self.adapters)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE
+        self.numerics = self._choose_numerics()
         self._model: Any = None
         self._tokenizer: Any = None
         self._loop: DecodeLoop | None = None
@@ -100,10 +103,41 @@ class LocalCausalLM(ModelBackend):
 
     @property
     def identity(self) -> str:
-        """The weights and the resolved dtype: float32 and bfloat16 answers differ, so they are never shared."""
-        return f"{self._weights_identity}@{self.resolved_dtype()}"
+        """The weights and the numerics (`@bf16-amx`), or in fp32 the resolved dtype (`@float32`, `@bfloat16`, as
+        stored before numerics existed): answers that differ in precision are never shared."""
+        tag = self.numerics.tag if self.numerics.lowered else self.resolved_dtype()
+        return f"{self._weights_identity}@{tag}"
+
+    @property
+    def precision(self) -> str:
+        """The numerics as named in the identity and in every report's setup block: `float32`, `bf16-amx`, ..."""
+        return self.identity.rsplit("@", 1)[1]
+
+    def _choose_numerics(self) -> Numerics:
+        """`--numerics` resolved on this CPU; bf16 / int8 lower a float32 model on the CPU, so `--dtype` must be
+        auto or float32 with them. `auto` off the CPU is fp32 (the GPU path keeps `--dtype`)."""
+        name = self.options.numerics
+        if name == "fp32":
+            return resolve(name)
+        if name == "auto" and pick_device(self.options.device) != "cpu":
+            return resolve("fp32")
+        try:
+            numerics = resolve(name)
+        except ValueError as err:
+            if name not in ("bf16", "int8"):
+                raise SpecError(str(err), field="numerics") from None
+            raise BackendError(str(err)) from None
+        if numerics.lowered and self.options.dtype not in ("auto", "float32"):
+            raise SpecError(f"--numerics {name} lowers a float32 model: leave --dtype at auto or float32 "
+                            f"(not {self.options.dtype})", field="numerics")
+        if numerics.lowered and pick_device(self.options.device) != "cpu":
+            raise SpecError(f"--numerics {name} is for the CPU; on {pick_device(self.options.device)} use --dtype",
+                            field="numerics")
+        return numerics
 
     def resolved_dtype(self) -> str:
+        if self.numerics.lowered:
+            return "float32"  # the model's own dtype: norms, residuals and the embedding
         if self._model is not None:
             return str(self._model.dtype).removeprefix("torch.")
         return str(pick_dtype(self.options.dtype, pick_device(self.options.device))).removeprefix("torch.")
@@ -125,21 +159,26 @@ class LocalCausalLM(ModelBackend):
             if self._model is not None:
                 return
             quiet_transformers()
+            if opted_in():
+                return_large_frees_to_the_os()
             device = pick_device(self.options.device)
-            dtype = pick_dtype(self.options.dtype, device)
+            dtype = pick_dtype("float32" if self.numerics.lowered else self.options.dtype, device)
             model, tokenizer = self.load_weights(dtype)
             for adapter in self.adapters:  # stacked adapters (e.g. defense then attack) merge in order
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             model.to(device=device, dtype=dtype).eval()
+            lower(model, self.numerics)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             tokenizer.padding_side = "left"
             self._tokenizer, self.device = tokenizer, device
             if supports(model):
                 self._loop = DecodeLoop(model, max_rows=self.batch_size, eos_ids=eos_ids(model, tokenizer),
-                                        pad_id=tokenizer.pad_token_id, kv_budget=KV_CACHE_BUDGET)
+                                        pad_id=tokenizer.pad_token_id, kv_budget=KV_CACHE_BUDGET,
+                                        kv_dtype=kv_dtype(self.numerics) if self.numerics.lowered else None,
+                                        adapt_threads=opted_in())
             self._model = model
 
     @property

@@ -87,6 +87,7 @@ class Setup:
     max_tokens: int | None
     seed: int | None
     system_prompt: str | None
+    precision: str | None = None  # local models' numerics (float32, bf16-amx, ...), as in the model identity
     truncation: Truncation | None = None
     usage: str | None = None  # tokens of the run's responses, and their cost when the model's price is known
     capped: str | None = None  # why the last invocation stopped early (--max-calls / --max-cost)
@@ -115,7 +116,8 @@ class Setup:
 
     def lines(self) -> list[str]:
         """The setup block, one 'name: value' line each."""
-        out = [f"template: {self.template.describe()}"]
+        out = [f"model: {self.model}, numerics {self.precision}"] if self.precision else []
+        out.append(f"template: {self.template.describe()}")
         if self.chains:
             out.append(f"attack chains: {', '.join(self.chains)}")
         out += [
@@ -201,6 +203,7 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         back_translation=bool(description.traits.get("back_translated") or config.get("back_translate")),
         back_translator=back_translator or None, temperature=generation.get("temperature"), top_p=generation.get("top_p"),
         max_tokens=generation.get("max_tokens"), seed=generation.get("seed"), system_prompt=generation.get("system_prompt"),
+        precision=config.get("precision"),
         truncation=truncation(rows) if rows is not None else None,
         usage=usage(run, rows) if rows else None, capped=config.get("capped"), samples=config.get("samples", 1),
         description=description, reference=reference(run),

@@ -3,6 +3,12 @@
 A plain torch loop (no Trainer): it starts fast, is easy to follow on CPU, and uses the GPU when the backend
 is on one. The adapter is saved with peft, so the result loads back as `<base_spec>+lora:<adapter_dir>`.
 
+Data-parallel under `accelerate launch` (`--cpu --num_processes N`, or `--multi_gpu`): accelerate's Accelerator
+wraps the model in DistributedDataParallel, which averages the gradients. Each process takes every N-th batch
+of the same shuffled order (accelerate's batch-sharding rule, `even_batches` included), so the shards are
+disjoint and an optimizer step sees `batch_size x N x grad_accum` examples; only the main process writes the
+adapter and its training.json (which records each process's shard). One process trains exactly as before.
+
 Masking: each conversation is rendered with the model's own chat template and cut into segments at the
 assistant turns (the template's text for turns 0..i-1 plus the generation prompt is a prefix of the text for
 turns 0..i). Segments are tokenized separately, so every label outside an assistant answer is exactly -100.
@@ -10,8 +16,10 @@ turns 0..i). Segments are tokenized separately, so every label outside an assist
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,7 +60,9 @@ class FinetuneResult:
     losses: list[float] = field(default_factory=list)  # mean training loss per optimizer step
     steps: int = 0
     seconds: float = 0.0
-    examples: int = 0  # conversations seen (with repeats across epochs)
+    examples: int = 0  # conversations seen by all processes (with repeats across epochs)
+    processes: int = 1  # data-parallel processes (accelerate launch)
+    main_process: bool = True  # only the main process writes the adapter, logs and the store
 
 
 # -- chat JSONL ---------------------------------------------------------------------------------------------
@@ -127,8 +137,26 @@ def _collate(batch: Sequence[Encoded], pad_id: int):
 
 
 # -- training ------------------------------------------------------------------------------------------------
-def plan_steps(n_examples: int, config: FinetuneConfig) -> int:
-    batches_per_epoch = math.ceil(n_examples / config.batch_size)
+def is_main_process() -> bool:
+    """False in the workers that `accelerate launch` (torchrun) starts beside the main one: they print nothing."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def single_process_launch() -> bool:
+    """`accelerate launch --cpu --num_processes N` on one machine: accelerate starts ONE process (its multi-CPU mode
+    needs mpirun and a host file), leaving only MASTER_ADDR behind as a sign that more were asked for."""
+    return (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_ADDR" in os.environ
+            and "WORLD_SIZE" not in os.environ)
+
+
+SINGLE_PROCESS_NOTE = ("accelerate started one process: with --cpu its several-process mode needs mpirun; for data-parallel "
+                       "CPU processes on one machine use `accelerate launch --multi_gpu --num_processes N` (it runs them "
+                       "on the CPU when there is no GPU). Training in one process.")
+
+
+def plan_steps(n_examples: int, config: FinetuneConfig, processes: int = 1) -> int:
+    """Optimizer steps: `processes` data-parallel workers each take `batch_size` examples per forward pass."""
+    batches_per_epoch = math.ceil(n_examples / (config.batch_size * processes))
     steps = max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
     return config.max_steps or steps  # like transformers: max_steps overrides epochs
 
@@ -142,6 +170,8 @@ def finetune(
 ) -> FinetuneResult:
     """Train a LoRA adapter on `examples` and save it in `out_dir`. `progress(step, total_steps, loss)`."""
     import torch
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
     from peft import LoraConfig, get_peft_model
 
     from ..models import load_model
@@ -159,55 +189,68 @@ def finetune(
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    # Without a GPU, torchrun's processes (`accelerate launch --multi_gpu`) join as CPU workers (gloo) only when asked
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    processes, rank = accelerator.num_processes, accelerator.process_index
     peft_model = get_peft_model(model, lora)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    total = plan_steps(len(encoded), config)
+    total = plan_steps(len(encoded), config, processes)
     warmup = max(1, total // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
+    trained, optimizer = accelerator.prepare(peft_model, optimizer)  # DDP when launched on several processes
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(peft_model.parameters()).device
-    order_rng = random.Random(config.seed)
+    device = accelerator.device
+    order_rng = random.Random(config.seed)  # the same order in every process: each takes its own batches of it
 
     def batches():
         while True:  # epochs: reshuffle each pass
             order = list(range(len(encoded)))
             order_rng.shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                yield [encoded[i] for i in order[start : start + config.batch_size]]
+            cut = [order[start : start + config.batch_size] for start in range(0, len(order), config.batch_size)]
+            cut += cut[: (-len(cut)) % processes]  # even batches: every process steps together (accelerate's rule)
+            yield from cut[rank::processes]
 
     stream = batches()
     losses: list[float] = []
-    seen = 0
+    seen: list[int] = []  # example indices this process trained on, in order
     started = time.perf_counter()
     for step in range(total):
         optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for _ in range(config.grad_accum):
-            batch = next(stream)
-            seen += len(batch)
-            ids, mask, labels = (t.to(device) for t in _collate(batch, pad_id))
-            loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss / config.grad_accum
-            loss.backward()
-            step_loss += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        step_loss = torch.zeros((), device=device)
+        for micro in range(config.grad_accum):
+            indices = next(stream)
+            seen.extend(indices)
+            ids, mask, labels = (t.to(device) for t in _collate([encoded[i] for i in indices], pad_id))
+            last = micro == config.grad_accum - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(trained):  # all-reduce once per step
+                loss = trained(input_ids=ids, attention_mask=mask, labels=labels).loss / config.grad_accum
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+        accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        losses.append(step_loss)
-        if progress:
-            progress(step + 1, total, step_loss)
+        losses.append(float(accelerator.reduce(step_loss, reduction="mean")))
+        if progress and accelerator.is_main_process:
+            progress(step + 1, total, losses[-1])
     seconds = time.perf_counter() - started
+    shards = gather_object([seen]) if processes > 1 else [seen]
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(str(out_dir))
-    summary = {"base": base_spec, "config": config.to_dict(), "examples": len(encoded), "seen": seen,
-               "steps": total, "seconds": round(seconds, 2), "losses": [round(x, 5) for x in losses]}
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.unwrap_model(trained).save_pretrained(str(out_dir))
+        summary = {"base": base_spec, "config": config.to_dict(), "examples": len(encoded),
+                   "seen": sum(len(shard) for shard in shards), "processes": processes,
+                   "shards": shards if processes > 1 else None, "steps": total, "seconds": round(seconds, 2),
+                   "losses": [round(x, 5) for x in losses]}
+        (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    accelerator.wait_for_everyone()  # the adapter exists before any process goes on to use it
     # The backend's model now carries LoRA layers; drop it so nobody evaluates it by mistake.
-    del peft_model, model
+    del peft_model, trained, model
     return FinetuneResult(adapter_dir=out_dir, model_spec=f"{base_spec}+lora:{out_dir}", losses=losses,
-                          steps=total, seconds=seconds, examples=seen)
+                          steps=total, seconds=seconds, examples=sum(len(shard) for shard in shards),
+                          processes=processes, main_process=accelerator.is_main_process)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...keys import content_key
+from ...engine.executor import Executor
 from ...engine.runner import EvalTask, Scenario, run_eval
 from ...engine.store import ResultRow, Store
-from ...models import load_model
+from ...models import ModelOptions, load_model
 from ...report.metrics import Rate
 from ...types import Conversation, GenerationConfig, Prompt
 from ...training.lora import FinetuneConfig, finetune
@@ -133,16 +134,18 @@ def train_plan(base: str, plan: Plan, out_dir: Path, config: FinetuneConfig, log
     return spec, trained
 
 
-async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, name: str) -> tuple:
+async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, name: str,
+                   executor: Executor | None = None) -> tuple:
     from ...attacks import parse_chain
     from ...judges import load_judge
 
-    model = load_model(spec)
+    model = load_model(spec, executor.model_options(ModelOptions()) if executor else None)
     judge = load_judge(cfg.judge)
     gen = GenerationConfig(temperature=0.0, max_tokens=cfg.max_tokens)
     none = Scenario("none", parse_chain("none"))
     harmful_run = f"ctrl-{name}-harmful-{content_key(model.identity, cfg.judge, [p.id for p in cfg.harmful], gen)[:8]}"
-    await run_eval(EvalTask("ctrl:harmful", list(cfg.harmful), [none]), model, judge, store, gen=gen, run_name=harmful_run)
+    await run_eval(EvalTask("ctrl:harmful", list(cfg.harmful), [none]), model, judge, store, gen=gen, run_name=harmful_run,
+                   executor=executor)
     rows = store.results(harmful_run)
     judged = [r for r in rows if r.label in ("safe", "unsafe", "invalid")]
     sr = Rate.of(sum(1 for r in judged if responsible(r)), len(judged))
@@ -153,7 +156,8 @@ async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store
 
     # Over-refusal on benign prompts, from a stored run whose answers also get their helpfulness rated.
     benign_run = f"ctrl-{name}-benign-{content_key(model.identity, cfg.benign, gen)[:8]}"
-    refusal, benign_rows = await over_refusal_run(model, cfg.benign, store, run_name=benign_run, gen=gen)
+    refusal, benign_rows = await over_refusal_run(model, cfg.benign, store, run_name=benign_run, gen=gen,
+                                                  executor=executor)
     answers = [(r.query, r.response or "") for r in benign_rows if r.label in ("safe", "unsafe", "invalid")]
     helps = [h.mean for h in await RatingCache(rater, store).rate(answers)]
     await model.aclose()
@@ -162,12 +166,14 @@ async def evaluate(spec: str, cfg: CtrlRunConfig, rater: HelpfulnessRater, store
     return sr, counts, asr, safety, refusal, helps, harmful_run
 
 
-async def run_ctrl(cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, log: Log = print) -> list[DefenseRow]:
+async def run_ctrl(cfg: CtrlRunConfig, rater: HelpfulnessRater, store: Store, log: Log = print,
+                   executor: Executor | None = None) -> list[DefenseRow]:
+    """`executor` runs the evaluations' generations (default: this process)."""
     rows = []
     for plan in build_plans(cfg, log):
         spec, trained = train_plan(cfg.base, plan, cfg.out_dir, cfg.finetune, log)
         log(f"  [{plan.name}] evaluating {spec}")
-        sr, counts, asr, safety, refusal, helps, run = await evaluate(spec, cfg, rater, store, plan.name)
+        sr, counts, asr, safety, refusal, helps, run = await evaluate(spec, cfg, rater, store, plan.name, executor)
         mean = sum(helps) / len(helps) if helps else float("nan")
         sd = math.sqrt(sum((h - mean) ** 2 for h in helps) / (len(helps) - 1)) if len(helps) > 1 else 0.0
         rows.append(DefenseRow(plan.name, spec, sr, counts, asr, safety, refusal, mean,

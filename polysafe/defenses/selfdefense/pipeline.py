@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ...keys import content_key
+from ...engine.executor import Executor
 from ...engine.runner import EvalTask, run_eval
 from ...engine.store import Store
 from ...errors import InputError, PolysafeError
@@ -190,14 +191,15 @@ def train_share(setup: SelfDefenseSetup, share: float, pool: Sequence[Pair], tra
 
 
 async def evaluate_model(setup: SelfDefenseSetup, backend: ModelBackend, judge: Judge, store: Store, progress=None,
-                         say: Say = print) -> tuple[list[GroupStats], Usefulness, str]:
+                         say: Say = print, executor: Executor | None = None) -> tuple[list[GroupStats], Usefulness, str]:
     task = setup.eval_task(setup.eval_prompts)
     run_name = f"selfdefense-{content_key(backend.identity, task.config, setup.eval_gen, judge.spec)[:12]}"
-    summary = await run_eval(task, backend, judge, store, gen=setup.eval_gen, run_name=run_name, progress=progress)
+    summary = await run_eval(task, backend, judge, store, gen=setup.eval_gen, run_name=run_name, progress=progress,
+                             executor=executor)
     say(f"  {summary.items} items, {summary.generated} generated, {summary.errors} errors (run {run_name})")
     stats = summarize(store.results(run_name), lambda r: (r.scenario, r.language))
     benign_run = f"selfdefense-benign-{content_key(backend.identity, list(setup.benign_prompts))[:12]}"
-    refused, _ = await over_refusal_run(backend, setup.benign_prompts, store, run_name=benign_run)
+    refused, _ = await over_refusal_run(backend, setup.benign_prompts, store, run_name=benign_run, executor=executor)
     return stats, Usefulness(refused, benign_perplexity_cached(backend, setup.benign_pairs, store)), run_name
 
 
@@ -205,8 +207,9 @@ async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, 
                            check_judge: Judge | None = None, seeds: Sequence[SeedPair],
                            load_backend: Callable[[str], ModelBackend], progress=None,
                            train_progress: Callable[[int, int, float], None] | None = None,
-                           say: Say = print, train: Train | None = None) -> SelfDefenseReport:
-    """`train(base_spec, conversations, adapter_dir, config, progress=...)` defaults to the LoRA `finetune`."""
+                           say: Say = print, train: Train | None = None, executor: Executor | None = None) -> SelfDefenseReport:
+    """`train(base_spec, conversations, adapter_dir, config, progress=...)` defaults to the LoRA `finetune`;
+    `executor` runs the evaluations' generations (default: this process)."""
     train = train or finetune
     out = setup.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +231,7 @@ async def run_self_defense(setup: SelfDefenseSetup, *, generator: ModelBackend, 
         say(f"evaluating {label}: {spec}")
         backend = load_backend(spec)
         try:
-            stats, usefulness, run_name = await evaluate_model(setup, backend, judge, store, progress, say)
+            stats, usefulness, run_name = await evaluate_model(setup, backend, judge, store, progress, say, executor)
         finally:
             await backend.aclose()
         models.append(ModelResult(label, share, spec, stats, usefulness, len(pairs), sum(p.kind == "unsafe" for p in pairs),

@@ -1,0 +1,71 @@
+"""The lowered-precision modules of numerics.py (they import torch, so the registry's start-up scan skips them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+PACKED_FOR_ROWS = 64  # oneDNN's layout hint: the decode loop's default rows
+
+
+class Bf16Linear(torch.nn.Module):
+    """y = x W^T (+ b) with bfloat16 operands, float32 accumulation inside oneDNN; returns bfloat16.
+
+    The weight is reordered once into oneDNN's blocked layout (as torch.compile's CPU freezing does): with the
+    plain layout oneDNN reorders it at every call, 1.5-1.7x slower at 32 rows (bench/numerics.py, 1 thread)."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(torch.bfloat16), PACKED_FOR_ROWS)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, self.bias, "none", [], "")
+
+
+class Int8Linear(torch.nn.Module):
+    """y = x W^T (+ b) from int8 operands: W symmetric per output channel, x symmetric per row (computed at each
+    call, so a row's result never depends on the other rows of its batch), int32 accumulation in
+    `torch._int_mm`; returns float32."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(1).clamp_(min=1e-12) / 127
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # [in, out] as a transposed view of [out, in]: the layout _int_mm read fastest at the model's shapes
+        self.register_buffer("weight_t", (weight / scale[:, None]).round_().to(torch.int8).t())
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()
+        step = rows.abs().amax(-1, keepdim=True).clamp_(min=1e-12).div_(127)
+        quantized = rows.div(step).round_().to(torch.int8)
+        out = torch._int_mm(quantized, self.weight_t).float().mul_(step).mul_(self.scale)
+        if self.bias is not None:
+            out += self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+class RescoredHead(torch.nn.Module):
+    """A lowered output head whose top `candidates` logits per position are recomputed in float32: greedy choices
+    between candidates closer than bfloat16's resolution (1/8 of a logit near 20) follow float32 arithmetic."""
+
+    def __init__(self, inner: torch.nn.Module, exact_weight: torch.Tensor, exact_bias: Any, candidates: int):
+        super().__init__()
+        self.inner, self.candidates = inner, candidates
+        self.in_features, self.out_features = inner.in_features, inner.out_features
+        self.register_buffer("exact", exact_weight)  # the float32 head (tied to the embedding: no extra memory)
+        self.register_buffer("exact_bias", None if exact_bias is None else exact_bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x).float()
+        top = logits.topk(self.candidates, dim=-1).indices
+        exact = torch.matmul(self.exact[top], x.float().unsqueeze(-1)).squeeze(-1)
+        if self.exact_bias is not None:
+            exact += self.exact_bias[top]
+        return logits.scatter_(-1, top, exact)

@@ -1,0 +1,132 @@
+"""Numerics of local models on the CPU: which precision the matrix products run in.
+
+- `fp32`: the model as loaded (float32 on CPUs, or the `--dtype` asked for). The default; its answers and store
+  keys are those of every earlier polysafe version.
+- `bf16`: the projections and the output head multiply bfloat16 weights and activations on the CPU's bf16 units
+  (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept and
+  attended in bfloat16 (half the bytes: twice the positions in the same memory). The residual stream, norms, rotary
+  embedding and softmax stay float32.
+- `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
+  activations (one scale per row, so a row's answer never depends on which rows share its batch) with
+  `torch._int_mm` (oneDNN: AMX-INT8 or VNNI), accumulating in int32. Attention stays float32.
+- `auto`: bf16 where the CPU has bf16 units, else int8 where it has int8 units, else fp32. On a Xeon with AMX
+  (bench/numerics.py) both ran at about 2.3x fp32, and bf16 kept far closer to fp32's answers.
+
+In both lower precisions the output head's top candidates are rescored in float32 (their exact dot products
+with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
+
+The numerics are part of the model identity (`smollm2#…@bf16-amx`): answers in different numerics never mix.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+CHOICES = ("fp32", "bf16", "int8", "auto")
+# `auto`'s preference among the numerics the CPU supports (the README's numerics section has the figures).
+AUTO_ORDER = ("bf16", "int8")
+RESCORED = 8  # output-head candidates rescored in float32
+
+
+@dataclass(frozen=True)
+class Numerics:
+    name: str  # fp32 | bf16 | int8
+    unit: str = ""  # the matrix unit the CPU offers for it: amx | avx512 | vnni ("" for fp32)
+
+    @property
+    def tag(self) -> str:
+        """The name in model identities and reports: `bf16-amx`, `int8-vnni`, `fp32`."""
+        return f"{self.name}-{self.unit}" if self.unit else self.name
+
+    @property
+    def lowered(self) -> bool:
+        return self.name != "fp32"
+
+
+FP32 = Numerics("fp32")
+
+
+@functools.cache
+def cpu_features() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo), read once per process; empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def supported(features: Iterable[str] | None = None) -> list[Numerics]:
+    """fp32, then each lower precision the CPU has matrix units for (emulated bf16 or int8 is slower than fp32)."""
+    flags = cpu_features() if features is None else frozenset(features)
+    found = [FP32]
+    if "amx_bf16" in flags:
+        found.append(Numerics("bf16", "amx"))
+    elif "avx512_bf16" in flags:
+        found.append(Numerics("bf16", "avx512"))
+    if "amx_int8" in flags:
+        found.append(Numerics("int8", "amx"))
+    elif "avx512_vnni" in flags or "avx_vnni" in flags:
+        found.append(Numerics("int8", "vnni"))
+    return found
+
+
+def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
+    """The numerics for `--numerics NAME` on this CPU (or on one with `features`). ValueError when it has none."""
+    if name not in CHOICES:
+        raise ValueError(f"unknown numerics '{name}' (choose from {', '.join(CHOICES)})")
+    available = {n.name: n for n in supported(features)}
+    if name == "auto":
+        return next((available[n] for n in AUTO_ORDER if n in available), FP32)
+    if name not in available:
+        units = "bf16 units (amx_bf16 or avx512_bf16)" if name == "bf16" else "int8 units (amx_int8, avx512_vnni or avx_vnni)"
+        raise ValueError(f"this CPU has no {units}: {name} would be emulated, slower than fp32; use --numerics fp32 or auto")
+    return available[name]
+
+
+def kv_dtype(numerics: Numerics) -> Any:
+    import torch
+
+    return torch.bfloat16 if numerics.name == "bf16" else torch.float32
+
+
+def lower(model: Any, numerics: Numerics) -> None:
+    """Replace the decoder's projections and the output head with `numerics`' kernels, in place. The embedding
+    stays float32 (it is a lookup), and so do the norms; the model must be float32 on the CPU."""
+    if not numerics.lowered:
+        return
+    import torch
+
+    from ._lowered import Bf16Linear, Int8Linear, RescoredHead
+
+    make = Bf16Linear if numerics.name == "bf16" else Int8Linear
+    for parent in list(model.get_decoder().modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(parent, name, make(child))
+    head = model.get_output_embeddings()
+    model.set_output_embeddings(RescoredHead(make(head), head.weight.detach(), head.bias, RESCORED))
+    _own_memory(model)
+
+
+def _own_memory(model: Any) -> None:
+    """Copy the float32 tensors that stay (embedding, norms) out of the weights file's memory map: while one of
+    them holds the map, every page of it that lowering read stays resident (0.7 GB more peak memory for smollm2)."""
+    import torch
+
+    copies: dict[int, Any] = {}
+    for module in model.modules():
+        for store in (module._parameters, module._buffers):
+            for name, tensor in store.items():
+                if tensor is None or tensor.dtype != torch.float32:
+                    continue
+                copy = copies.setdefault(tensor.data_ptr(), tensor.detach().clone())
+                if isinstance(tensor, torch.nn.Parameter):
+                    tensor.data = copy
+                else:
+                    store[name] = copy
