@@ -17,7 +17,7 @@ LAB_FULL ?= --prompts 60 --safety-examples 600 --multilingual-ids 60 --max-steps
 	--axes languages,jailbreak,code,ciphers,compose --languages all --variants python_list,python_stack,go_string \
 	--ciphers base64,rot13,leetspeak --max-tokens 64 --out polysafe-results/lab-generalization-full --run-name lab-full
 
-.PHONY: setup demo lab test bench browser clean
+.PHONY: setup demo lab test bench browser mutate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: setup
 	$(BIN)/python bench/numerics.py
 	$(BIN)/python bench/lab_demo.py
 	$(BIN)/python bench/ray_scaling.py
+
+# Mutation testing (mutmut), one module group at a time; slow, so not part of `make test`.
+# `make mutate GROUPS="keys stats"` for some groups (see tools/mutate.py).
+mutate: setup
+	$(BIN)/python tools/mutate.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) polysafe-results .pytest_cache

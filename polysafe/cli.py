@@ -17,6 +17,7 @@ from .commands.benchmarks import BenchmarkGroup
 from .commands._common import DEFAULT_DB, DbOpt, command_group, console, error_line
 from .errors import PolysafeError
 from .models.tuning import tune_this_process
+from .terminal import json_printable, printable, printable_text
 
 app = command_group(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Measure and repair LLM safety beyond English prose: languages, code, fine-tuning.")
@@ -49,12 +50,12 @@ def runs(
     with Store(db, readonly=True) as store:
         listed = store.list_runs()
     if as_json:
-        typer.echo(json.dumps([{"name": r.name, "task": r.task, "model": r.model, "judge": r.judge, "items": count,
-                                "created": r.created, "updated": r.updated, "config": r.config}
-                               for r, count in listed], indent=2, ensure_ascii=False))
+        typer.echo(json_printable(json.dumps([{"name": r.name, "task": r.task, "model": r.model, "judge": r.judge,
+                                               "items": count, "created": r.created, "updated": r.updated,
+                                               "config": r.config} for r, count in listed], indent=2, ensure_ascii=False)))
         return
     if not listed:
-        console.print(f"no runs in {db}", markup=False, highlight=False)
+        console.print(f"no runs in {printable(db)}", markup=False, highlight=False)
         return
     _runs_table(listed)
 
@@ -72,7 +73,8 @@ def _runs_table(listed) -> None:
         column.no_wrap = True
     for record, count in listed:
         updated = dt.datetime.fromtimestamp(record.updated).strftime("%Y-%m-%d %H:%M")
-        table.add_row(*(Text(value) for value in (record.name, record.task, record.model, record.judge, str(count), updated)))
+        table.add_row(*(Text(printable(value)) for value in (record.name, record.task, record.model, record.judge,
+                                                             str(count), updated)))
     out.print(table)
 
 
@@ -96,7 +98,7 @@ def report(
     with Store(db, readonly=True) as store:
         data = load_report_input(store, run, folder)
     try:
-        typer.echo(render(fmt, data))
+        typer.echo(printable_text(render(fmt, data), json_like=fmt.endswith("json")))
     except OSError as err:  # e.g. a store on read-only media, with the report beside it
         raise PolysafeError(f"{err.filename or folder}: cannot write the report ({err.strerror or err}); "
                             "choose a folder with --out") from None

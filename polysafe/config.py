@@ -4,6 +4,10 @@
 
 Every pair runs like `polysafe eval <benchmark>` (resumable, nothing asked twice). An unknown key or a bad value
 is one line naming the file, the key and its line, before anything runs.
+
+A config file is hostile input like any other: YAML aliases are counted as if expanded (a "billion laughs" file
+stops at once), nesting is bounded (`MAX_DEPTH`), a key given twice is an error naming its line, and values are
+strictly typed (no `true` for a number, integers in sane ranges).
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 
 
+MAX_DEPTH = 32  # nesting of a config file; real ones use 4
+MAX_NODES = 100_000  # values in a config file, YAML aliases counted as expanded
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class GenerationSection(_Strict):
-    temperature: float | None = Field(default=None, ge=0.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=10.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     system_prompt: str | None = None
 
 
@@ -40,12 +48,12 @@ class RunSet(_Strict):
     benchmarks: list[BenchmarkEntry] = Field(min_length=1)
     judge: str | None = None  # None: each benchmark's default judge
     generation: GenerationSection = Field(default_factory=GenerationSection)
-    concurrency: int = Field(default=16, ge=1)
-    samples: int = Field(default=1, ge=1)  # answers per prompt (temperature > 0)
+    concurrency: int = Field(default=16, ge=1, le=4096)
+    samples: int = Field(default=1, ge=1, le=10_000)  # answers per prompt (temperature > 0)
     api_key_env: str = "OPENAI_API_KEY"
-    max_retries: int = Field(default=6, ge=0)
-    timeout: float = Field(default=120.0, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    max_retries: int = Field(default=6, ge=0, le=100)
+    timeout: float = Field(default=120.0, gt=0, le=86_400)
+    batch_size: int | None = Field(default=None, ge=1, le=65_536)
     dtype: str = "auto"
     numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
     db: str | None = None
@@ -98,6 +106,12 @@ def check_benchmarks(run_set: RunSet, lines: "LineFinder", file: str) -> None:
             bench = BENCHMARKS.create(entry.name)
         except SpecError as err:
             raise InputError(str(err), file=file, line=lines.line(where), field=".".join(map(str, where))) from None
+        for key, value in entry.params.items():  # -P values are strings the parameters coerce; a file's are typed
+            field = bench.Params.model_fields.get(key)
+            if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
+                where = ("benchmarks", index, "params", key)
+                raise InputError("a number or text is expected, not true/false", file=file, line=lines.line(where),
+                                 field=".".join(map(str, where)))
         try:
             bench.params(entry.params, source=file, prefix=f"benchmarks.{index}.params.")
         except InputError as err:
@@ -122,16 +136,28 @@ class LineFinder:
         return None
 
 
+def _accepts_bool(annotation) -> bool:
+    from typing import get_args
+
+    return annotation is bool or bool in get_args(annotation) or annotation is Any
+
+
 def _parse(text: str, path: Path) -> tuple[Any, LineFinder]:
     if path.suffix.lower() == ".toml":
         import tomllib
 
         try:
-            return tomllib.loads(text), LineFinder(text=text)
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise InputError(f"not valid TOML ({err})", file=str(path)) from None
+        except RecursionError:
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path)) from None
+        _check_depth(data, path)
+        return data, LineFinder(text=text)
     import yaml
 
+    _check_flow_depth(text, path)
+    _check_events(text, path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -143,6 +169,86 @@ def _parse(text: str, path: Path) -> tuple[Any, LineFinder]:
     if node is not None:
         _walk(node, (), marks)
     return data, LineFinder(marks, text)
+
+
+def _check_depth(data: Any, path: Path) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path))
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'')
+
+
+def _check_flow_depth(text: str, path: Path) -> None:
+    """Bracket nesting (YAML flow style, JSON) before the parser sees it: PyYAML's scanner slows down
+    quadratically in deep flow nesting, so 2,000 levels would take a second before any event says so."""
+    depth = 0
+    blanked = _QUOTED.sub(lambda quoted: " " * len(quoted.group()), text)  # offsets kept for the line number
+    for bracket in re.finditer(r"[\[\]{}]", blanked):
+        depth = depth + 1 if bracket.group() in "[{" else max(0, depth - 1)
+        if depth > MAX_DEPTH:
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path),
+                             line=text.count("\n", 0, bracket.start()) + 1)
+
+
+def _check_events(text: str, path: Path) -> None:
+    """Before anything is built: nesting depth, the size with aliases expanded, and duplicate keys, read from the
+    parser's event stream (which neither recurses nor expands aliases)."""
+    import yaml
+
+    frames: list[dict] = []  # open collections: size so far, anchor, mapping keys seen, whether a key comes next
+    anchors: dict[str, int] = {}
+    total = 0
+
+    def add(size: int, line: int) -> None:
+        nonlocal total
+        total += size
+        if total > MAX_NODES:
+            raise InputError(f"more than {MAX_NODES} values (YAML aliases counted as expanded)", file=str(path), line=line)
+        if frames:
+            frames[-1]["size"] += size
+
+    def key_position(event, line: int) -> None:
+        frame = frames[-1] if frames else None
+        if frame is None or frame["keys"] is None:
+            return
+        if frame["next_is_key"] and isinstance(event, yaml.ScalarEvent) and event.value != "<<":
+            if event.value in frame["keys"]:
+                raise InputError(f"key '{event.value}' given twice", file=str(path), line=line)
+            frame["keys"].add(event.value)
+        frame["next_is_key"] = not frame["next_is_key"]
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark else None
+            if isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                key_position(event, line)
+                size = anchors.get(event.anchor, 0) if isinstance(event, yaml.AliasEvent) else 1
+                if isinstance(event, yaml.ScalarEvent) and event.anchor:
+                    anchors[event.anchor] = 1
+                add(size, line)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                key_position(event, line)
+                if len(frames) >= MAX_DEPTH:
+                    raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path), line=line)
+                frames.append({"size": 0, "anchor": event.anchor, "next_is_key": True,
+                               "keys": set() if isinstance(event, yaml.MappingStartEvent) else None})
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                frame = frames.pop()
+                if frame["anchor"]:
+                    anchors[frame["anchor"]] = frame["size"] + 1
+                add(1, line)  # the collection itself; its items were counted as they came
+                if frames:
+                    frames[-1]["size"] += frame["size"]
+    except yaml.YAMLError:
+        return  # the parse below reports it with its line
+    except RecursionError:
+        raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=str(path)) from None
 
 
 def _walk(node, loc: tuple, marks: dict[tuple, int]) -> None:

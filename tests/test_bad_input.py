@@ -52,7 +52,21 @@ PROMPT_FILES = [
     ("unterminated.csv", b'id,text\n1,fine\n2,"this quote never closes\n3,swallowed\n', [":3:", "unterminated quoted field"]),
     ("after_quote.csv", b'id,text\n1,"quoted"trailing\n', [":2:", "malformed CSV"]),
     ("huge_int.jsonl", b'{"id": ' + b"9" * 5000 + b', "text": "x"}\n', [":1:", "invalid JSON"]),
+    ("escaped_nul.jsonl", b'{"id": 1, "text": "ok"}\n{"id": 2, "text": "bad \\u0000 nul"}\n', [":2 field 'text'", "NUL"]),
+    ("escaped_nul_key.jsonl", b'{"id": 1, "text": "ok", "a\\u0000": 1}\n', [":1", "NUL"]),
+    ("numeric_text.jsonl", b'{"id": 1, "text": "ok"}\n{"id": 2, "text": 123}\n', [":2 field 'text'", "string, not int"]),
+    ("bool_id.jsonl", b'{"id": true, "text": "ok"}\n', [":1 field 'id'", "non-text"]),
 ]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_directory_or_fifo_as_prompts_says_what_it_is(tmp_path, kind):
+    path = tmp_path / "prompts.csv"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    out = cli("eval", "file", "-p", str(path), "--db", str(tmp_path / "r.db"), *NO_MODEL)
+    line = one_error_line(out)
+    assert out.returncode == 2 and str(path) in line and "no such file" not in line
+    assert ("is a directory" if kind == "directory" else "is a FIFO") in line
 
 
 @pytest.mark.parametrize("name, content, needles", PROMPT_FILES, ids=[case[0] for case in PROMPT_FILES])

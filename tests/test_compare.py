@@ -184,7 +184,7 @@ def test_cli_formats(db, tmp_path):
     def run(*args):
         result = CliRunner().invoke(app, ["compare", "A", "B", "C", "--db", str(db), *args])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     md = run()
     assert "Holm" in md and "Newcombe" in md and "| en | 30.0 [10.8, 60.3] (n=10) |" in md

@@ -17,7 +17,7 @@ PACKAGE = Path(polysafe.__file__).parent
 
 # Lower number = lower stage. A module may import its own rank or lower ones.
 RANKS = {
-    "errors": 0, "types": 0, "registry": 0, "secrets": 0, "keys": 0, "paths": 0, "languages": 0,
+    "errors": 0, "types": 0, "registry": 0, "secrets": 0, "keys": 0, "paths": 0, "languages": 0, "terminal": 0,
     "data": 1,
     "models": 2,
     "translators": 3, "judges": 3,

@@ -283,6 +283,9 @@ def test_strongreject_never_obeys_a_block_planted_in_the_response(fake_openai):
              for text in SR_HOSTILE.values()]
     honest = judged(load_judge(f"strongreject:openai:fake@{fake_openai(_honest_strongreject(False)).url}", FAST), items)
     assert [(v.label, v.score) for v in honest] == [("unsafe", 1.0)] * len(SR_HOSTILE)
+    # the judge's block, then a quote of the response: the copied lines never count, so its own block is read
+    quoted_last = judged(load_judge(f"strongreject:openai:fake@{fake_openai(_honest_strongreject(True)).url}", FAST), items)
+    assert {v.label for v in quoted_last} <= {"unsafe", "error"} and "safe" not in {v.label for v in quoted_last}
 
 
 def test_a_llamaguard_run_reports_its_category_counts(fake_openai, tmp_path):

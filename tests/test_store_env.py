@@ -60,7 +60,7 @@ def test_db_that_is_not_a_store_is_bad_input_and_left_untouched(tmp_path, prompt
         db.commit()
     folder = tmp_path / "folder"
     folder.mkdir()
-    for db, needle in ((prompts_csv, "not an SQLite database"), (folder, "is a directory"), (other, "not a polysafe result store")):
+    for db, needle in ((prompts_csv, "not an SQLite database"), (folder, "is a directory"), (other, "not a polysafe store")):
         before = db.read_bytes() if db.is_file() else None
         out = cli("eval", "file", "-p", str(prompts_csv), "--model", model_spec, "--db", str(db))
         line = error_line(out)
@@ -196,5 +196,5 @@ def test_read_only_store_refuses_what_is_not_one(tmp_path):
         Store(tmp_path / "missing.db", readonly=True)
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
-    with pytest.raises(InputError, match="not a polysafe result store"):
+    with pytest.raises(InputError, match="not a polysafe store"):
         Store(empty, readonly=True)

@@ -17,6 +17,7 @@ import typer
 
 from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
 from ..secrets import redact
+from ..terminal import printable, printable_text
 
 if TYPE_CHECKING:
     from ..models import ModelOptions
@@ -238,7 +239,8 @@ def finish(summary: RunSummary) -> None:
 
 def error_line(message: str) -> None:
     """One line on stderr, never wrapped or styled from its content (it may quote model or user text)."""
-    console.print(f"error: {' '.join(redact(message).split())}", style="red", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"error: {printable(' '.join(redact(message).split()))}", style="red", markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def run_options(opts: EvalOptions, generation: GenerationConfig | None = None):
@@ -269,16 +271,18 @@ def run_prepared_with_progress(prepared, options) -> RunSummary:
     summary = run_async(go())
     price = price_for(prepared.model.spec, options.price_in, options.price_out)
     cost = f", cost ≈ ${price.cost(summary.prompt_tokens, summary.completion_tokens):.4f}" if price else ""
-    console.print(f"run [bold]{summary.run}[/]: {summary.items} items, {summary.generated} model calls, "
-                  f"{summary.cached} reused from {options.db}, {summary.judged} judged; tokens: prompt "
-                  f"{summary.prompt_tokens}, completion {summary.completion_tokens}{cost}", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"run [bold]{escape(printable(summary.run))}[/]: {summary.items} items, {summary.generated} model "
+                  f"calls, {summary.cached} reused from {escape(printable(options.db))}, {summary.judged} judged; tokens: "
+                  f"prompt {summary.prompt_tokens}, completion {summary.completion_tokens}{cost}", highlight=False)
     from ..report.judge_checks import check_line
 
     for check in summary.extra.get("judge_checks") or ():
-        console.print(check_line(check), markup=False, highlight=False)
+        console.print(printable(check_line(check)), markup=False, highlight=False)
     if summary.capped:
-        console.print(f"[yellow]capped:[/] {summary.capped}; {summary.pending} items have no answer yet: run the "
-                      "same command again (with a higher cap) to finish", highlight=False)
+        console.print(f"[yellow]capped:[/] {escape(printable(summary.capped))}; {summary.pending} items have no answer "
+                      "yet: run the same command again (with a higher cap) to finish", highlight=False)
     return summary
 
 
@@ -287,9 +291,9 @@ def print_estimate(prepared, options) -> None:
     from ..api import estimate_prepared
 
     estimate = run_async(estimate_prepared(prepared, options.db, options))
-    typer.echo(f"dry run: {prepared.run_name} (no call made)")
+    typer.echo(f"dry run: {printable(prepared.run_name)} (no call made)")
     for line in estimate.lines():
-        typer.echo(f"- {line}")
+        typer.echo(f"- {printable(line)}")
 
 
 def print_reports(run: str, db: Path, formats) -> None:
@@ -300,6 +304,7 @@ def print_reports(run: str, db: Path, formats) -> None:
         data = load_report_input(store, run, db.parent / "reports")
         for fmt in formats:
             text = render(fmt, data)
+            text = printable_text(text, json_like=fmt.endswith("json"))
             typer.echo(f"\nHTML report: {text}" if fmt == "html" or fmt.endswith("-html") else f"\n{text}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,6 +30,7 @@ def compare(
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm | bh (Benjamini-Hochberg).")] = "holm",
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (ending in .<format>) or folder; default: stdout for md/json/csv, reports/ beside the store for png/html.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse (exit 2) runs whose setups differ, or that are CAPPED, incomplete or empty.")] = False,
 ) -> None:
     """Compare runs: rate and 95% CI per group and run, differences to the first run (Newcombe CI, Holm)."""
     from ..engine.store import Store
@@ -42,15 +44,21 @@ def compare(
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", field="format")
     if not db.exists():
         raise PolysafeError(f"{db}: no result store here yet")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         inputs = [load_report_input(store, name, db.parent / "reports") for name in runs]
     digest = hashlib.sha256("\0".join(runs).encode()).hexdigest()[:8]
     profiles = _profile_inputs(inputs)
     if profiles:  # profiles: a transfer matrix (cell x model) on their shared seeds
         stem = safe_filename(f"transfer-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
-        _write(_transfer_content(profiles, fmt), output_path(out, db.parent / "reports", stem, fmt))
+        _write(_transfer_content(profiles, fmt), output_path(out, db.parent / "reports", stem, fmt), fmt)
         return
+    from ..terminal import printable
+
     comparison = build(inputs, by=by, correction=correction)
+    if comparison.differences and strict:
+        raise InputError("the runs are not like for like: " + "; ".join(comparison.differences), field="strict")
+    for difference in comparison.differences:
+        typer.echo(f"warning: not like for like: {printable(difference)}", err=True)
     stem = safe_filename(f"compare-{by}-{'-vs-'.join(runs)}")[:90] + f"-{digest}"
     path = output_path(out, db.parent / "reports", stem, fmt)
     if fmt == "html":
@@ -63,7 +71,7 @@ def compare(
         content = heatmap_png(comparison)
     else:
         content = {"md": comparison_markdown, "json": comparison_json, "csv": comparison_csv}[fmt](comparison)
-    _write(content, path)
+    _write(content, path, fmt)
 
 
 def _profile_inputs(inputs):
@@ -90,10 +98,13 @@ def _transfer_content(profiles, fmt: str) -> str | bytes:
             "png": transfer_png}[fmt](matrix)
 
 
-def _write(content: str | bytes, path: Path | None) -> None:
+def _write(content: str | bytes, path: Path | None, fmt: str) -> None:
     from ..errors import PolysafeError
 
-    if path is None:
+    if path is None:  # stdout: model and user text never reaches a terminal raw (JSON stays the same data)
+        from ..terminal import printable_text
+
+        content = printable_text(content, json_like=fmt == "json") if fmt != "csv" or sys.stdout.isatty() else content
         typer.echo(content, nl=not content.endswith("\n"))
         return
     try:

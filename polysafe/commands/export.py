@@ -38,7 +38,7 @@ def export(
         raise InputError("parquet cannot go to stdout: give --out FILE", field="out")
     if not db.exists():
         raise PolysafeError(f"{db}: no result store here yet")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:  # also on read-only media
         data = load_report_input(store, run, db.parent)
     if fmt == "inspect":
         from ..report.inspect_log import write_inspect_log
@@ -50,7 +50,15 @@ def export(
         return
     rows = export_rows(data.run, data.rows)
     if str(out) == "-":
-        (write_jsonl if fmt == "jsonl" else write_csv)(rows, sys.stdout)
+        import io
+
+        from ..terminal import printable_text
+
+        buffer = io.StringIO()
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, buffer)
+        text = buffer.getvalue()  # JSONL stays the same data; CSV cells are escaped only for a terminal
+        sys.stdout.write(printable_text(text, json_like=True) if fmt == "jsonl"
+                         else printable_text(text) if sys.stdout.isatty() else text)
     else:
         path = out or db.parent / "exports" / f"{safe_filename(run)}.{fmt}"
         _written(lambda: write_export(rows, fmt, path), path)
@@ -72,4 +80,4 @@ def _written(write, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write()
     except OSError as err:
-        raise PolysafeError(f"{path}: cannot write the export: {err.strerror or err}") from None
+        raise PolysafeError(f"{path}: cannot write the export: {err.strerror or err}; pass --out FILE") from None

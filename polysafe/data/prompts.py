@@ -14,7 +14,7 @@ from ..registry import Registry
 from ..types import Prompt
 from .jsonl import iter_jsonl
 from ..languages import get_language
-from .textfile import MAX_FIELD_CHARS, read_csv
+from .textfile import MAX_FIELD_CHARS, read_csv, require_file
 
 REQUIRED = ("id", "text")
 OPTIONAL = ("language", "category")
@@ -36,7 +36,9 @@ def _row_to_prompt(row: dict, *, file: str, line: int, default_language: str) ->
         value = row.get(column)
         if value is None:
             raise InputError("missing column", file=file, line=line, field=column)
-        if not isinstance(value, (str, int)) or not str(value).strip():
+        if column == "text" and not isinstance(value, str):
+            raise InputError(f"text must be a string, not {type(value).__name__}", file=file, line=line, field=column)
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
             raise InputError("empty or non-text value", file=file, line=line, field=column)
         if len(str(value)) > MAX_FIELD_CHARS:
             raise InputError(f"{len(str(value))} characters, more than the {MAX_FIELD_CHARS} a field may hold",
@@ -58,9 +60,7 @@ def _read_csv(path: Path) -> Iterable[tuple[int, dict]]:
 
 
 def load_prompt_file(path: str | Path, *, default_language: str = "en") -> list[Prompt]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
+    path = require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = _read_csv(path)

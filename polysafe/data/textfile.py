@@ -21,13 +21,23 @@ from ..errors import InputError
 MAX_FIELD_CHARS = 131_072
 
 
-def read_text(path: str | Path) -> str:
-    """The whole file, decoded as UTF-8 (a leading BOM is dropped)."""
+def require_file(path: str | Path) -> Path:
+    """`path` as a regular file, or an InputError saying what it is instead (never a blocking read of a FIFO)."""
     path = Path(path)
     if path.is_dir():
         raise InputError("is a directory, not a file", file=str(path))
+    if path.is_fifo():
+        raise InputError("is a FIFO (named pipe), not a file; save the prompts to a file", file=str(path))
+    if path.exists() and not path.is_file():
+        raise InputError("is a device or socket, not a regular file", file=str(path))
     if not path.is_file():
         raise InputError("no such file", file=str(path))
+    return path
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file, decoded as UTF-8 (a leading BOM is dropped)."""
+    path = require_file(path)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -72,20 +82,28 @@ def parse_json(text: str, *, file: str, line: int | None = None) -> Any:
     if where is not None:
         raise InputError("a lone surrogate escape (\\ud800-\\udfff): not valid Unicode text", file=file, line=line,
                          field=where or None)
+    where = find_string(value, lambda text: "\0" in text)
+    if where is not None:  # refused like a raw NUL byte
+        raise InputError("a NUL character (\\u0000): binary data, not text", file=file, line=line, field=where or None)
     return value
 
 
 def find_lone_surrogate(value: Any) -> str | None:
     """The path ('messages[0].content', '' for the top) of the first string holding a lone surrogate, or None."""
+    return find_string(value, has_surrogate)
+
+
+def find_string(value: Any, bad) -> str | None:
+    """The path of the first string (value or key) for which `bad(text)` holds, or None."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
-            if has_surrogate(item):
+            if bad(item):
                 return path
         elif isinstance(item, dict):
             for key, child in item.items():
-                if has_surrogate(key):
+                if bad(key):
                     return path
                 stack.append((f"{path}.{key}" if path else key, child))
         elif isinstance(item, list):

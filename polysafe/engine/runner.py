@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..judges.base import Judge
 from ..models.base import ModelBackend
 from ..types import Completion, Conversation, GenerationConfig, JudgeInput, Message, Prompt, RunSummary, Verdict
+from .claims import claimed
 from .cost import Budget, prompt_token_bound
 from .dispatch import dispatch
 from .judge_check import JudgeCheck, check_with_judge, check_with_labels
@@ -177,12 +178,7 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
         await load()
     progress.start("generate", len(pending))
     executor = executor or LOCAL
-    units = make_units([conversation(it) for it in pending], [it.gen for it in pending],
-                       executor.unit_size(model, len(pending)))
-    items_of: dict[int, Sequence[_Item]] = {}  # units cut `pending` in order
-    start = 0
-    for unit in units:
-        items_of[unit.index], start = pending[start : start + len(unit.conversations)], start + len(unit.conversations)
+    items_of: dict[int, Sequence[_Item]] = {}  # the current round's units cut its items in order
     writer = _TurnWriter(lambda rows: store.put_responses(model.identity, rows))
 
     def on_result(unit: WorkUnit, completions: list[Completion]) -> None:
@@ -195,12 +191,31 @@ async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: Gen
     def admit(unit: WorkUnit) -> bool:
         return budget.admit(request_token_bounds(items_of[unit.index]))
 
+    by_key = {item.record.response_key: item for item in pending}
+    asked = 0
+
+    async def ask(keys: list[str]) -> None:  # the keys this process claimed (see `claims`)
+        nonlocal asked
+        mine = [by_key[k] for k in keys]
+        asked += len(mine)
+        units = make_units([conversation(it) for it in mine], [it.gen for it in mine],
+                           executor.unit_size(model, len(mine)))
+        items_of.clear()
+        start = 0
+        for unit in units:
+            items_of[unit.index], start = mine[start : start + len(unit.conversations)], start + len(unit.conversations)
+        try:
+            await executor.run(model, units, on_result=on_result, admit=admit if budget is not None else None)
+        finally:
+            writer.flush()  # committed before the claims are released
+
     try:
-        await executor.run(model, units, on_result=on_result, admit=admit if budget is not None else None)
+        by_others = await claimed(store, list(by_key), store.ok_response_keys, ask)
     finally:
         writer.close()
+    progress.advance("generate", by_others)
     progress.finish("generate")
-    return (budget.calls if budget is not None else len(pending)), len(stored)
+    return (budget.calls if budget is not None else asked), len(stored) + by_others
 
 
 async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: Store, progress: Progress) -> int:
@@ -245,9 +260,18 @@ async def judge_missing(run: str, items: Sequence[_Item], judge: Judge, store: S
                             for (key, extracted, _), v in zip(batch, verdicts)], scale=scale.name if scale else None)
         progress.advance("judge", len(batch))
 
-    await dispatch(pending, work, batch_size=judge.batch_size, concurrency=judge.concurrency, on_done=on_done)
+    by_key = {job[0]: job for job in pending}
+    asked = 0
+
+    async def ask(keys: list[str]) -> None:
+        nonlocal asked
+        asked += len(keys)
+        await dispatch([by_key[k] for k in keys], work, batch_size=judge.batch_size, concurrency=judge.concurrency,
+                       on_done=on_done)
+
+    progress.advance("judge", await claimed(store, list(by_key), store.ok_verdict_keys, ask))
     progress.finish("judge")
-    return len(pending)
+    return asked
 
 
 async def run_eval(

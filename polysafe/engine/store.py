@@ -19,7 +19,7 @@ from ..errors import PolysafeError
 from ..secrets import redact, redact_known
 from ..types import Completion, Verdict
 from .store_file import StoreError, connect  # noqa: F401  (StoreError is part of this module's interface)
-from .store_migrate import item_columns, migrate, verdict_columns
+from .store_migrate import SCHEMA_VERSION, item_columns, migrate, verdict_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -114,7 +114,7 @@ class Store:
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.db = connect(path, readonly=readonly)
+        self.db = connect(path, readonly=readonly, version=SCHEMA_VERSION)  # a newer store is refused
         if not readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills

@@ -64,6 +64,11 @@ def chart_figure(rows: Sequence[ResultRow], title: str = "", subtitle: str = "",
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from ..terminal import printable, printable_text
+
+    title, subtitle = printable(title), printable_text(subtitle)  # a control character is no glyph (and would reach
+    # the terminal through matplotlib's missing-glyph warning)
+
     data = bars(rows, metric)
     scenarios = list(dict.fromkeys(b.scenario for b in data))
     languages = language_order(list(dict.fromkeys(b.language for b in data)))

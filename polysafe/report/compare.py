@@ -25,6 +25,7 @@ from .base import ReportInput
 from .chart import language_order
 from ..types import Metric
 from .declared import judge_description, rate_metric, rate_of
+from .compare_setup import setup_differences, truncation_share
 from .metrics import Rate
 from .stats import CORRECTION_NAMES, CORRECTIONS, Difference, adjust, difference
 
@@ -68,13 +69,14 @@ class RunColumn:
     task: str
     model: str
     judge: str
+    truncation: str = ""  # responses stopped at max_tokens, e.g. "3 of 20 responses (15.0%)"
     judge_check: str = ""  # each judge check's kappa, when the run has checks
 
     @classmethod
-    def of(cls, run: RunRecord) -> "RunColumn":
+    def of(cls, run: RunRecord, truncation: str = "") -> "RunColumn":
         from .judge_checks import kappa_text
 
-        return cls(run.name, run.task, run.model, run.judge, kappa_text(run))
+        return cls(run.name, run.task, run.model, run.judge, truncation, kappa_text(run))
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,13 @@ class Comparison:
     tests: int  # differences in the corrected family
     rows: tuple[CompareRow, ...]
     note: str = ""
+    differences: tuple[str, ...] = ()  # setup differences between the runs (see compare_setup)
+
+    def truncation_note(self) -> str:
+        return "Stopped at max_tokens: " + "; ".join(f"{r.name}: {r.truncation or 'not known'}" for r in self.runs)
+
+    def differences_note(self) -> str:
+        return ("Not like for like: " + "; ".join(self.differences)) if self.differences else ""
 
     def group_title(self) -> str:
         return f"scenario · {self.by}" if any(row.scenario is not None for row in self.rows) else self.by
@@ -122,11 +131,13 @@ class Comparison:
         return (f"{self.metric} with Wilson 95% CI; Δ = run − {self.runs[0].name}, Newcombe hybrid score 95% CI "
                 f"(method 10); * = significant at α = {self.alpha:g} after {CORRECTION_NAMES[self.correction]} "
                 f"correction over {self.tests} differences, p-values from inverting the Newcombe interval"
-                + (f". {self.note}" if self.note else ""))
+                + (f". {self.note}" if self.note else "")
+                + (f". {self.differences_note()}" if self.differences else ""))
 
     def to_dict(self) -> dict:
         return {"by": self.by, "metric": self.metric, "correction": self.correction, "alpha": self.alpha,
                 "tests": self.tests, "method": self.method(), "runs": [asdict(r) for r in self.runs],
+                "setup_differences": list(self.differences),
                 "rows": [{"scenario": row.scenario, "group": row.group,
                           "cells": [{"run": run.name, **_cell_dict(cell)} for run, cell in zip(self.runs, row.cells)]}
                          for row in self.rows]}
@@ -182,7 +193,8 @@ def compare(inputs: Sequence[ReportInput], by: str = "language", correction: str
             Cell(rate, diffs[i][j], adjusted.get((i, j)), (i, j) in adjusted and adjusted[(i, j)] < ALPHA)
             for j, rate in enumerate(rates[i])))
         for i, key in enumerate(keys))
-    return Comparison(tuple(RunColumn.of(data.run) for data in inputs), by, metric, correction, ALPHA, len(family), rows, note)
+    return Comparison(tuple(RunColumn.of(data.run, truncation_share(data)) for data in inputs), by, metric, correction,
+                      ALPHA, len(family), rows, note, setup_differences(inputs))
 
 
 def _samples_note(inputs: Sequence[ReportInput], by: str) -> str:
@@ -247,7 +259,10 @@ def comparison_markdown(comparison: Comparison) -> str:
         return text.replace("|", "\\|")
 
     runs = "\n".join(f"- `{esc(r.name)}`: task `{esc(r.task)}` · model `{esc(r.model)}` · judge `{esc(r.judge)}`"
+                     f" · stopped at max_tokens: {esc(r.truncation or 'not known')}"
                      + (f" · judge check {esc(r.judge_check)}" if r.judge_check else "") for r in comparison.runs)
+    if comparison.differences:
+        runs += "\n\n**Not like for like:**\n" + "\n".join(f"- {esc(d)}" for d in comparison.differences)
     head = _header(comparison)
     lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in _body(comparison)]
@@ -260,7 +275,8 @@ def comparison_json(comparison: Comparison) -> str:
 
 
 CSV_COLUMNS = ("by", "scenario", "group", "run", "model", "metric", "count", "total", "rate", "ci_low", "ci_high",
-               "diff", "diff_low", "diff_high", "p", "p_adjusted", "correction", "significant")
+               "diff", "diff_low", "diff_high", "p", "p_adjusted", "correction", "significant",
+               "stopped_at_max_tokens", "setup_differences")
 
 
 def comparison_csv(comparison: Comparison) -> str:
@@ -276,7 +292,7 @@ def comparison_csv(comparison: Comparison) -> str:
                 *(("",) * 5 if rate is None else (rate.count, rate.total, *map(_num, (rate.value, rate.low, rate.high)))),
                 *(("",) * 4 if d is None else map(_num, (d.value, d.low, d.high, d.p))),
                 "" if cell.p_adjusted is None else _num(cell.p_adjusted), comparison.correction,
-                "" if d is None else str(cell.significant).lower(),
+                "" if d is None else str(cell.significant).lower(), run.truncation, "; ".join(comparison.differences),
             ])
     return buffer.getvalue()
 

@@ -99,14 +99,19 @@ def heatmap_png(comparison: Comparison) -> bytes:
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     bar.set_label(f"{comparison.metric} (%)", fontsize=7.5)
     bar.ax.tick_params(labelsize=7)
+    notes = [comparison.truncation_note()] + ([comparison.differences_note()] if comparison.differences else [])
     ax.set_xlabel(f"small figures: Δ pp vs. {_short(runs[0].name, 40)}; * significant after "
-                  f"{'Holm' if comparison.correction == 'holm' else 'Benjamini-Hochberg'}, α = {comparison.alpha:g}",
-                  fontsize=7)
+                  f"{'Holm' if comparison.correction == 'holm' else 'Benjamini-Hochberg'}, α = {comparison.alpha:g}\n"
+                  + "\n".join(textwrap.fill(_short(note, 600), 110) for note in notes), fontsize=6.5)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
 def _short(text: str, limit: int) -> str:
-    """Labels longer than a figure can hold keep their start and end (run names differ at the end)."""
+    """Labels longer than a figure can hold keep their start and end (run names differ at the end); control
+    characters are shown as escapes (they have no glyph)."""
+    from ..terminal import printable
+
+    text = printable(text)
     return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2):]

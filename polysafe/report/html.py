@@ -463,7 +463,10 @@ def render_comparison_html(comparison: Comparison, inputs: Sequence[ReportInput]
     sections = [
         f'<h2 id="heatmap-section">{E(comparison.metric)} by {E(comparison.by)}</h2>',
         f'<p class="note">{E(comparison.method())}. Small figures: Δ in percentage points. Click a cell to see its '
-        "responses.</p>", heatmap_table(comparison),
+        "responses.</p>", f'<p class="note">{E(comparison.truncation_note())}.</p>',
+        *([f'<p class="note warning" id="setup-differences"><strong>Not like for like:</strong> '
+           f'{E("; ".join(comparison.differences))}.</p>'] if comparison.differences else []),
+        heatmap_table(comparison),
         f'<details><summary>heatmap as a figure (PNG, {6.5:g} in wide)</summary>'
         f'<img id="heatmap-png" class="chart" alt="heatmap" src="data:image/png;base64,{png}"></details>',
         '<h2 id="table-section">Rates and differences</h2>', f'<div class="wide">{comparison_table(comparison)}</div>',

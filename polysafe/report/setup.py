@@ -97,6 +97,14 @@ class Setup:
     notes: tuple[str, ...] = field(default_factory=tuple)
     description: JudgeDescription | None = None  # the judge's declaration: kind, scale, metrics
     reference: Reference | None = None  # the paper's figures, as the benchmark declared them with the run
+    pending: int = 0  # items without an answer or a verdict yet (an interrupted or capped run)
+    items: int = 0
+
+    def incomplete(self) -> str | None:
+        if not self.pending:
+            return None
+        return (f"INCOMPLETE: {self.pending} of {self.items} items pending (no answer or verdict yet); the figures "
+                "cover only the rest, until the same command is run again")
 
     def paper_comparability(self, scenario: str) -> Comparability:
         """Whether this scenario's figures may be put beside the paper's, as the benchmark judged it at run time."""
@@ -132,6 +140,8 @@ class Setup:
         if self.capped:
             out.append(f"CAPPED: {self.capped}; the run is incomplete until it is run again")
         out += list(self.judge_checks)
+        if self.pending:
+            out.append(self.incomplete())
         if self.description is not None and self.description.scale is not None:
             scale = self.description.scale
             out.append(f"score scale: {scale.name}, {scale.low:g}-{scale.high:g}, higher is {scale.higher_is}"
@@ -149,7 +159,8 @@ class Setup:
 
     def subtitle(self, width: int = 120) -> str:
         """A compact version for chart subtitles, wrapped to `width` characters."""
-        parts = [f"template: {self.template.describe()}", f"translations: {self.translations.kind}",
+        parts = [f"INCOMPLETE: {self.pending} of {self.items} items pending"] if self.pending else []
+        parts += [f"template: {self.template.describe()}", f"translations: {self.translations.kind}",
                  f"judge: {self.judge}", f"back-translation {'on' if self.back_translation else 'off'}",
                  f"temperature {_number(self.temperature)}, max_tokens {_number(self.max_tokens)}"]
         if self.truncation is not None and self.truncation.responses:
@@ -200,6 +211,7 @@ def describe_setup(run: RunRecord, rows: Sequence[ResultRow] | None = None) -> S
         usage=usage(run, rows) if rows else None, capped=config.get("capped"), samples=config.get("samples", 1),
         description=description, reference=reference(run),
         judge_checks=tuple(check_line(c) for c in stored_checks(run)),
+        pending=sum(1 for r in rows or () if r.label == "pending"), items=len(rows or ()),
     )
 
 
