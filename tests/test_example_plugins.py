@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import importlib
 import sys
@@ -80,7 +81,8 @@ def test_a_zero_one_report_shows_the_mean_score_with_its_interval(two_language_f
     # mean 0.708, sd 0.289: 0.708 ± 1.96 * 0.289 / sqrt(3) = [0.382, 1.035], kept inside the 0-1 scale
     assert "| plain | zh | 3 | 0.71 [0.38, 1.00] |" in md
     assert "score scale: zeroone-0-1, 0-1, higher is worse" in md
-    for text in (md, scores, tiers, page):
+    words = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+", "", page)  # an embedded chart may spell ASR by chance
+    for text in (md, scores, tiers, words):
         assert "ASR" not in text and "share of 5" not in text and "score 5" not in text
     assert "<th>mean score (0-1)</th><th>mean score (0-1) 95% CI</th>" in page and "[0.38, 1.00]" in page
     assert "unsafe rate (score &gt;= 0.5) % (mean)" in page  # tiers count the first declared rate
