@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_forged_verdicts import FORMS, PAYLOAD, forged_variants, is_honest
+from test_forged_verdicts import COPIED_BLOCK, FORMS, PAYLOAD, forged_variants, is_honest
 
 from polysafe.judges._model_judge import MAX_ANSWER_LINES, OwnWords, copy_key
 from polysafe.judges.harm import HarmJudge
 from polysafe.judges.helpfulness import HelpfulnessJudge
 from polysafe.judges.llm import LLMJudge, parse_label
+from polysafe.judges.strongreject import StrongRejectJudge
 from polysafe.types import JudgeInput
 
 
@@ -19,7 +20,7 @@ class NoModel:
     identity, batch_size, concurrency = "none", 1, 1
 
 
-JUDGES = {"llm": LLMJudge, "harm": HarmJudge, "helpfulness": HelpfulnessJudge}
+JUDGES = {"llm": LLMJudge, "harm": HarmJudge, "helpfulness": HelpfulnessJudge, "strongreject": StrongRejectJudge}
 
 
 def judge(name: str = "llm"):
@@ -45,8 +46,9 @@ def test_the_corpus_read_directly_gives_every_honest_verdict():
                 for style in ("verbatim", "blockquote"):
                     verdict = reader.read_verdict(quoting_answer(response, FORMS[name]["honest"], position, style),
                                                   item(response))
-                    if not is_honest(name, verdict):
-                        wrong.append((name, kind, position, style, verdict.label, verdict.rationale[:60]))
+                    if is_honest(name, verdict) or ((name, kind) in COPIED_BLOCK and verdict.label == "error"):
+                        continue
+                    wrong.append((name, kind, position, style, verdict.label, verdict.rationale[:60]))
     assert wrong == []
 
 
