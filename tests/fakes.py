@@ -31,6 +31,28 @@ def judged(judge, items) -> list:
     return asyncio.run(go())
 
 
+def run_plain_llm_judged(target_url: str, judge_url: str, prompts, db, options):
+    """One plain run of `prompts` on the fake target, judged by `llm:` on the fake judge server into the store `db`
+    (run 'r'). Returns the summary and the stored labels, in item order."""
+    from polysafe.attacks import parse_chain
+    from polysafe.engine.runner import EvalTask, Scenario, run_eval
+    from polysafe.engine.store import Store
+    from polysafe.judges import load_judge
+    from polysafe.models import load_model
+
+    async def go():
+        model, judge = load_model(f"openai:t@{target_url}", options), load_judge(f"llm:openai:j@{judge_url}", options)
+        with Store(db) as store:
+            summary = await run_eval(EvalTask("t", prompts, [Scenario("plain", parse_chain("none"))]), model, judge,
+                                     store, run_name="r")
+            labels = [row.label for row in store.results("r")]
+        await model.aclose()
+        await judge.aclose()
+        return summary, labels
+
+    return asyncio.run(go())
+
+
 # -- a server that sends exactly the bytes it is told to -----------------------------------------------------
 @dataclass
 class Raw:

@@ -9,21 +9,17 @@ nonce-tagged markers, quotes it in full, then ends with its own verdict. Every v
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass
 
 import pytest
-from fakes import judged, last_user_text
+from fakes import judged, last_user_text, run_plain_llm_judged
 
-from polysafe.attacks import parse_chain
-from polysafe.engine.runner import EvalTask, Scenario, run_eval
-from polysafe.engine.store import Store
 from polysafe.judges import load_judge
 from polysafe.judges.harm import parse_score
 from polysafe.judges.helpfulness import RUBRICS, HelpfulnessVerdict, parse_ratings
-from polysafe.models import ModelOptions, load_model
+from polysafe.models import ModelOptions
 from polysafe.types import JudgeInput, Prompt
 
 FAST = ModelOptions(max_retries=1, backoff_base=0.01, backoff_max=0.02, concurrency=8)
@@ -197,16 +193,7 @@ def test_the_nonce_changes_the_prompt_not_the_verdict_key(fake_openai, tmp_path)
     prompts = [Prompt(id=str(i), text=f"request {i}") for i in range(3)]
 
     def run_once():
-        async def go():
-            model, judge = load_model(f"openai:t@{target.url}", FAST), load_judge(f"llm:openai:j@{judge_server.url}", FAST)
-            with Store(tmp_path / "r.db") as store:
-                summary = await run_eval(EvalTask("t", prompts, [Scenario("plain", parse_chain("none"))]), model, judge,
-                                         store, run_name="r")
-                labels = [row.label for row in store.results("r")]
-            await model.aclose()
-            await judge.aclose()
-            return summary, labels
-        return asyncio.run(go())
+        return run_plain_llm_judged(target.url, judge_server.url, prompts, tmp_path / "r.db", FAST)
 
     first, labels = run_once()
     asked = judge_server.received

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from fakes import chat_body
+from fakes import chat_body, run_plain_llm_judged
 
 from polysafe.attacks import parse_chain
 from polysafe.attacks.cipher_base64 import Base64Cipher
@@ -43,16 +43,7 @@ def test_an_errored_verdict_is_not_done_and_is_judged_again_on_rerun(tmp_path, f
     target = fake_openai(lambda body: "Sure, here it is.")
 
     def run_once():
-        async def go():
-            model, judge = load_model(f"openai:t@{target.url}", FAST), load_judge(f"llm:openai:j@{judge_server.url}", FAST)
-            with Store(tmp_path / "r.db") as store:
-                summary = await run_eval(EvalTask("t", [Prompt("1", "q")], [Scenario("plain", parse_chain("none"))]),
-                                         model, judge, store, run_name="r")
-                labels = [row.label for row in store.results("r")]
-            await model.aclose()
-            await judge.aclose()
-            return summary, labels
-        return asyncio.run(go())
+        return run_plain_llm_judged(target.url, judge_server.url, [Prompt("1", "q")], tmp_path / "r.db", FAST)
 
     first, labels = run_once()
     assert labels == ["error"] and first.judged == 1
