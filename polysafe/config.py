@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
+from .types import MAX_NEW_TOKENS
 
 
 MAX_DEPTH = 32  # nesting of a config file; real ones use 4
@@ -32,7 +33,7 @@ class _Strict(BaseModel):
 class GenerationSection(_Strict):
     temperature: float | None = Field(default=None, ge=0.0, le=10.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     system_prompt: str | None = None
 

@@ -22,6 +22,9 @@ class Message:
 Conversation = tuple[Message, ...]
 
 
+MAX_NEW_TOKENS = 1_000_000  # the most `max_tokens` a config file or the command line accepts
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampling settings. temperature 0 means greedy decoding, as in the MultiJail and CodeAttack papers."""

@@ -136,6 +136,12 @@ USAGE_ERRORS = [
     (("eval", "multijail", "--limit", "many"), ["'--limit'", "valid integer"]),
     (("eval", "file"), ["polysafe eval file:", "Missing option '--prompts'"]),
     (("runs", "extra"), ["unexpected extra argument", "extra"]),
+    # the same bound as a config file's generation.max_tokens
+    (("eval", "multijail", "--max-tokens", "1000001"), ["'--max-tokens'", "less than or equal to 1000000"]),
+    (("eval", "file", "--max-tokens", "99999999999999999999999"), ["'--max-tokens'", "1000000"]),
+    (("defend", "ctrl", "run", "--max-tokens", "1000001"), ["'--max-tokens'", "1000000"]),
+    (("defend", "self-defense", "run", "--gen-max-tokens", "1000001"), ["'--gen-max-tokens'", "1000000"]),
+    (("lab", "generalization", "--safety", "s.json", "--max-tokens", "1000001"), ["'--max-tokens'", "1000000"]),
 ]
 
 

@@ -18,6 +18,7 @@ import typer
 from ..models.base import DEFAULT_MAX_RESPONSE_BYTES
 from ..secrets import redact
 from ..terminal import printable, printable_text
+from ..types import MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from ..models import ModelOptions
@@ -58,7 +59,7 @@ MaxResponseOpt = Annotated[int, typer.Option("--max-response-bytes", min=1024, h
 ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable that holds the API key (never stored).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
-MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="New tokens per response (default: the benchmark's, else 256).")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, max=MAX_NEW_TOKENS, help="New tokens per response (default: the benchmark's, else 256).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed; with --samples K, sample i uses seed + i.")]
 SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Answers per prompt (needs --temperature > 0): reports give the per-sample rate, the any-of-K rate and the spread.")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..types import MAX_NEW_TOKENS
 from ._common import DEFAULT_DB, DbOpt, ExecutorOptions, LimitOpt, command_group, console, run_async, with_executor_options
 from ._training import TrainingOptions, with_training_options
 
@@ -62,7 +63,7 @@ def curate_cmd(
     floor: Annotated[float, typer.Option("--floor", min=0.0, help="Keep candidates with helpfulness >= floor x the original's.")] = 0.9,
     temperatures: Annotated[str, typer.Option("--temperatures", help="Sampling grid, temperatures.")] = "0.2,0.4,0.6,0.8,1.0",
     top_ps: Annotated[str, typer.Option("--top-ps", help="Sampling grid, top-p values.")] = "0.2,0.4,0.6,0.8,1.0",
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per revision.")] = 256,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=MAX_NEW_TOKENS, help="New tokens per revision.")] = 256,
     seed_phrases: Annotated[Optional[Path], typer.Option("--seed-phrases", help="Safety seed phrases, one per line (default: the shipped set).")] = None,
     limit: LimitOpt = None,
     db: DbOpt = Path(DEFAULT_DB),
@@ -142,7 +143,7 @@ def run_cmd(
     limit_harmful: Annotated[Optional[int], typer.Option("--limit-harmful", min=1)] = None,
     limit_benign: Annotated[Optional[int], typer.Option("--limit-benign", min=1)] = None,
     limit_safety: Annotated[Optional[int], typer.Option("--limit-safety", min=1, help="Use the first N safety pairs (default: as many as curated texts).")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=MAX_NEW_TOKENS, help="New tokens per evaluated answer.")] = 128,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for adapters and the report.")] = Path("polysafe-results/ctrl"),
     db: DbOpt = Path(DEFAULT_DB),
     train: TrainingOptions = TrainingOptions(),

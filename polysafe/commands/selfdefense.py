@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..types import MAX_NEW_TOKENS
 from ._common import (DEFAULT_DB, DbOpt, ExecutorOptions, JudgeOpt, LimitOpt, ModelOpt, SeedOpt, command_group, console,
                       run_async, with_executor_options)
 from ._training import TrainingOptions, with_training_options
@@ -136,11 +137,11 @@ def run(
     benign: Annotated[Optional[str], typer.Option("--benign", help="Benign requests for over-refusal: I-Alpaca JSON path or URL (default: its GitHub URL).")] = None,
     benign_limit: Annotated[int, typer.Option("--benign-limit", min=1)] = 50,
     benign_pairs: Annotated[Optional[Path], typer.Option("--benign-pairs", help="Chat JSONL of held-out benign answers for perplexity (default: half of the general seeds, kept out of training).")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per evaluated answer.")] = 128,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=MAX_NEW_TOKENS, help="New tokens per evaluated answer.")] = 128,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, adapters and report.")] = None,
     db: DbOpt = Path(DEFAULT_DB),
     save_dataset_dir: Annotated[bool, typer.Option("--save-dataset", help="Also save a `datasets` copy of the pool in the output folder.")] = False,
-    gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, help="New tokens per generated pair or translation.")] = 256,
+    gen_max_tokens: Annotated[int, typer.Option("--gen-max-tokens", min=16, max=MAX_NEW_TOKENS, help="New tokens per generated pair or translation.")] = 256,
     train: TrainingOptions = TrainingOptions(),
     run_on: ExecutorOptions = ExecutorOptions(),
 ) -> None:
