@@ -74,6 +74,21 @@ def test_each_kind_of_difference_is_stated_in_every_format(tmp_path, kind):
     with Store(path, readonly=True) as store:
         inputs = [load_report_input(store, name, path.parent) for name in ("A", "B")]
     assert 'id="setup-differences"' in render_comparison_html(result, inputs)
+    assert words in png_note(result) and "Not like for like" in png_note(result)
+
+
+def png_note(result) -> str:
+    """The note a compare PNG carries as text (its `Description`), beside the same note drawn under the figure."""
+    from PIL import Image
+
+    from polysafe.report.heatmap import heatmap_png
+
+    return Image.open(io.BytesIO(heatmap_png(result))).text.get("Description", "")
+
+
+def test_the_png_note_of_like_for_like_runs_names_only_the_truncation(tmp_path):
+    note = png_note(comparison(make_db(tmp_path, {})))
+    assert note.startswith("Stopped at max_tokens: A: 0 of 10 responses (0.0%); B: 0 of 10") and "like for like" not in note
 
 
 def test_the_cli_warns_on_stderr_and_strict_refuses(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import textwrap
 
+from ..terminal import printable
 from .compare import Cell, Comparison, signed_pp
 
 # Sequential yellow-orange-red (ColorBrewer YlOrRd stops): ordered in lightness, readable in grey print.
@@ -104,14 +105,13 @@ def heatmap_png(comparison: Comparison) -> bytes:
                   f"{'Holm' if comparison.correction == 'holm' else 'Benjamini-Hochberg'}, α = {comparison.alpha:g}\n"
                   + "\n".join(textwrap.fill(_short(note, 600), 110) for note in notes), fontsize=6.5)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # The notes, whole, also as the PNG's text (`Description`): readable where the drawn copy is cut short.
+    fig.savefig(buffer, format="png", metadata={"Description": "\n".join(printable(note) for note in notes)})
     return buffer.getvalue()
 
 
 def _short(text: str, limit: int) -> str:
     """Labels longer than a figure can hold keep their start and end (run names differ at the end); control
     characters are shown as escapes (they have no glyph)."""
-    from ..terminal import printable
-
     text = printable(text)
     return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2):]
