@@ -36,7 +36,8 @@ GROUPS = {
                 "tests/test_mutation_kills.py"]),
     "engine": (["polysafe/engine/store.py", "polysafe/engine/claims.py", "polysafe/engine/dispatch.py",
                 "polysafe/engine/runner.py", "polysafe/engine/cost.py"],
-               ["tests/test_weak_spots.py", "tests/test_store_trust.py", "tests/test_mutation_kills.py"]),
+               ["tests/test_engine_store.py", "tests/test_engine_parts.py", "tests/test_engine_runner.py",
+                "tests/test_weak_spots.py", "tests/test_store_trust.py", "tests/test_mutation_kills.py"]),
     "attacks": (["polysafe/attacks/*"], ["tests/test_codeattack.py", "tests/test_ciphers.py",
                                          "tests/test_extraction.py", "tests/test_weak_spots.py"]),
 }
