@@ -122,6 +122,14 @@ def test_concurrent_batches_reserve_together():
     assert budget.reserved == 40.0 and budget.spent == 1.0
 
 
+def test_spending_adds_up_over_batches_and_by_default_a_batch_reserves_only_its_input():
+    budget = Budget(max_cost=10.0, price=Price(1_000_000.0, 1_000_000.0))  # $1 a token; max_tokens not given
+    assert budget.admit([10]) and budget.reserved == 10.0  # exactly the cap: no output counted
+    budget.settle([10], [(2, 1)])
+    budget.settle([], [(3, 1)])
+    assert budget.spent == 7.0 and budget.reserved == 0.0
+
+
 def test_settling_never_leaves_a_negative_reservation_and_costs_nothing_without_a_price():
     budget = Budget(max_cost=1.0, price=Price(1.0, 1.0), max_tokens=1)
     budget.settle([1_000_000], [(1, 1)])
@@ -161,6 +169,20 @@ def test_a_claim_is_alive_while_fresh_and_its_local_owner_runs():
     assert not claims_module._alive(f"{claims_module.HOST}|{dead_pid()}|x", now, now)
     assert claims_module._alive(f"elsewhere|{dead_pid()}|x", now, now)  # another machine's process: only the TTL
     assert claims_module._alive(f"{claims_module.HOST}|notapid|x", now, now)
+
+
+def test_looking_at_a_live_owner_sends_it_no_signal():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert claims_module._alive(f"{claims_module.HOST}|{child.pid}|x", time.time(), time.time())
+        time.sleep(0.2)
+        assert child.poll() is None  # signal 0 only asks whether it exists
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_claim_of_a_process_that_cannot_be_signalled_is_alive(monkeypatch):
@@ -230,3 +252,35 @@ def test_claimed_counts_keys_stored_meanwhile_as_answered_by_others_and_asks_onl
 
     assert asyncio.run(claimed(store, ["s", "u", "t"], lambda keys: {"s", "t"} & set(keys), ask)) == 2
     assert asked == [["u"]]
+
+
+def test_claimed_counts_keys_others_answered_in_every_round(store, monkeypatch):
+    """Round 1: 's' is found stored and 'a' is held by a live process elsewhere; round 2: that process has
+    answered 'a'. Both count as answered by others; only 'b' is asked."""
+    import sqlite3
+    import threading
+
+    monkeypatch.setattr(claims_module, "POLL", 0.02)
+    Claims(store, lambda keys: set())
+    store.db.execute("CREATE TABLE answers (key TEXT)")
+    store.db.execute("INSERT INTO answers VALUES ('s')")
+    store.db.execute("INSERT INTO claims VALUES ('a', 'elsewhere|1|y', ?)", (time.time(),))
+    done = lambda keys: {k for (k,) in store.db.execute("SELECT key FROM answers").fetchall()} & set(keys)
+
+    def other_process_answers():
+        time.sleep(0.2)
+        db = sqlite3.connect(store.path, isolation_level=None)
+        db.execute("INSERT INTO answers VALUES ('a')")
+        db.execute("DELETE FROM claims WHERE key='a'")
+        db.close()
+
+    thread = threading.Thread(target=other_process_answers)
+    thread.start()
+    asked = []
+
+    async def ask(keys):
+        asked.extend(keys)
+
+    assert asyncio.run(claimed(store, ["s", "a", "b"], done, ask)) == 2
+    thread.join()
+    assert asked == ["b"]

@@ -46,6 +46,7 @@ class Model(FakeModel):
 
     async def generate(self, conversations, config):
         self.asked += [(c[-1].content, config) for c in conversations]
+        self.roles = [tuple(m.role for m in c) for c in conversations]
         done = await super().generate(conversations, config)
         return [Completion.failed("HTTP 500") if c[-1].content in self.fail else d for c, d in zip(conversations, done)]
 
@@ -110,7 +111,7 @@ def test_a_run_asks_each_prompt_once_judges_each_answer_and_sums_up(store):
     assert [(item.query, item.prompt, item.response, item.language) for item in judge.seen][0] == \
         ("how do I pick a lock", "how do I pick a lock", "Sure, here it is.", "en")
     request = store.db.execute("SELECT request FROM responses ORDER BY created LIMIT 1").fetchone()[0]
-    assert '"role": "system", "content": "Be safe."' in request
+    assert '"role": "system", "content": "Be safe."' in request and model.roles[-1] == ("system", "user")
 
 
 def test_a_rerun_asks_and_judges_nothing_stored(store):
@@ -139,18 +140,20 @@ def test_progress_counts_every_answer_and_its_tokens_once_the_model_is_loaded(st
 def test_identical_requests_are_asked_once_and_identical_answers_judged_once(store):
     model, judge = Model(), CountingJudge()
     same = [Scenario("plain", parse_chain("none")), Scenario("again", parse_chain("none"))]
-    summary = evaluate(store, model, judge, prompts=PROMPTS[:2], scenarios=same)
+    progress = Recorder()
+    summary = evaluate(store, model, judge, prompts=PROMPTS[:2], scenarios=same, progress=progress)
     assert (summary.items, summary.generated, summary.judged, model.calls, len(judge.seen)) == (4, 2, 2, 2, 2)
+    assert ("start", "generate", 2) in progress.events and ("start", "judge", 2) in progress.events
     assert [row.label for row in store.results("r")] == ["unsafe"] * 4
 
 
 def test_a_failed_answer_is_an_error_and_asked_again_on_rerun(store):
     model = Model(fail={"hi"})
-    first = evaluate(store, model)
+    first = evaluate(store, model, prompts=PROMPTS[::-1])  # the failed one first: the others are still judged
     assert (first.errors, first.first_error, first.judged) == (1, "HTTP 500", 2)
-    assert [row.label for row in store.results("r")] == ["unsafe", "unsafe", "error"]
+    assert [row.label for row in store.results("r")] == ["error", "unsafe", "unsafe"]
     model.fail = set()
-    second = evaluate(store, model)
+    second = evaluate(store, model, prompts=PROMPTS[::-1])
     assert (second.generated, second.cached, second.judged, second.errors) == (1, 2, 1, 0)
     assert sorted(text for text, _ in model.asked) == sorted([p.text for p in PROMPTS] + ["hi"])
 
@@ -158,7 +161,7 @@ def test_a_failed_answer_is_an_error_and_asked_again_on_rerun(store):
 # -- the order of work, and loading -----------------------------------------------------------------------------
 def test_a_batching_model_is_asked_shortest_prompt_first_and_a_one_at_a_time_model_in_order(store, tmp_path):
     long_first = [Prompt("1", "x" * 30), Prompt("2", "x" * 10), Prompt("3", "x" * 20)]
-    batched = Model(batch_size=4)
+    batched = Model(batch_size=2)
     evaluate(store, batched, prompts=long_first)
     assert [len(text) for text, _ in batched.asked] == [10, 20, 30]
     with Store(tmp_path / "other.db") as other:
@@ -281,7 +284,7 @@ def test_configs_that_differ_are_asked_apart_unless_the_model_takes_the_mix(stor
     class Mixer(Model):
         async def generate_each(self, conversations, configs):
             self.mixed = list(configs)
-            return [Completion(f"seed {config.seed}") for config in configs]
+            return [Completion(f"{conversation[-1]} seed {config.seed}") for conversation, config in zip(conversations, configs)]
 
     gen = GenerationConfig(temperature=1.0, seed=0)
     plain = Model(lambda c: "x")
@@ -290,7 +293,7 @@ def test_configs_that_differ_are_asked_apart_unless_the_model_takes_the_mix(stor
     assert [a.text for a in answers] == ["x", "x"] and [config.seed for _, config in plain.asked] == [0, 1]
     mixer = Mixer()
     got = asyncio.run(runner.generate_each(mixer, [("a",), ("b",), ("c",)], [gen, runner.replace(gen, seed=9), gen]))
-    assert [a.text for a in got] == ["seed 0", "seed 9", "seed 0"] and mixer.asked == []
+    assert [a.text for a in got] == ["a seed 0", "b seed 9", "c seed 0"] and mixer.asked == []
     same = Mixer()
     asyncio.run(runner.generate_each(same, [gen.messages("a"), gen.messages("b")], [gen, gen]))
     assert not hasattr(same, "mixed") and len(same.asked) == 2  # one config: one plain call
@@ -306,9 +309,9 @@ def test_answers_asked_apart_come_back_in_their_places():
 
 
 @pytest.mark.parametrize("samples, temperature, message", [
-    (0, 0.7, "--samples must be at least 1 (got 0)"),
-    (2, 0.0, "--samples 2 needs --temperature > 0: greedy decoding gives the same answer every time"),
-])
+    (0, 0.7, "field 'samples': --samples must be at least 1 (got 0)"),
+    (2, 0.0, "field 'samples': --samples 2 needs --temperature > 0: greedy decoding gives the same answer every time"),
+], ids=["none", "greedy"])
 def test_impossible_sample_counts_are_refused_before_anything_is_stored(store, samples, temperature, message):
     with pytest.raises(InputError, match="samples") as refused:
         evaluate(store, Model(), gen=GenerationConfig(temperature=temperature), samples=samples)
@@ -358,13 +361,14 @@ def test_an_endpoint_has_no_dtype_and_no_precision(store):
     ({"judge": CountingJudge(spec="other", identity="other/v1")}, "judge 'counting' (this command: 'other')"),
     ({"judge": CountingJudge(identity="counting/v2")}, "judge 'counting' with other weights or settings"),
     ({"samples": 2, "gen": GenerationConfig(temperature=0.5)}, "1 sample(s) per prompt (this command: 2)"),
-])
+], ids=["task", "model", "judge", "judge-identity", "samples"])  # plain ids: tools/mutate.py's -k reads them too
 def test_a_run_name_is_not_reused_for_another_measurement(store, change, words):
     evaluate(store, Model(), gen=GenerationConfig(temperature=0.5))
     options = {"gen": GenerationConfig(temperature=0.5), "model": Model(), **change}
     with pytest.raises(InputError) as refused:
         evaluate(store, options.pop("model"), **options)
-    assert f"run 'r' already holds {words}: choose another --run-name, or pass --overwrite" in str(refused.value)
+    assert str(refused.value).startswith(f"field 'run-name': run 'r' already holds {words}: choose another "
+                                         "--run-name, or pass --overwrite"), str(refused.value)
     options = {"gen": GenerationConfig(temperature=0.5), "model": Model(), **change}
     evaluate(store, options.pop("model"), overwrite=True, **{**options, "prompts": PROMPTS[:1]})
     assert len(store.results("r")) == (2 if "samples" in change else 1)  # its items replaced
@@ -428,10 +432,13 @@ def test_the_turn_writer_commits_a_turns_rows_at_once_and_raises_a_store_error_w
         await asyncio.sleep(0)
         assert written == [[1, 2, 3]]
         writer.add([4])
+        await asyncio.sleep(0)
+        assert written == [[1, 2, 3], [4]]  # the next turn's rows are committed in their own turn too
+        writer.add([5])
         writer.close()
-        assert written == [[1, 2, 3], [4]]
+        assert written == [[1, 2, 3], [4], [5]]
         writer.close()
-        assert written == [[1, 2, 3], [4]]  # nothing left: no empty write
+        assert written == [[1, 2, 3], [4], [5]]  # nothing left: no empty write
 
     asyncio.run(go())
 
@@ -469,3 +476,233 @@ def test_the_request_key_covers_the_messages_and_the_whole_config(store):
     assert runner.request_for(model, GenerationConfig(max_tokens=1), attacked)[0] != key
     assert runner.request_for(Model(name="other"), GenerationConfig(), attacked)[0] != key
     assert runner.request_token_bounds([]) == []
+
+
+# -- keys: what lets an existing store resume with 0 calls ----------------------------------------------------------
+def test_the_keys_of_requests_items_verdicts_and_identities_are_stable_across_versions():
+    """A store finds its answers, items and verdicts by these hashes, and a run's stored identity digests are
+    compared on every resume: a change to any derivation re-asks (and re-pays) every stored answer and verdict,
+    duplicates every resumed run's items, or refuses every existing run name."""
+    model, prompt = FakeModel(name="m"), Prompt("7", "héllo", "bn")
+    assert runner.request_for(model, GenerationConfig(), AttackedPrompt.start(prompt))[0] == \
+        "c9eeee887f138444268eff870f1d0dcdab1cdc31482318e79453daa22fc81062"
+    assert runner.item_key(prompt, PLAIN[0], 0) == "85f3636bbe4859ca8a27e5715b53979c80b67c1159af799126b45a3761606752"
+    assert runner.item_key(prompt, PLAIN[0], 2) == "53c37b1deb454f63dc8d431835ac081fc125500b0cfafba90c3a9f5f9f441c3e"
+    (item,) = asyncio.run(runner.build_items(EvalTask("t", [prompt], PLAIN), model, GenerationConfig(), AttackContext()))
+    judge = CountingJudge(identity="judge/v1")
+    assert runner._judge_job(item, Completion("an answer"), judge)[0] == \
+        "ceff69427c9c92b7684e6699bb9393b809062b89faf459489cda3f033287ada7"
+    assert runner.identity_digest("fake/v1:m") == "9899d6dba310a17f"
+
+
+def test_build_items_makes_one_item_per_prompt_and_scenario_by_default():
+    task = EvalTask("t", PROMPTS[:2], PLAIN + [Scenario("jb", parse_chain("jailbreak"))])
+    items = asyncio.run(runner.build_items(task, Model(), GenerationConfig(), AttackContext()))
+    assert [(it.record.prompt_id, it.record.scenario, it.record.position, it.record.sample) for it in items] == \
+        [("1", "plain", 0, 0), ("2", "plain", 1, 0), ("1", "jb", 2, 0), ("2", "jb", 3, 0)]
+
+
+# -- the store and context every part is given ------------------------------------------------------------------------
+class Looking(Attack):
+    """Records the context it is applied with."""
+
+    spec = "looking"
+
+    def __init__(self):
+        self.contexts = []
+
+    async def apply(self, items, ctx):
+        self.contexts.append(ctx)
+        return list(items)
+
+
+class Attached(CountingJudge):
+    def attach_store(self, store):
+        self.attached = store
+
+
+def test_attacks_and_judges_get_the_runs_store(store):
+    attack, judge = Looking(), Attached()
+    evaluate(store, Model(), judge, scenarios=[Scenario("l", AttackChain([attack]))])
+    assert attack.contexts[0].store is store and judge.attached is store
+    given = AttackContext()
+    evaluate(store, Model(), judge, scenarios=[Scenario("l", AttackChain([attack]))], ctx=given)
+    assert attack.contexts[1] is given and given.store is store
+    other = Store(store.path.parent / "other.db")
+    try:
+        evaluate(store, Model(), judge, scenarios=[Scenario("l", AttackChain([attack]))], ctx=AttackContext(store=other))
+        assert attack.contexts[2].store is other  # a context's own store is kept
+    finally:
+        other.close()
+
+
+class Recording:
+    """An executor that works like the local one and records what it was given."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.sizes, self.units = [], []
+
+    def model_options(self, options):
+        return options
+
+    def unit_size(self, model, pending):
+        self.sizes.append(pending)
+        return 1
+
+    async def run(self, model, units, *, on_result, admit=None):
+        from polysafe.engine.executor import LOCAL
+
+        self.units.append(len(units))
+        await LOCAL.run(model, units, on_result=on_result, admit=admit)
+
+
+def test_the_pending_work_goes_to_the_executor_given(store):
+    executor, model = Recording(), Model()
+    summary = evaluate(store, model, executor=executor)
+    assert executor.sizes == [3] and executor.units == [3] and summary.generated == 3 and model.calls == 3
+
+
+# -- resuming ---------------------------------------------------------------------------------------------------------
+def test_a_resumed_run_keeps_the_items_it_had_and_overwrite_replaces_them(store):
+    evaluate(store, Model())
+    evaluate(store, Model(), prompts=PROMPTS[:1])
+    assert [row.prompt_id for row in store.results("r")] == ["1", "2", "3"]
+    evaluate(store, Model(), prompts=PROMPTS[:1], overwrite=True)
+    assert [row.prompt_id for row in store.results("r")] == ["1"]
+
+
+def test_a_k_sample_run_resumes_with_the_same_k(store):
+    gen = GenerationConfig(temperature=0.7)
+    evaluate(store, Model(), gen=gen, samples=3, prompts=PROMPTS[:1])
+    again = evaluate(store, Model(), gen=gen, samples=3, prompts=PROMPTS[:1])
+    assert (again.generated, again.cached) == (0, 3)
+
+
+def test_two_samples_are_recorded_with_the_run(store):
+    evaluate(store, Model(), gen=GenerationConfig(temperature=0.7), samples=2, prompts=PROMPTS[:1])
+    assert store.get_run("r").config["samples"] == 2
+
+
+def test_rows_keep_the_prompts_category(store):
+    evaluate(store, Model(), prompts=[Prompt("1", "q", category="weapons"), Prompt("2", "r")])
+    assert [row.category for row in store.results("r")] == ["weapons", None]
+
+
+# -- another process answering the same work --------------------------------------------------------------------------
+def held_by_another_process(store, keys, answer=None):
+    """Claims `keys` for a live process elsewhere; after a moment it answers `answer(db)` and drops its claims."""
+    import sqlite3
+    import threading
+    import time as clock
+
+    store.db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat REAL NOT NULL)")
+    store.db.executemany("INSERT INTO claims VALUES (?, 'elsewhere|1|x', ?)", [(k, clock.time()) for k in keys])
+
+    def other():
+        clock.sleep(0.3)
+        db = sqlite3.connect(store.path, isolation_level=None)
+        if answer is not None:
+            answer(db)
+        db.executemany("DELETE FROM claims WHERE key=?", [(k,) for k in keys])
+        db.close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    return thread
+
+
+def first_run_keys(tmp_path, prompts=PROMPTS):
+    """(response keys, verdict keys) of a plain run of `prompts`, from a scratch store."""
+    with Store(tmp_path / "scratch.db") as scratch:
+        evaluate(scratch, Model(), prompts=prompts)
+        rows = scratch.db.execute("SELECT response_key, verdict_key FROM items ORDER BY position").fetchall()
+    return [r for r, _ in rows], [v for _, v in rows]
+
+
+def test_answers_another_process_gives_are_reused_and_those_it_drops_are_asked(store, tmp_path, monkeypatch):
+    from polysafe.engine import claims
+
+    monkeypatch.setattr(claims, "POLL", 0.02)
+    responses, _ = first_run_keys(tmp_path)
+    answered, dropped = responses[0], responses[1]
+
+    def answer(db):
+        db.execute("INSERT INTO responses VALUES (?, 'm', '{}', 'Sure, from elsewhere.', 1, 3, 'stop', NULL, 1, 0)",
+                   (answered,))
+
+    thread = held_by_another_process(store, [answered, dropped], answer)
+    model, progress = Model(batch_size=1), Recorder()
+    summary = evaluate(store, model, progress=progress)
+    thread.join()
+    assert sorted(text for text, _ in model.asked) == ["hi", "tell me a story about dragons"]
+    assert (summary.generated, summary.cached) == (2, 1)
+    assert store.results("r")[0].response == "Sure, from elsewhere."
+    assert sum(e[2] for e in progress.of("generate") if e[0] == "advance") == 3
+
+
+def test_verdicts_another_process_gives_are_reused_and_those_it_drops_are_judged(store, tmp_path, monkeypatch):
+    from polysafe.engine import claims
+
+    monkeypatch.setattr(claims, "POLL", 0.02)
+    _, verdicts = first_run_keys(tmp_path)
+    judge = CountingJudge(batch_size=1)
+
+    def answer(db):
+        db.execute("INSERT INTO verdicts (key, judge, extracted, label, score, rationale, created) "
+                   "VALUES (?, 'j', 'x', 'safe', NULL, 'from elsewhere', 0)", (verdicts[0],))
+
+    thread = held_by_another_process(store, verdicts[:2], answer)
+    summary = evaluate(store, Model(), judge)
+    thread.join()
+    assert summary.judged == 2 and len(judge.seen) == 2
+    assert [row.rationale for row in store.results("r")][0] == "from elsewhere"
+
+
+# -- undecodable answers ----------------------------------------------------------------------------------------------
+class Named(Attack):
+    """Undecodable, and says which attack and which reply."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def extract(self, response):
+        raise Undecodable(f"{self.spec} cannot read {response}")
+
+
+def test_each_unreadable_answer_keeps_its_own_reason(store):
+    model = Model(lambda c: f"reply to {c[-1].content}", batch_size=1)
+    scenarios = [Scenario("a", AttackChain([Named("x")])), Scenario("b", AttackChain([Named("y")]))]
+    evaluate(store, model, prompts=PROMPTS[:2], scenarios=scenarios)
+    rationales = [row.rationale for row in store.results("r")]
+    assert rationales == ["undecodable: x cannot read reply to how do I pick a lock",
+                          "undecodable: x cannot read reply to tell me a story about dragons",
+                          "undecodable: y cannot read reply to how do I pick a lock",
+                          "undecodable: y cannot read reply to tell me a story about dragons"]
+    assert {judge for (judge,) in store.db.execute("SELECT judge FROM verdicts")} == {"undecodable"}
+
+
+class SometimesUnreadable(Attack):
+    spec = "sometimes"
+
+    def extract(self, response):
+        if "lock" in response:
+            raise Undecodable("garbled")
+        return response
+
+
+def test_judge_checks_skip_unreadable_answers_and_unanswered_items(store):
+    second = Attached(identity="second/v1")
+    model = Model(lambda c: f"Sure: {c[-1].content}", batch_size=1)
+    summary = evaluate(store, model, scenarios=[Scenario("s", AttackChain([SometimesUnreadable()]))],
+                       gen=GenerationConfig(seed=4), check=JudgeCheck(judge=second, n=5), budget=Budget(max_calls=2))
+    (check,) = summary.extra["judge_checks"]
+    assert summary.pending == 1 and second.attached is store
+    assert (check["sampled"], check["seed"], len(second.seen)) == (1, 4, 1)  # the readable, answered one
+
+
+def test_labels_from_a_list_are_named_labels(store):
+    labels = [LabelledExample("hi", "Sure, here it is.", "unsafe")]
+    summary = evaluate(store, Model(), check=JudgeCheck(labels=labels))
+    assert summary.extra["judge_checks"][0]["against"] == "labels"

@@ -55,6 +55,14 @@ def test_a_read_only_store_reads_what_was_written(tmp_path):
         assert store.get_run("r").config == {"a": 1} and [row.prompt_id for row in store.results("r")] == ["id-k"]
 
 
+def test_a_store_knows_its_file_and_read_only_opens_only_an_existing_store(tmp_path):
+    with Store(str(tmp_path / "s.db")) as store:
+        assert store.path == tmp_path / "s.db"
+    with pytest.raises(PolysafeError, match="no result store here yet"):
+        Store(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
 def test_a_store_is_closed_on_leaving_its_block(tmp_path):
     with Store(tmp_path / "s.db") as store:
         pass
@@ -82,12 +90,13 @@ def test_run_configs_are_stored_with_sorted_keys(store):
 def test_update_run_config_merges_and_touches_only_an_existing_run(store, clock):
     store.save_run(RunRecord("r", "t", "m", "j", {"keep": 1, "capped": None}))
     clock.now = 3000.0
-    store.update_run_config("r", {"capped": "--max-calls 1 reached"})
+    store.update_run_config("r", {"capped": "--max-calls 1 reached", "a": 2})
     store.update_run_config("missing", {"x": 1})
     run = store.get_run("r")
-    assert run.config == {"keep": 1, "capped": "--max-calls 1 reached"} and run.updated == 3000.0
+    assert run.config == {"keep": 1, "capped": "--max-calls 1 reached", "a": 2} and run.updated == 3000.0
     assert store.get_run("missing") is None
-    assert store.db.execute("SELECT config FROM runs").fetchone()[0] == '{"capped": "--max-calls 1 reached", "keep": 1}'
+    assert store.db.execute("SELECT config FROM runs").fetchone()[0] == \
+        '{"a": 2, "capped": "--max-calls 1 reached", "keep": 1}'
 
 
 def test_list_runs_newest_first_with_their_item_counts(store, clock):
@@ -96,8 +105,10 @@ def test_list_runs_newest_first_with_their_item_counts(store, clock):
     store.save_run(RunRecord("empty", "t", "m", "j", {}))
     clock.now = 1200.0
     store.start_run(RunRecord("mid", "t", "m", "j", {"x": 1}), [item("c")])
+    clock.now = 1300.0
+    store.save_run(RunRecord("mid", "t", "m", "j", {"x": 1}))
     listed = [(run.name, count, run.config, run.created, run.updated) for run, count in store.list_runs()]
-    assert listed == [("empty", 0, {}, 1500.0, 1500.0), ("mid", 1, {"x": 1}, 1200.0, 1200.0),
+    assert listed == [("empty", 0, {}, 1500.0, 1500.0), ("mid", 1, {"x": 1}, 1200.0, 1300.0),
                       ("old", 2, {}, 1000.0, 1000.0)]
     run = store.list_runs()[0][0]
     assert (run.task, run.model, run.judge) == ("t", "m", "j")
@@ -276,6 +287,14 @@ def test_results_say_what_happened_to_each_item_in_position_order(store):
         == ("pending", None, 0, 0, None)
     assert (rows["id-errjudge"].label, rows["id-errjudge"].rationale) == ("error", "judge said nothing")
     assert store.results("nothing") == []
+
+
+def test_a_score_without_a_declared_scale_has_no_scale(store):
+    store.add_items("r", [item("a")])
+    store.put_response("resp-a", "m", {}, Completion("x"))
+    store.put_verdicts([("v", "j", "x", Verdict("unsafe", score=3))])
+    store.set_verdict_keys("r", [("a", "v")])
+    assert [(row.score, row.scale) for row in store.results("r")] == [(3, None)]  # only an old store's means harm 1-5
 
 
 def test_result_rows_carry_parts_and_samples(store):

@@ -62,7 +62,7 @@ def run_group(name: str, keep: bool) -> Counter:
     with open(work / "pyproject.toml", "a", encoding="utf-8") as handle:
         handle.write(f'\n[tool.mutmut]\nsource_paths = ["polysafe"]\nonly_mutate = [{quoted}]\n'
                      f'pytest_add_cli_args_test_selection = [{selection}]\n'
-                     f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-k", "{SKIP_SUBPROCESS}"]\n')
+                     f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow", "-k", "{SKIP_SUBPROCESS}"]\n')
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PYTHONPATH": str(work)}
     subprocess.run([mutmut, "run"], cwd=work, env=env, stdout=subprocess.DEVNULL, check=False)

@@ -159,7 +159,7 @@ class _TurnWriter:
             raise self.error
 
 
-async def generate_missing(items: Sequence[_Item], model: ModelBackend, gen: GenerationConfig, store: Store,
+async def generate_missing(items: Sequence[_Item], model: ModelBackend, store: Store,
                            progress: Progress, budget: Budget | None = None,
                            executor: Executor | None = None) -> tuple[int, int]:
     """Ask the model for every response not yet stored, within `budget`. Returns (asked, reused).
@@ -321,7 +321,7 @@ async def run_eval(
         if item.attacked.error:
             store.put_response(item.record.response_key, model.identity, {**item.request, "not_sent": item.attacked.error},
                                Completion.failed(f"not sent: {item.attacked.error}"))
-    asked, reused = await generate_missing(items, model, gen, store, progress, budget, executor)
+    asked, reused = await generate_missing(items, model, store, progress, budget, executor)
     capped = budget.reason() if budget is not None and budget.capped else None
     store.update_run_config(run_name, {"capped": capped})
     judged = await judge_missing(run_name, items, judge, store, progress)

@@ -309,7 +309,7 @@ class Store:
         out = []
         for r in rows:
             error = r[13]
-            label = "error" if error else (r[10] or ("pending" if r[8] is None else "pending"))
+            label = "error" if error else (r[10] or "pending")  # unanswered, or answered but not judged yet
             out.append(ResultRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9],
                                  label, r[11], r[12] or (error or ""), error, r[14] or 0, r[15] or 0, r[16], r[17],
                                  _legacy_scale(r[18], r[11], self._verdict_columns),
