@@ -175,7 +175,9 @@ def test_looking_at_a_live_owner_sends_it_no_signal():
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time\nfor sig in (1, 2, 15):\n"
+                              "    signal.signal(sig, signal.SIG_DFL)\ntime.sleep(30)"])  # a hang-up would end it
+    time.sleep(0.3)
     try:
         assert claims_module._alive(f"{claims_module.HOST}|{child.pid}|x", time.time(), time.time())
         time.sleep(0.2)
