@@ -39,7 +39,8 @@ GROUPS = {
                ["tests/test_engine_store.py", "tests/test_engine_parts.py", "tests/test_engine_runner.py",
                 "tests/test_weak_spots.py", "tests/test_store_trust.py", "tests/test_mutation_kills.py"]),
     "attacks": (["polysafe/attacks/*"], ["tests/test_codeattack.py", "tests/test_ciphers.py", "tests/test_extraction.py",
-                                         "tests/test_attack_prompts_stable.py", "tests/test_weak_spots.py"]),
+                                         "tests/test_attack_prompts_stable.py", "tests/test_attack_details.py",
+                                         "tests/test_weak_spots.py"]),
 }
 CAUGHT = {"killed", "timeout"}
 SKIP_SUBPROCESS = "not cli and not command and not exits and not two_processes and not export_works"

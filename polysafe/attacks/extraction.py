@@ -22,6 +22,7 @@ Model output is hostile data for the parser too, so extraction is bounded and ne
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import re
 import tokenize
@@ -228,7 +229,9 @@ def _unescape_loose(text: str) -> str:
 
 # --- prints and comments ---------------------------------------------------------------------------------------
 
-_TEMPLATE_COMMENTS = template_comments()
+@functools.cache
+def _template_comments() -> frozenset[str]:  # made at first use, not on import
+    return template_comments()
 _PRINT_START = re.compile(r"\b(?:print|fmt\.Print(?:ln|f)?|printf|puts|console\.log)\s*\(|std::cout\s*<<|cout\s*<<")
 _OUTPUT_WORD = re.compile(r"\boutput_?list", re.IGNORECASE)  # output_list, outputList, output_list_initialization
 _COMMENT = re.compile(r"(?:^|\s)(?:#(?!include)|//)\s?(.*)$", re.MULTILINE)
@@ -264,4 +267,5 @@ def _comments(code: str) -> list[tuple[int, str]]:
 def _is_template_comment(text: str) -> bool:
     """Echoed from the prompt: equal to a template comment, or the start of one (the answer was cut off)."""
     text = text.strip().lower()
-    return text in _TEMPLATE_COMMENTS or (len(text) >= 12 and any(c.startswith(text) for c in _TEMPLATE_COMMENTS))
+    comments = _template_comments()
+    return text in comments or (len(text) >= 12 and any(c.startswith(text) for c in comments))
