@@ -173,6 +173,8 @@ def test_base64_reads_runs_from_eight_characters_and_joins_them_by_lines():
     base64 = load_cipher("base64")
     assert base64.decode("Look: SGVsbG8h ok") == "Hello!"  # exactly 8 characters
     assert base64.decode("A: SGVsbG8gd29ybGQ= and B: R29vZGJ5ZSE=") == "Hello world\nGoodbye!"
+    assert base64.decode("SGVs") == "Hel" and base64.decode("SGVsbG8h==") == "Hello!"  # stray padding forgiven
+    assert base64.decode("SGVsbG8gd") == "Hello "  # cut off after a lone character: its whole bytes are kept
     with pytest.raises(Undecodable, match="^empty reply$"):
         base64.decode("```\n   \n```")
     with pytest.raises(Undecodable, match="^no Base64 text in the reply$"):
