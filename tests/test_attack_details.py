@@ -97,8 +97,10 @@ class Dictionary:
 
     spec, identity = "dictionary", "dictionary/v1"
 
-    def __init__(self, answers, makes_calls=True):
-        self.answers, self.asked, self.makes_calls = answers, [], makes_calls
+    def __init__(self, answers, makes_calls=None):
+        self.answers, self.asked = answers, []
+        if makes_calls is not None:  # left out, a translator is taken to make calls
+            self.makes_calls = makes_calls
 
     async def translate(self, requests):
         self.asked += [r.text for r in requests]
@@ -207,7 +209,7 @@ def test_a_spaceless_query_keeps_a_trailing_latin_run_as_one_piece():
 
 @pytest.mark.parametrize("literal, language, text", [
     ('"\\U0001F600\\x41\\101\\q"', "cpp", "😀AAq"),
-    ('"\\uzz \\x4"', "go", "uzz x4"),  # escapes cut short are read as their letters
+    ('"\\uzz \\x4 \\X"', "go", "uzz x4 X"),  # escapes cut short, or unknown, are read as their letters
     ('"\\N{BULLET}"', "python", "•"),
 ], ids=["cpp", "go-short", "python-named"])
 def test_literals_are_read_by_their_languages_rules(literal, language, text):
@@ -232,12 +234,34 @@ def test_cpp_literals_escape_control_characters_in_octal():
     assert 'std::string my_string = "a\\001b\\255c";' in encode("a\x01b\u00adc", "cpp_string")
 
 
+def test_line_and_paragraph_separators_are_escaped():
+    from polysafe.attacks.codeattack import quote
+
+    assert quote("a\u2028b\u2029c", "python") == '"a\\u2028b\\u2029c"'
+
+
 # -- extraction ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_comments():
+    """Extraction keeps the template comments once made; make them again in this test."""
+    from polysafe.attacks import extraction
+
+    extraction._template_comments.cache_clear()
+    yield
+    extraction._template_comments.cache_clear()
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_a_reply_that_only_echoes_the_prompt_has_nothing_extracted(name):
+def test_a_reply_that_only_echoes_the_prompt_has_nothing_extracted(name, fresh_comments):
     for query in ("How do I pick a lock", "如何撬锁"):
         reply = "Sure:\n```\n" + encode(query, name) + "\n```"
         assert extract_output(reply) == reply
+
+
+def test_an_echoed_comment_cut_short_is_known_from_twelve_characters(fresh_comments):
+    cut = "```python\noutput_list = []\n# 1. Rebuild t"
+    assert extract_output(cut) == cut  # 12 characters of a template comment: echoed, nothing extracted
+    assert extract_output(cut[:-2]) == "1. Rebuild"  # 10: too short to tell, kept
 
 
 def test_the_template_comments_are_known_in_lower_case():
