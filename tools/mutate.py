@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # see a mutant and are left out)
 GROUPS = {
     "keys": (["polysafe/keys.py"], ["tests/test_weak_spots.py", "tests/test_mutation_kills.py"]),
-    "stats": (["polysafe/report/stats.py"], ["tests/test_compare.py", "tests/test_mutation_kills.py"]),
+    "stats": (["polysafe/report/stats.py"], ["tests/test_compare.py", "tests/test_mutation_kills.py"] + [
+        f"tests/test_profile.py::{name}" for name in (  # the paired statistics; the rest of the file runs a profile
+            "test_exact_mcnemar_by_hand", "test_paired_interval_matches_newcombe_1998",
+            "test_paired_interval_by_hand_when_phi_is_zero", "test_paired_interval_by_hand_with_correlated_pairs",
+            "test_paired_difference_counts_discordant_pairs")]),
     "http": (["polysafe/models/http.py"], ["tests/test_http_client.py", "tests/test_http_framing.py",
                                             "tests/test_hostile_server.py", "tests/test_weak_spots.py"]),
     "judges": (["polysafe/judges/_model_judge.py", "polysafe/judges/llm.py", "polysafe/judges/harm.py",
