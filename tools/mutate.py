@@ -70,8 +70,13 @@ def run_group(name: str, keep: bool) -> Counter:
                      f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow", "-k", "{SKIP_SUBPROCESS}"]\n')
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PYTHONPATH": str(work)}
-    subprocess.run([mutmut, "run"], cwd=work, env=env, stdout=subprocess.DEVNULL, check=False)
-    listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
+    with open(work / "mutmut.log", "w", encoding="utf-8") as log:
+        for _ in range(2):  # a run stopped before any mutant (a flaky clean test run) resumes from its stats
+            subprocess.run([mutmut, "run"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+            listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
+                                     text=True)
+            if "not checked" not in listing.stdout:
+                break
     counts = Counter()
     survivors = []
     for line in listing.stdout.splitlines():
