@@ -108,6 +108,25 @@ def test_paired_difference_counts_discordant_pairs():
     assert (d.both, d.first_only, d.second_only, d.neither, d.pairs) == (1, 2, 1, 1, 5)
     assert d.value == pytest.approx(1 / 5) and d.p == mcnemar_exact(2, 1)
     assert paired_difference([]) is None
+    outcomes = [(True, True)] + [(True, False)] * 3 + [(False, True)] * 2 + [(False, False)] * 4
+    d = paired_difference(outcomes)
+    assert (d.both, d.first_only, d.second_only, d.neither, d.pairs) == (1, 3, 2, 4, 10)
+    assert (d.low, d.high) == newcombe_paired_interval(1, 3, 2, 4) and d.p == mcnemar_exact(3, 2)
+
+
+def test_paired_interval_by_hand_when_the_correlation_shrinks_to_zero():
+    """a=2, b=1, c=1, d=2 (n=6): A = ad - bc = 3, not above n/2, so phi = 0: Wilson's square-and-add."""
+    from polysafe.report.metrics import wilson
+
+    (l1, u1) = wilson(3, 6)
+    low, high = -math.hypot(0.5 - l1, u1 - 0.5), math.hypot(u1 - 0.5, 0.5 - l1)
+    assert newcombe_paired_interval(2, 1, 1, 2) == pytest.approx((low, high))
+
+
+def test_a_higher_confidence_gives_a_wider_paired_interval():
+    low, high = newcombe_paired_interval(10, 2, 1, 7)
+    wide_low, wide_high = newcombe_paired_interval(10, 2, 1, 7, z=2.5758293035489)
+    assert wide_low < low - 0.01 and wide_high > high + 0.01
 
 
 # -- the seed draw -----------------------------------------------------------------------------------------

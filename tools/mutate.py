@@ -30,7 +30,9 @@ GROUPS = {
         f"tests/test_profile.py::{name}" for name in (  # the paired statistics; the rest of the file runs a profile
             "test_exact_mcnemar_by_hand", "test_paired_interval_matches_newcombe_1998",
             "test_paired_interval_by_hand_when_phi_is_zero", "test_paired_interval_by_hand_with_correlated_pairs",
-            "test_paired_difference_counts_discordant_pairs")]),
+            "test_paired_difference_counts_discordant_pairs",
+            "test_paired_interval_by_hand_when_the_correlation_shrinks_to_zero",
+            "test_a_higher_confidence_gives_a_wider_paired_interval")]),
     "http": (["polysafe/models/http.py"], ["tests/test_http_client.py", "tests/test_http_framing.py",
                                             "tests/test_hostile_server.py", "tests/test_weak_spots.py"]),
     "judges": (["polysafe/judges/_model_judge.py", "polysafe/judges/llm.py", "polysafe/judges/harm.py",
