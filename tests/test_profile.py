@@ -114,19 +114,41 @@ def test_paired_difference_counts_discordant_pairs():
     assert (d.low, d.high) == newcombe_paired_interval(1, 3, 2, 4) and d.p == mcnemar_exact(3, 2)
 
 
-def test_paired_interval_by_hand_when_the_correlation_shrinks_to_zero():
-    """a=2, b=1, c=1, d=2 (n=6): A = ad - bc = 3, not above n/2, so phi = 0: Wilson's square-and-add."""
+@pytest.mark.parametrize("a, b, c, d", [(2, 1, 1, 2), (1, 1, 1, 4)], ids=["A-is-n/2", "A-between-n/3-and-n/2"])
+def test_paired_interval_by_hand_when_the_correlation_shrinks_to_zero(a, b, c, d):
+    """0 <= A = ad - bc <= n/2 (here 3 of n = 6, and 3 of n = 7), so phi = 0: Wilson's square-and-add; equal
+    margins, so the estimate is 0."""
     from polysafe.report.metrics import wilson
 
-    (l1, u1) = wilson(3, 6)
-    low, high = -math.hypot(0.5 - l1, u1 - 0.5), math.hypot(u1 - 0.5, 0.5 - l1)
-    assert newcombe_paired_interval(2, 1, 1, 2) == pytest.approx((low, high))
+    n, p = a + b + c + d, (a + b) / (a + b + c + d)
+    assert a + b == a + c and a * d - b * c <= n / 2
+    (l1, u1) = wilson(a + b, n)
+    low, high = -math.hypot(p - l1, u1 - p), math.hypot(u1 - p, p - l1)
+    assert newcombe_paired_interval(a, b, c, d) == pytest.approx((low, high))
 
 
-def test_a_higher_confidence_gives_a_wider_paired_interval():
-    low, high = newcombe_paired_interval(10, 2, 1, 7)
-    wide_low, wide_high = newcombe_paired_interval(10, 2, 1, 7, z=2.5758293035489)
-    assert wide_low < low - 0.01 and wide_high > high + 0.01
+def test_paired_interval_by_hand_with_a_correlation_just_above_the_shrink():
+    """a=3, b=1, c=1, d=3 (n=8): A = 8, shrunk by n/2 to 4, phi = 4 / sqrt(4 * 4 * 4 * 4) = 1/4. At p = 1/2 Wilson's
+    interval is symmetric (distance w each side), so the bounds are -+ w * sqrt(2 - 2 phi)."""
+    from polysafe.report.metrics import wilson
+
+    low, high = wilson(4, 8)
+    w = 0.5 - low
+    assert high - 0.5 == pytest.approx(w)
+    assert newcombe_paired_interval(3, 1, 1, 3) == pytest.approx((-w * math.sqrt(1.5), w * math.sqrt(1.5)))
+
+
+def test_the_paired_interval_at_another_confidence_by_hand():
+    """The correlated example above at 99% (z = 2.5758): every Wilson interval at that z."""
+    from polysafe.report.metrics import wilson
+
+    z = 2.5758293035489
+    p1, p2 = 12 / 20, 11 / 20
+    (l1, u1), (l2, u2) = wilson(12, 20, z), wilson(11, 20, z)
+    phi = 58 / math.sqrt(12 * 8 * 11 * 9)
+    low = (p1 - p2) - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    high = (p1 - p2) + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    assert newcombe_paired_interval(10, 2, 1, 7, z=z) == pytest.approx((low, high))
 
 
 # -- the seed draw -----------------------------------------------------------------------------------------
