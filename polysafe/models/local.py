@@ -178,6 +178,7 @@ class LocalCausalLM(ModelBackend):
                 self._loop = DecodeLoop(model, max_rows=self.batch_size, eos_ids=eos_ids(model, tokenizer),
                                         pad_id=tokenizer.pad_token_id, kv_budget=KV_CACHE_BUDGET,
                                         kv_dtype=kv_dtype(self.numerics) if self.numerics.lowered else None,
+                                        fast_attention=self.numerics.lowered,
                                         adapt_threads=opted_in())
             self._model = model
 
