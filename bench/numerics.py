@@ -69,7 +69,9 @@ def workload(count: int, data: Path | None) -> list[tuple[str, str, str]]:
 
         prompts = load_multijail(data)
         per_language = len(prompts) // 10
-        picked = [prompts[(i % 10) * per_language + (i * 7) % per_language] for i in range(count)]
+        # prompt i: language i mod 10, id (37 (i div 10) + 11 (i mod 10)) mod n: all distinct while i < 10 n
+        # (37 is prime to 315), and the languages do not ask the same ids
+        picked = [prompts[(i % 10) * per_language + (i // 10 * 37 + i % 10 * 11) % per_language] for i in range(count)]
         requests = [(p.text, p.reference, p.language) for p in picked]
     else:
         requests = [(BUILTIN[i % len(BUILTIN)],) * 2 + ("",) for i in range(count)]

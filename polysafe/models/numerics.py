@@ -3,12 +3,15 @@
 - `fp32`: the model as loaded (float32 on CPUs, or the `--dtype` asked for). The default; its answers and store
   keys are those of every earlier polysafe version.
 - `bf16`: the projections and the output head multiply bfloat16 weights and activations on the CPU's bf16 units
-  (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept and
-  attended in bfloat16 (half the bytes: twice the positions in the same memory). The residual stream, norms, rotary
-  embedding and softmax stay float32.
+  (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept in
+  bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms and rotary embedding
+  stay float32.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
   activations (one scale per row, so a row's answer never depends on which rows share its batch) with
-  `torch._int_mm` (oneDNN: AMX-INT8 or VNNI), accumulating in int32. Attention stays float32.
+  `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
+  stay float32.
+- In both, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
+  (attention_fast.py; float32 accumulation), not with the float32 path's arithmetic.
 - `auto`: the fastest of the numerics this CPU has units for whose refusal verdicts agree with fp32's often
   enough, as bench/numerics.py measured them on this kind of CPU (numerics_measured.py); fp32 when none does or
   none was measured.
