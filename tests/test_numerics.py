@@ -244,3 +244,39 @@ def test_the_bench_prints_one_parseable_line_per_numerics():
     stats = bench.agreement({"ids": [[1, 2], [3, 4], [5]], "labels": ["unsafe", "safe", "safe"]},
                             {"ids": [[1, 2], [3, 9], [6]], "labels": ["unsafe", "unsafe", "safe"]})
     assert stats == {"identical": pytest.approx(1 / 3), "divergence": 0.5, "verdicts": pytest.approx(2 / 3)}
+
+
+# -- int8 on AVX2 without VNNI: 16-bit sums ---------------------------------------------------------------------
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+INT8_ERRORS = """
+import json, torch
+from polysafe.models._lowered import Int8Linear
+torch.manual_seed(0)
+linear = torch.nn.Linear(576, 1536, bias=False)
+x = torch.randn(16, 576)
+want = linear(x)
+print(json.dumps({levels: float((Int8Linear(linear, levels=levels)(x) - want).norm() / want.norm()) for levels in (63, 127)}))
+"""
+
+
+@pytest.mark.skipif("avx2" not in numerics_module.cpu_features(), reason="not an x86 CPU with AVX2")
+def test_int8_on_avx2_keeps_its_sums_in_16_bits():
+    """oneDNN's AVX2 int8 kernel adds pairs of u8 x s8 products in 16 bits: full-range weights overflow them
+    (every output wrong); the 63 levels used on such CPUs do not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", INT8_ERRORS], capture_output=True, text=True, check=True,
+                         env={**os.environ, **AVX2_ONLY, "PYTHONPATH": str(root)})
+    errors = json.loads(out.stdout)
+    assert errors["63"] < 0.02, errors
+    model_on_avx2 = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(device="cpu"))
+    numerics_module.lower(model_on_avx2.model, numerics_module.Numerics("int8", "avx2"))
+    layers = [m for m in model_on_avx2.model.modules() if type(m).__name__ == "Int8Linear"]
+    assert layers and max(int(m.weight_t.abs().max()) for m in layers) == 63
+    model_with_vnni = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(device="cpu"))
+    numerics_module.lower(model_with_vnni.model, numerics_module.Numerics("int8", "vnni"))
+    assert max(int(m.weight_t.abs().max()) for m in model_with_vnni.model.modules() if type(m).__name__ == "Int8Linear") == 127

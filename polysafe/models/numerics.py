@@ -7,7 +7,7 @@
   bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms and rotary embedding
   stay float32.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
-  activations (one scale per row, so a row's answer never depends on which rows share its batch) with
+  activations (one scale per row, computed from that row alone) with
   `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
   stay float32.
 - In both, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
@@ -20,6 +20,8 @@ In both lower precisions the output head's top candidates are rescored in float3
 with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
 
 The numerics are part of the model identity (`smollm2#…@bf16-amx`): answers in different numerics never mix.
+Unlike fp32's, a bf16 or int8 answer can depend on which prompts share its batch (the kernels' blocking and the
+attention segments follow the batch), as a GPU server's do; the store keeps the first answer, so reruns agree.
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ def lower(model: Any, numerics: Numerics) -> None:
 
     from ._lowered import Bf16Linear, Int8Linear, RescoredHead
 
-    make = Bf16Linear if numerics.name == "bf16" else Int8Linear
+    if numerics.name == "bf16":
+        make = Bf16Linear
+    else:  # AVX2 without VNNI saturates 16-bit sums of full-range products (see Int8Linear)
+        make = functools.partial(Int8Linear, levels=63 if numerics.unit == "avx2" else 127)
     for parent in list(model.get_decoder().modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear):
