@@ -177,6 +177,8 @@ def agreement(base: dict, other: dict) -> dict:
 
 # -- the report ---------------------------------------------------------------------------------------------------
 def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
+    from polysafe.judges.refusal import RefusalJudge
+
     shapes = model_shapes()
     base = runs["fp32"]
     mean_answer = base["tokens"] / args.prompts
@@ -186,7 +188,8 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
     flags = ", ".join(matrix_flags()) or "none"
     emulated = f" (emulated: kernels capped at {args.isa.upper()} on a CPU with {flags})" if args.isa else ""
     print(f"numerics: {args.prompts} MultiJail-like prompts (half in the role-play jailbreak), greedy, max "
-          f"{args.max_tokens} new tokens, best of {args.rounds} round(s); CPU flags: {flags}{emulated}")
+          f"{args.max_tokens} new tokens, best of {args.rounds} round(s); verdicts by {RefusalJudge.identity}; "
+          f"CPU flags: {flags}{emulated}")
     print(f"{'numerics':<10} {'identity':<34} {'rows':>4} {'thr':>3} {'tokens':>7} {'seconds':>8} {'identical':>9} "
           f"{'1st diff':>8} {'GEMM GF/s':>9} {'ceiling t/s':>11}")
     for name, run in runs.items():
