@@ -362,12 +362,12 @@ class DecodeLoop:
 
         count, device = len(self.rows), self.cache.device
         lengths = self.cache.lengths[:count]
-        width = int(lengths.max()) + 1
-        hides = (torch.arange(width, device=device)[None, :] > lengths[:, None])[:, None, None, :]
         slots = torch.arange(count, device=device)
         if self.fast_attention:
             plan = attention_fast.plan(self.rows, lengths, self.kv_dtype)
         else:
+            width = int(lengths.max()) + 1
+            hides = (torch.arange(width, device=device)[None, :] > lengths[:, None])[:, None, None, :]
             groups = _groups(self.rows, device)
 
         def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
