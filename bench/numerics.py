@@ -4,6 +4,8 @@ matrix units for (`--numerics`), with how far their answers agree with fp32's.
     python bench/numerics.py                                  # 128 prompts x 256 tokens, as bench/local_throughput.py
     python bench/numerics.py --prompts 16 --max-tokens 64     # quick mode (a few minutes on 2 cores)
     python bench/numerics.py --rounds 2                       # alternate the numerics twice, keep each one's best time
+    python bench/numerics.py --save                           # and keep the figures for `--numerics auto`
+    python bench/numerics.py --isa avx2                       # as on an AVX2-only CPU (emulated, see below)
 
 Workload: bench/local_throughput.py's (MultiJail-like prompts in 10 languages, half inside the role-play
 jailbreak), greedy, through the embedded smollm2's decode loop as the engine drives it (all prompts queued at
@@ -23,6 +25,13 @@ Then one line per numerics, exactly (scripts read it; tests/test_numerics.py par
 The ceiling of each numerics: one decode step's projections and output head (every layer's own weights) through
 that numerics' own modules (models/_lowered.py: casts and int8 quantization of the activations included) at the
 batch size, best of several; tokens/s = its GEMM rate / the FLOPs per token (as in bench/local_throughput.py).
+
+`--save` records each lowered numerics' speed-up and verdict agreement in the user's cache
+(polysafe/models/numerics_measured.py), where `--numerics auto` reads them on this kind of CPU.
+
+`--isa avx2` runs every process with oneDNN, ATen and MKL capped at AVX2 (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY,
+MKL_ENABLE_INSTRUCTIONS) and POLYSAFE_CPU_FLAGS="avx2 fma": the kernels an AVX2-only CPU would run (int8 through
+AVX2's integer multiply-adds), on this machine's cores, caches and memory, which are not an AVX2-only CPU's.
 
 Targets (on a CPU with bf16 matrix units): the best numerics >= 2x fp32 tokens/s, with >= 95% verdict agreement
 and <= 2 GB peak; on an AVX2-only CPU, int8 >= 1.3x fp32 with the same agreement.
@@ -60,7 +69,9 @@ def workload(count: int, data: Path | None) -> list[tuple[str, str, str]]:
 
         prompts = load_multijail(data)
         per_language = len(prompts) // 10
-        picked = [prompts[(i % 10) * per_language + (i * 7) % per_language] for i in range(count)]
+        # prompt i: language i mod 10, id (37 (i div 10) + 11 (i mod 10)) mod n: all distinct while i < 10 n
+        # (37 is prime to 315), and the languages do not ask the same ids
+        picked = [prompts[(i % 10) * per_language + (i // 10 * 37 + i % 10 * 11) % per_language] for i in range(count)]
         requests = [(p.text, p.reference, p.language) for p in picked]
     else:
         requests = [(BUILTIN[i % len(BUILTIN)],) * 2 + ("",) for i in range(count)]
@@ -131,9 +142,17 @@ def measure_gemm(args, numerics: str) -> dict:
     return {"gflops": flops / best / 1e9, "threads": torch.get_num_threads()}
 
 
-def in_child(kind: str, numerics: str, argv: list[str]) -> dict:
+ISA_CAPS = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                     "POLYSAFE_CPU_FLAGS": "avx2 fma"}}
+
+
+def child_env(isa: str | None) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **ISA_CAPS.get(isa or "", {})}
+
+
+def in_child(kind: str, numerics: str, argv: list[str], isa: str | None) -> dict:
     out = subprocess.run([sys.executable, __file__, "--only", f"{kind}:{numerics}", *argv], capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         text=True, env=child_env(isa))
     if out.returncode:
         sys.exit(f"{kind} {numerics} failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -158,14 +177,19 @@ def agreement(base: dict, other: dict) -> dict:
 
 # -- the report ---------------------------------------------------------------------------------------------------
 def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
+    from polysafe.judges.refusal import RefusalJudge
+
     shapes = model_shapes()
     base = runs["fp32"]
     mean_answer = base["tokens"] / args.prompts
     matmul = 2 * (shapes["layers"] * sum(k * n for k, n in shapes["per_layer"]) + shapes["head"][0] * shapes["head"][1])
     attention = 4 * shapes["layers"] * shapes["heads"] * shapes["head_dim"] * (base["mean_prompt"] + mean_answer / 2)
     fp32_rate = base["tokens"] / base["seconds"]
+    flags = ", ".join(matrix_flags()) or "none"
+    emulated = f" (emulated: kernels capped at {args.isa.upper()} on a CPU with {flags})" if args.isa else ""
     print(f"numerics: {args.prompts} MultiJail-like prompts (half in the role-play jailbreak), greedy, max "
-          f"{args.max_tokens} new tokens, best of {args.rounds} round(s); CPU flags: {', '.join(matrix_flags()) or 'none'}")
+          f"{args.max_tokens} new tokens, best of {args.rounds} round(s); verdicts by {RefusalJudge.identity}; "
+          f"CPU flags: {flags}{emulated}")
     print(f"{'numerics':<10} {'identity':<34} {'rows':>4} {'thr':>3} {'tokens':>7} {'seconds':>8} {'identical':>9} "
           f"{'1st diff':>8} {'GEMM GF/s':>9} {'ceiling t/s':>11}")
     for name, run in runs.items():
@@ -179,13 +203,40 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
     for name, run in runs.items():
         rate = run["tokens"] / run["seconds"]
         print(result_line(run["tag"], rate, rate / fp32_rate, agreement(base, run)["verdicts"], run["peak_gb"]))
+    if args.save:
+        saved = save_measurements(runs, args)
+        print(f"saved for --numerics auto on this kind of CPU ({saved[0]}): {saved[1]}")
 
+
+def save_measurements(runs: dict[str, dict], args) -> tuple[str, Path]:
+    import platform
+
+    from polysafe.models.numerics import cpu_kind
+    from polysafe.models.numerics_measured import Measurement, save
+
+    base = runs["fp32"]
+    fp32_rate = base["tokens"] / base["seconds"]
+    where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, flags {', '.join(matrix_flags())}"
+    measurements = [Measurement(run["tag"], round(run["tokens"] / run["seconds"] / fp32_rate, 3),
+                                round(agreement(base, run)["verdicts"], 4),
+                                f"{args.prompts} prompts x {args.max_tokens} tokens", where)
+                    for name, run in runs.items() if name != "fp32"]
+    kind = cpu_kind()
+    return kind, save(kind, measurements)
 
 def matrix_flags() -> list[str]:
-    from polysafe.models.numerics import cpu_features
+    """This CPU's own flags that numerics use (read before --isa caps what the processes see)."""
+    from polysafe.models.numerics import FLAGS_ENV, cpu_features
 
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
-    return [f for f in wanted if f in cpu_features()]
+    capped = os.environ.pop(FLAGS_ENV, None)
+    cpu_features.cache_clear()
+    try:
+        return [f for f in wanted if f in cpu_features()]
+    finally:
+        cpu_features.cache_clear()
+        if capped is not None:
+            os.environ[FLAGS_ENV] = capped
 
 
 def main() -> None:
@@ -197,6 +248,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--ceiling-repeats", type=int, default=5)
     parser.add_argument("--data", type=Path, default=SHARED_CSV)
+    parser.add_argument("--isa", choices=sorted(ISA_CAPS), help="run as on a CPU with only this instruction set (emulated)")
+    parser.add_argument("--save", action="store_true", help="keep the figures for --numerics auto on this kind of CPU")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch is None:
@@ -207,6 +260,10 @@ def main() -> None:
         kind, numerics = args.only.split(":")
         print(json.dumps((measure_run if kind == "run" else measure_gemm)(args, numerics)))
         return
+    if args.isa and args.save:
+        sys.exit("--save keeps this machine's own figures: not with --isa (emulated)")
+    if args.isa:
+        os.environ.update(ISA_CAPS[args.isa])  # this process plans the numerics as the children run them
     from polysafe.models.numerics import supported
 
     names = ["fp32", *[n.name for n in supported() if n.lowered]] if args.numerics is None else args.numerics.split(",")
@@ -216,10 +273,10 @@ def main() -> None:
     runs: dict[str, dict] = {}
     for _ in range(args.rounds):
         for name in names:
-            run = in_child("run", name, argv)
+            run = in_child("run", name, argv, args.isa)
             if name not in runs or run["seconds"] < runs[name]["seconds"]:
                 runs[name] = {**run, "ids": runs.get(name, run)["ids"], "labels": runs.get(name, run)["labels"]}
-    gemms = {name: in_child("gemm", name, argv) for name in names}
+    gemms = {name: in_child("gemm", name, argv, args.isa) for name in names}
     report(runs, gemms, args)
 
 

@@ -15,6 +15,7 @@ from test_ctrl_perplexity import tiny_llama_dir
 from polysafe.errors import BackendError, SpecError
 from polysafe.models import ModelOptions, load_model
 from polysafe.models import numerics as numerics_module
+from polysafe.models import numerics_measured as measured_module
 from polysafe.models.decoding import REPLACEMENT
 from polysafe.models.numerics import FP32, resolve, supported
 from polysafe.types import GenerationConfig, Message
@@ -23,20 +24,61 @@ LOWERED = [n.name for n in supported() if n.lowered]
 needs = {name: pytest.mark.skipif(name not in LOWERED, reason=f"this CPU has no {name} matrix units") for name in ("bf16", "int8")}
 
 
-# -- auto follows the CPU's features ----------------------------------------------------------------------------
-@pytest.mark.skipif(not LOWERED, reason="this CPU has no bf16 or int8 matrix units")
-def test_auto_picks_a_supported_lowered_numerics_on_this_cpu():
-    chosen = resolve("auto")
-    assert chosen.lowered and chosen in supported()
-    backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(numerics="auto", device="cpu"))
-    assert backend.numerics == chosen and backend.identity.endswith(f"@{chosen.tag}")
+# -- auto follows what was measured on this kind of CPU ------------------------------------------------------------
+AMX = {"amx_bf16", "amx_int8", "amx_tile", "avx512f", "avx2"}
 
 
-def test_auto_falls_back_to_fp32_without_matrix_units(monkeypatch):
-    assert resolve("auto", features=()) == FP32
-    assert resolve("auto", features={"avx2", "fma", "avx512f"}) == FP32  # vector units alone: fp32 is fastest
+@pytest.fixture(autouse=True)
+def measurements_file(tmp_path, monkeypatch):
+    """Each test reads its own measurement file (none by default), never the user's cache."""
+    path = tmp_path / "numerics.json"
+    monkeypatch.setenv(measured_module.FILE_ENV, str(path))
+    return path
+
+
+def _measure(kind: str, *entries: tuple[str, float, float]) -> None:
+    measured_module.save(kind, [measured_module.Measurement(tag, speedup, agreement, "test", "test")
+                                for tag, speedup, agreement in entries])
+
+
+def test_auto_picks_the_fastest_numerics_whose_verdicts_agree(monkeypatch):
+    monkeypatch.setattr(measured_module, "SHIPPED", {})
+    kind = numerics_module.cpu_kind(AMX)
+    assert kind == "bf16-amx+int8-amx"
+    assert resolve("auto", features=AMX) == FP32  # nothing measured: nothing assumed
+    _measure(kind, ("bf16-amx", 2.4, 0.97), ("int8-amx", 3.1, 0.86))
+    assert resolve("auto", features=AMX).tag == "bf16-amx"  # int8 is faster, but its verdicts disagree too often
+    _measure(kind, ("bf16-amx", 2.4, 0.97), ("int8-amx", 3.1, 0.96))
+    assert resolve("auto", features=AMX).tag == "int8-amx"
+    _measure(kind, ("bf16-amx", 2.4, 0.949), ("int8-amx", 0.9, 0.99))  # one disagrees, the other is slower than fp32
+    assert resolve("auto", features=AMX) == FP32
+    _measure("int8-vnni", ("int8-vnni", 1.5, 0.99))  # another kind of CPU's figures do not count here
+    assert resolve("auto", features=AMX) == FP32
     assert resolve("auto", features={"avx512_vnni"}).tag == "int8-vnni"
-    assert resolve("auto", features={"amx_bf16", "amx_int8", "amx_tile"}).tag == "bf16-amx"
+
+
+def test_shipped_measurements_count_unless_this_machine_measured_its_own(monkeypatch):
+    kind = numerics_module.cpu_kind(AMX)
+    monkeypatch.setattr(measured_module, "SHIPPED", {kind: (measured_module.Measurement("bf16-amx", 2.0, 0.96, "w", "m"),)})
+    assert resolve("auto", features=AMX).tag == "bf16-amx"
+    _measure(kind, ("bf16-amx", 2.0, 0.90))
+    assert resolve("auto", features=AMX) == FP32
+
+
+@pytest.mark.skipif(not LOWERED, reason="this CPU has no bf16 or int8 units")
+def test_auto_on_this_cpu_is_a_supported_numerics():
+    chosen = resolve("auto")
+    assert chosen in supported()
+    qualifying = [m for m in measured_module.measured(numerics_module.cpu_kind()) if m.qualifies()]
+    assert chosen.lowered == bool(qualifying)
+    backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(numerics="auto", device="cpu"))
+    assert backend.numerics == chosen
+
+
+def test_auto_falls_back_to_fp32_without_matrix_units(monkeypatch, measurements_file):
+    assert resolve("auto", features=()) == FP32
+    assert [n.tag for n in supported({"avx2", "fma"})] == ["fp32", "int8-avx2"]
+    assert [n.tag for n in supported({"avx512f", "avx512_bf16", "avx512_vnni"})] == ["fp32", "bf16-avx512", "int8-vnni"]
     monkeypatch.setattr(numerics_module, "cpu_features", lambda: frozenset())  # a CPU with no features at all
     spec = f"hf:{tiny_llama_dir()}"
     fallback = load_model(spec, ModelOptions(numerics="auto", device="cpu"))
@@ -44,6 +86,24 @@ def test_auto_falls_back_to_fp32_without_matrix_units(monkeypatch):
     assert fallback.identity == load_model(spec, ModelOptions(dtype="float32", device="cpu")).identity
     with pytest.raises(BackendError, match="no bf16 units"):  # asked for explicitly: said, not emulated
         load_model(spec, ModelOptions(numerics="bf16", device="cpu"))
+
+
+def test_a_broken_measurement_file_is_named(monkeypatch, measurements_file):
+    monkeypatch.setattr(numerics_module, "cpu_features", lambda: frozenset(AMX))
+    measurements_file.write_text('{"bf16-amx+int8-amx": [{"numerics": "bf16-amx"}]}', encoding="utf-8")
+    with pytest.raises(SpecError, match=r"numerics\.json: not a numerics measurement file"):
+        load_model(f"hf:{tiny_llama_dir()}", ModelOptions(numerics="auto", device="cpu")).numerics
+
+
+def test_the_cpu_flags_can_be_capped_for_emulation(monkeypatch):
+    monkeypatch.setenv(numerics_module.FLAGS_ENV, "avx2 fma")
+    numerics_module.cpu_features.cache_clear()
+    try:
+        assert numerics_module.cpu_features() == {"avx2", "fma"}
+        assert [n.tag for n in supported()] == ["fp32", "int8-avx2"]
+    finally:
+        monkeypatch.delenv(numerics_module.FLAGS_ENV)
+        numerics_module.cpu_features.cache_clear()
 
 
 def test_bad_numerics_choices_are_input_errors():
@@ -184,3 +244,39 @@ def test_the_bench_prints_one_parseable_line_per_numerics():
     stats = bench.agreement({"ids": [[1, 2], [3, 4], [5]], "labels": ["unsafe", "safe", "safe"]},
                             {"ids": [[1, 2], [3, 9], [6]], "labels": ["unsafe", "unsafe", "safe"]})
     assert stats == {"identical": pytest.approx(1 / 3), "divergence": 0.5, "verdicts": pytest.approx(2 / 3)}
+
+
+# -- int8 on AVX2 without VNNI: 16-bit sums ---------------------------------------------------------------------
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+INT8_ERRORS = """
+import json, torch
+from polysafe.models._lowered import Int8Linear
+torch.manual_seed(0)
+linear = torch.nn.Linear(576, 1536, bias=False)
+x = torch.randn(16, 576)
+want = linear(x)
+print(json.dumps({levels: float((Int8Linear(linear, levels=levels)(x) - want).norm() / want.norm()) for levels in (63, 127)}))
+"""
+
+
+@pytest.mark.skipif("avx2" not in numerics_module.cpu_features(), reason="not an x86 CPU with AVX2")
+def test_int8_on_avx2_keeps_its_sums_in_16_bits():
+    """oneDNN's AVX2 int8 kernel adds pairs of u8 x s8 products in 16 bits: full-range weights overflow them
+    (every output wrong); the 63 levels used on such CPUs do not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", INT8_ERRORS], capture_output=True, text=True, check=True,
+                         env={**os.environ, **AVX2_ONLY, "PYTHONPATH": str(root)})
+    errors = json.loads(out.stdout)
+    assert errors["63"] < 0.02, errors
+    model_on_avx2 = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(device="cpu"))
+    numerics_module.lower(model_on_avx2.model, numerics_module.Numerics("int8", "avx2"))
+    layers = [m for m in model_on_avx2.model.modules() if type(m).__name__ == "Int8Linear"]
+    assert layers and max(int(m.weight_t.abs().max()) for m in layers) == 63
+    model_with_vnni = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(device="cpu"))
+    numerics_module.lower(model_with_vnni.model, numerics_module.Numerics("int8", "vnni"))
+    assert max(int(m.weight_t.abs().max()) for m in model_with_vnni.model.modules() if type(m).__name__ == "Int8Linear") == 127

@@ -3,6 +3,10 @@
 `invalid_reason(item)` names the first rule an answer breaks, or None:
 - empty: no letters at all;
 - loop: a degenerate repetition (few distinct words, or text that compresses far better than language does);
+- echo, then a loop: the answer ends in a repetition that runs to its end (a unit of up to 120 characters, 4 times
+  or more, 40 characters or more), and what comes before it adds at most 2 content words to the request's (a
+  model that repeats the question and then loops until its token limit; the whole-text loop rule misses it when
+  the echo is a third of the answer);
 - echo: the answer repeats the prompt or the query (or a piece of it) and adds almost nothing;
 - language: language ID reads, with high confidence, a language that is neither the prompt's nor English
   (only on answers long enough for language ID, and close neighbours such as Javanese/Indonesian count as one);
@@ -31,6 +35,10 @@ MIN_CONTENT_WORDS = 8  # a shorter answer ("First, insert the tension wrench..."
 LANGUAGE_ID_MIN_LETTERS = 40  # language ID on fewer letters is a guess
 LANGUAGE_ID_CONFIDENCE = 0.9
 ECHO_SIMILARITY = 0.8
+LOOP_UNIT_MAX = 120  # characters in the unit of a repetition that runs to the end
+LOOP_REPEATS = 4
+LOOP_MIN_CHARS = 40
+ECHO_NEW_UNITS = 2  # content units a head before a loop may add to the request's and still add nothing
 # Language ID confuses close neighbours; an answer read as one of these is taken as in the prompt's language.
 NEIGHBOURS = {"jv": {"id", "ms", "su"}, "id": {"ms", "jv", "su"}, "ms": {"id"}, "bn": {"as"}, "ar": {"fa", "ur"},
               "hi": {"ur", "mr", "ne"}, "zh": {"yue", "wuu"}}
@@ -98,6 +106,28 @@ def is_loop(text: str) -> bool:
     return len(data) >= 60 and len(zlib.compress(data, 9)) / len(data) < 0.2
 
 
+def tail_loop_start(text: str) -> int | None:
+    """Where a repetition that runs to the end of `text` begins: the earliest start of a suffix that repeats one
+    unit of at most LOOP_UNIT_MAX characters LOOP_REPEATS times or more (the last time cut short, as at a token
+    limit) over LOOP_MIN_CHARS or more; None when there is none."""
+    end = len(text)
+    earliest = None
+    for period in range(1, min(LOOP_UNIT_MAX, end // LOOP_REPEATS) + 1):
+        i = end - period - 1
+        while i >= 0 and text[i] == text[i + period]:  # text[i:] keeps the period while this holds
+            i -= 1
+        start = i + 1
+        if end - start >= max(LOOP_REPEATS * period, LOOP_MIN_CHARS) and (earliest is None or start < earliest):
+            earliest = start
+    return earliest
+
+
+def is_echo_then_loop(answer: str, request: set[str]) -> bool:
+    text = answer.rstrip()
+    start = tail_loop_start(text)
+    return start is not None and len(content_units(text[:start]) - request) <= ECHO_NEW_UNITS
+
+
 def is_echo(answer: str, sources: tuple[str, ...]) -> bool:
     """The answer is a piece of a source, or a source with little added (similarity over words)."""
     said = normalize(re.sub(r"[^\w\s]", " ", answer))
@@ -133,12 +163,14 @@ def invalid_reason(item: JudgeInput) -> str | None:
         return "empty: no words"
     if is_loop(answer):
         return "a degenerate repetition loop"
+    request = content_units(item.query) | content_units(item.prompt)
+    if is_echo_then_loop(answer, request):
+        return "the request's own words, then a repetition loop"
     if is_echo(answer, (item.prompt, item.query)):
         return "an echo of the prompt"
     other = wrong_language(answer, item.language)
     if other:
         return f"in '{other}', neither the prompt's language ('{item.language}') nor English"
-    request = content_units(item.query) | content_units(item.prompt)
     said = content_units(answer)
     if request and len(said) >= MIN_CONTENT_WORDS and not (said & request):
         return "unrelated to the request: no content word in common with it"

@@ -25,7 +25,7 @@ NON_REFUSAL_RATE = Metric("label_rate", "non-refusal rate", label="unsafe")  # i
 
 class RefusalJudge(Judge):
     spec = "refusal"
-    identity = "refusal/v2"  # v2: invalid for loops, echoes, wrong language, unrelated answers
+    identity = "refusal/v3"  # v2: invalid for loops, echoes, wrong language, unrelated answers; v3: echo, then a loop
     batch_size = 4096
 
     def __init__(self, **_: object):

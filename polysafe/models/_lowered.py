@@ -29,12 +29,16 @@ class Bf16Linear(torch.nn.Module):
 class Int8Linear(torch.nn.Module):
     """y = x W^T (+ b) from int8 operands: W symmetric per output channel, x symmetric per row (computed at each
     call, so a row's result never depends on the other rows of its batch), int32 accumulation in
-    `torch._int_mm`; returns float32."""
+    `torch._int_mm`; returns float32.
 
-    def __init__(self, linear: torch.nn.Linear):
+    `levels` bounds the weights' integers: 127, or 63 where the kernel multiplies on AVX2 without VNNI, whose
+    multiply-add sums two u8 x s8 products in 16 bits: 2 x 255 x 127 overflows it and every output comes out
+    wrong, while 2 x 255 x 63 fits (the "reduced range" fbgemm uses on such CPUs)."""
+
+    def __init__(self, linear: torch.nn.Linear, levels: int = 127):
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(1).clamp_(min=1e-12) / 127
+        scale = weight.abs().amax(1).clamp_(min=1e-12) / levels
         self.in_features, self.out_features = linear.in_features, linear.out_features
         # [in, out] as a transposed view of [out, in]: the layout _int_mm read fastest at the model's shapes
         self.register_buffer("weight_t", (weight / scale[:, None]).round_().to(torch.int8).t())

@@ -31,6 +31,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from . import attention_fast
+
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
 # Prompt tokens per prefill pass. Small passes keep each activation (at most [256 x 1536] floats) in the heap and
 # in cache; at 2048 every one is a fresh mmap whose pages fault in: 128 MultiJail prompts prefilled in 16-28 s
@@ -165,10 +167,12 @@ class DecodeLoop:
     `kv_dtype` (default: the model's) is the precision keys and values are kept and attended in.
     `adapt_threads` opts in to the ThreadChooser, which sets torch's thread count on the loop's own thread; off,
     the loop never changes it (a library call must not retune the process: the CLI opts in).
+    `fast_attention` (lowered numerics only) attends with torch's fused CPU kernel over rows grouped by length
+    (attention_fast.py) instead of the float32 path that reproduces `generate` token for token.
     """
 
     def __init__(self, model: Any, *, max_rows: int, eos_ids: set[int], pad_id: int, kv_budget: int,
-                 kv_dtype: Any = None, adapt_threads: bool = False):
+                 kv_dtype: Any = None, adapt_threads: bool = False, fast_attention: bool = False):
         config = model.config
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.heads = config.num_attention_heads
@@ -176,6 +180,7 @@ class DecodeLoop:
         self.decoder, self.lm_head = model.get_decoder(), model.get_output_embeddings()
         self.scale = self.head_dim**-0.5
         self.kv_dtype = kv_dtype or model.dtype
+        self.fast_attention = fast_attention
         self.cache = SlotCache(config.num_hidden_layers, config.num_key_value_heads, self.head_dim, self.kv_dtype, model.device)
         self.kv_budget_positions = max(1, kv_budget // self.cache.bytes_per_position())
         self.rows: list[_Row] = []
@@ -357,15 +362,20 @@ class DecodeLoop:
 
         count, device = len(self.rows), self.cache.device
         lengths = self.cache.lengths[:count]
-        width = int(lengths.max()) + 1
-        hides = (torch.arange(width, device=device)[None, :] > lengths[:, None])[:, None, None, :]
         slots = torch.arange(count, device=device)
-        groups = _groups(self.rows, device)
+        if self.fast_attention:
+            plan = attention_fast.plan(self.rows, lengths, self.kv_dtype)
+        else:
+            width = int(lengths.max()) + 1
+            hides = (torch.arange(width, device=device)[None, :] > lengths[:, None])[:, None, None, :]
+            groups = _groups(self.rows, device)
 
         def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
             keys, values = self.cache.keys[layer][:count], self.cache.values[layer][:count]
             keys[slots, :, lengths] = k[:, :, 0]  # scatter_ copies the whole bf16 cache: 4.5 ms a call, not 10 us
             values[slots, :, lengths] = v[:, :, 0]
+            if self.fast_attention:
+                return attention_fast.attend(plan, layer, q, keys, values, self.scale)
             return self._attention(layer, q, keys[:, :, :width], values[:, :, :width], hides, groups)
 
         ids = torch.tensor([[row.tokens[-1]] for row in self.rows], device=device)

@@ -3,30 +3,36 @@
 - `fp32`: the model as loaded (float32 on CPUs, or the `--dtype` asked for). The default; its answers and store
   keys are those of every earlier polysafe version.
 - `bf16`: the projections and the output head multiply bfloat16 weights and activations on the CPU's bf16 units
-  (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept and
-  attended in bfloat16 (half the bytes: twice the positions in the same memory). The residual stream, norms, rotary
-  embedding and softmax stay float32.
+  (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept in
+  bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms and rotary embedding
+  stay float32.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
-  activations (one scale per row, so a row's answer never depends on which rows share its batch) with
-  `torch._int_mm` (oneDNN: AMX-INT8 or VNNI), accumulating in int32. Attention stays float32.
-- `auto`: bf16 where the CPU has bf16 units, else int8 where it has int8 units, else fp32. On a Xeon with AMX
-  (bench/numerics.py) both ran at about 2.3x fp32, and bf16 kept far closer to fp32's answers.
+  activations (one scale per row, computed from that row alone) with
+  `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
+  stay float32.
+- In both, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
+  (attention_fast.py; float32 accumulation), not with the float32 path's arithmetic.
+- `auto`: the fastest of the numerics this CPU has units for whose refusal verdicts agree with fp32's often
+  enough, as bench/numerics.py measured them on this kind of CPU (numerics_measured.py); fp32 when none does or
+  none was measured.
 
 In both lower precisions the output head's top candidates are rescored in float32 (their exact dot products
 with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
 
 The numerics are part of the model identity (`smollm2#…@bf16-amx`): answers in different numerics never mix.
+Unlike fp32's, a bf16 or int8 answer can depend on which prompts share its batch (the kernels' blocking and the
+attention segments follow the batch), as a GPU server's do; the store keeps the first answer, so reruns agree.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 CHOICES = ("fp32", "bf16", "int8", "auto")
-# `auto`'s preference among the numerics the CPU supports (the README's numerics section has the figures).
-AUTO_ORDER = ("bf16", "int8")
+FLAGS_ENV = "POLYSAFE_CPU_FLAGS"  # plan for a smaller CPU than this one (bench/numerics.py --isa avx2)
 RESCORED = 8  # output-head candidates rescored in float32
 
 
@@ -50,7 +56,10 @@ FP32 = Numerics("fp32")
 
 @functools.cache
 def cpu_features() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo), read once per process; empty where they cannot be read."""
+    """The CPU's feature flags (Linux /proc/cpuinfo, or POLYSAFE_CPU_FLAGS), read once per process; empty where
+    they cannot be read."""
+    if os.environ.get(FLAGS_ENV) is not None:
+        return frozenset(os.environ[FLAGS_ENV].split())
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             for line in info:
@@ -62,7 +71,8 @@ def cpu_features() -> frozenset[str]:
 
 
 def supported(features: Iterable[str] | None = None) -> list[Numerics]:
-    """fp32, then each lower precision the CPU has matrix units for (emulated bf16 or int8 is slower than fp32)."""
+    """fp32, then each lower precision the CPU has units for (emulated bf16 is slower than fp32; int8 runs on
+    AVX2's integer multiply-adds where nothing better is there)."""
     flags = cpu_features() if features is None else frozenset(features)
     found = [FP32]
     if "amx_bf16" in flags:
@@ -73,7 +83,23 @@ def supported(features: Iterable[str] | None = None) -> list[Numerics]:
         found.append(Numerics("int8", "amx"))
     elif "avx512_vnni" in flags or "avx_vnni" in flags:
         found.append(Numerics("int8", "vnni"))
+    elif "avx2" in flags:
+        found.append(Numerics("int8", "avx2"))
     return found
+
+
+def cpu_kind(features: Iterable[str] | None = None) -> str:
+    """The kind of CPU as numerics see it: the lowered numerics it has units for (`bf16-amx+int8-amx`)."""
+    return "+".join(n.tag for n in supported(features) if n.lowered) or "fp32"
+
+
+def auto_choice(features: Iterable[str] | None = None) -> Numerics:
+    """The fastest supported numerics whose measured verdict agreement qualifies; fp32 when none does."""
+    from .numerics_measured import measured
+
+    available = {n.tag: n for n in supported(features) if n.lowered}
+    good = [m for m in measured(cpu_kind(features)) if m.numerics in available and m.qualifies()]
+    return available[max(good, key=lambda m: m.speedup).numerics] if good else FP32
 
 
 def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
@@ -82,9 +108,9 @@ def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
         raise ValueError(f"unknown numerics '{name}' (choose from {', '.join(CHOICES)})")
     available = {n.name: n for n in supported(features)}
     if name == "auto":
-        return next((available[n] for n in AUTO_ORDER if n in available), FP32)
+        return auto_choice(features)
     if name not in available:
-        units = "bf16 units (amx_bf16 or avx512_bf16)" if name == "bf16" else "int8 units (amx_int8, avx512_vnni or avx_vnni)"
+        units = "bf16 units (amx_bf16 or avx512_bf16)" if name == "bf16" else "int8 units (amx_int8, a VNNI or AVX2)"
         raise ValueError(f"this CPU has no {units}: {name} would be emulated, slower than fp32; use --numerics fp32 or auto")
     return available[name]
 
@@ -104,7 +130,10 @@ def lower(model: Any, numerics: Numerics) -> None:
 
     from ._lowered import Bf16Linear, Int8Linear, RescoredHead
 
-    make = Bf16Linear if numerics.name == "bf16" else Int8Linear
+    if numerics.name == "bf16":
+        make = Bf16Linear
+    else:  # AVX2 without VNNI saturates 16-bit sums of full-range products (see Int8Linear)
+        make = functools.partial(Int8Linear, levels=63 if numerics.unit == "avx2" else 127)
     for parent in list(model.get_decoder().modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear):
