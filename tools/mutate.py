@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # group: (files to mutate, in-process tests that cover them; tests that start `python -m polysafe.cli` cannot
-# see a mutant and are left out)
+# see a mutant and are left out, and so are `slow` ones)
 GROUPS = {
     "keys": (["polysafe/keys.py"], ["tests/test_weak_spots.py", "tests/test_mutation_kills.py"]),
     "stats": (["polysafe/report/stats.py"], ["tests/test_compare.py", "tests/test_mutation_kills.py"] + [
@@ -50,6 +50,7 @@ GROUPS = {
                                          "tests/test_weak_spots.py"]),
 }
 CAUGHT = {"killed", "timeout"}
+# Tests that start a subprocess, by name. `-k` also reads parametrized ids: keep these words out of them.
 SKIP_SUBPROCESS = "not cli and not command and not exits and not two_processes and not export_works"
 
 
