@@ -155,6 +155,7 @@ def test_json_rationale_keys(parse, data):
     from polysafe.judges.helpfulness import parse_ratings
 
     reader = {"score": parse_score, "label": parse_label, "ratings": parse_ratings}[parse]
+    data = dict(data)  # the parameter is shared by every run of this test in one process
     assert reader("Why.\n" + json.dumps(data))[1] == "given"
     del data["rationale"]
     assert reader("Why.\n" + json.dumps(data))[1] == "Why."  # the judge's words before the object
