@@ -155,3 +155,24 @@ def test_keys_a_live_process_holds_are_waited_for_not_asked(tmp_path, monkeypatc
 
         assert asyncio.run(claims_module.claimed(store, ["a", "b"], done, ask)) == 1
         assert asked == ["b"]
+
+
+def test_opening_a_new_store_that_another_process_holds_waits_for_it(tmp_path, monkeypatch):
+    """Switching a new file to WAL can be refused at once while another process does the same (SQLite's busy
+    handler does not wait where waiting could deadlock): the idempotent set-up is tried again, a lock only."""
+    from polysafe.engine import store as store_module
+
+    real = store_module.migrate
+    refusals = iter([True, True, False])
+
+    def busy_twice(db):
+        if next(refusals):
+            raise store_module.StoreError(f"{tmp_path}: the result store is locked by another process (database is locked)")
+        real(db)
+
+    monkeypatch.setattr(store_module, "migrate", busy_twice)
+    with Store(tmp_path / "new.db") as store:
+        assert store.list_runs() == []
+    monkeypatch.setattr(store_module, "migrate", lambda db: (_ for _ in ()).throw(store_module.StoreError("disk is full")))
+    with pytest.raises(store_module.StoreError, match="disk is full"):
+        Store(tmp_path / "other.db")

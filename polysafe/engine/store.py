@@ -116,12 +116,28 @@ class Store:
         self.path = Path(path)
         self.db = connect(path, readonly=readonly, version=SCHEMA_VERSION)  # a newer store is refused
         if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-            self.db.executescript(SCHEMA)
-            migrate(self.db)
+            self._set_up()
         self._verdict_columns = verdict_columns(self.db)
         self._has_samples = "sample" in item_columns(self.db)  # a read-only store may predate it: all sample 0
+
+    def _set_up(self, patience: float = 30.0) -> None:
+        """WAL mode, the schema and its migrations. Two processes opening a new store at once can find it busy
+        without SQLite's busy handler waiting (switching to WAL needs the file to itself): every step is
+        idempotent, so it is tried again for up to `patience` seconds before the lock is reported."""
+        deadline = time.monotonic() + patience
+        pause = 0.01
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+                self.db.executescript(SCHEMA)
+                migrate(self.db)
+                return
+            except StoreError as err:
+                if "locked by another process" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(0.5, pause * 2)
 
     def close(self) -> None:
         self.db.close()
