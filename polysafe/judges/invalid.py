@@ -38,6 +38,7 @@ ECHO_SIMILARITY = 0.8
 LOOP_UNIT_MAX = 120  # characters in the unit of a repetition that runs to the end
 LOOP_REPEATS = 4
 LOOP_MIN_CHARS = 40
+LOOP_WINDOW = 8192  # characters at the end that the tail-loop rule reads
 ECHO_NEW_UNITS = 2  # content units a head before a loop may add to the request's and still add nothing
 # Language ID confuses close neighbours; an answer read as one of these is taken as in the prompt's language.
 NEIGHBOURS = {"jv": {"id", "ms", "su"}, "id": {"ms", "jv", "su"}, "ms": {"id"}, "bn": {"as"}, "ar": {"fa", "ur"},
@@ -109,14 +110,17 @@ def is_loop(text: str) -> bool:
 def tail_loop_start(text: str) -> int | None:
     """Where a repetition that runs to the end of `text` begins: the earliest start of a suffix that repeats one
     unit of at most LOOP_UNIT_MAX characters LOOP_REPEATS times or more (the last time cut short, as at a token
-    limit) over LOOP_MIN_CHARS or more; None when there is none."""
+    limit) over LOOP_MIN_CHARS or more; None when there is none. Only the last LOOP_WINDOW characters are read, a
+    unit at a time, so a hostile megabyte of one letter costs what a long answer does."""
+    first = max(0, len(text) - LOOP_WINDOW)
     end = len(text)
     earliest = None
-    for period in range(1, min(LOOP_UNIT_MAX, end // LOOP_REPEATS) + 1):
-        i = end - period - 1
-        while i >= 0 and text[i] == text[i + period]:  # text[i:] keeps the period while this holds
-            i -= 1
-        start = i + 1
+    for period in range(1, min(LOOP_UNIT_MAX, (end - first) // LOOP_REPEATS) + 1):
+        start = end - period  # text[start:] keeps the period while the unit before it is the same
+        while start - period >= first and text[start - period : start] == text[start : start + period]:
+            start -= period
+        while start > first and text[start - 1] == text[start - 1 + period]:  # the rest of a cut unit
+            start -= 1
         if end - start >= max(LOOP_REPEATS * period, LOOP_MIN_CHARS) and (earliest is None or start < earliest):
             earliest = start
     return earliest
