@@ -64,6 +64,21 @@ class Raw:
     half_close: bool = False  # shut down the sending side only, and keep counting what the client still writes
 
 
+def run_refusal_judged(store, spec: str, options, texts, run_name: str, max_tokens: int = 6):
+    """`texts` through the local model `spec` with ModelOptions `options`, judged by the refusal matcher, stored
+    in `store` under `run_name`: the RunSummary (generated vs cached says what was paid for)."""
+    from polysafe.attacks import parse_chain
+    from polysafe.engine import EvalTask, Scenario, run_eval
+    from polysafe.judges import load_judge
+    from polysafe.models import load_model
+    from polysafe.types import GenerationConfig, Prompt
+
+    task = EvalTask("t", [Prompt(id=str(i), text=t) for i, t in enumerate(texts)], [Scenario("none", parse_chain("none"))])
+    backend = load_model(spec, options)
+    return asyncio.run(run_eval(task, backend, load_judge("refusal"), store, gen=GenerationConfig(max_tokens=max_tokens),
+                                run_name=run_name))
+
+
 def http_response(body: bytes, status: int = 200, headers: dict | None = None, version: str = "HTTP/1.1",
                   length: bool = True) -> bytes:
     """A well-formed response (unless the headers given say otherwise)."""

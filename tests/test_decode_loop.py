@@ -228,18 +228,13 @@ def test_identity_names_the_dtype():
 
 
 def test_a_float32_answer_is_never_served_for_bfloat16(tmp_path):
-    from polysafe.attacks import parse_chain
-    from polysafe.engine import EvalTask, Scenario, Store, run_eval
-    from polysafe.judges import load_judge
-    from polysafe.models import ModelOptions, load_model
-    from polysafe.types import GenerationConfig, Prompt
+    from fakes import run_refusal_judged
 
-    task = EvalTask("t", [Prompt(id=str(i), text=t) for i, t in enumerate(PROMPTS[:4])], [Scenario("none", parse_chain("none"))])
-    gen = GenerationConfig(max_tokens=6)
+    from polysafe.engine import Store
+    from polysafe.models import ModelOptions
 
     def run(dtype: str, name: str):
-        backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(dtype=dtype, device="cpu"))
-        return asyncio.run(run_eval(task, backend, load_judge("refusal"), store, gen=gen, run_name=name))
+        return run_refusal_judged(store, f"hf:{tiny_llama_dir()}", ModelOptions(dtype=dtype, device="cpu"), PROMPTS[:4], name)
 
     with Store(tmp_path / "r.db") as store:
         assert run("float32", "f32").generated == 4

@@ -153,19 +153,15 @@ def test_fp32_identity_is_unchanged_and_numerics_name_the_rest():
 
 @pytest.mark.skipif("bf16" not in LOWERED, reason="this CPU has no bf16 matrix units")
 def test_a_stored_fp32_answer_is_never_served_for_bf16(tmp_path):
-    from polysafe.attacks import parse_chain
-    from polysafe.engine import EvalTask, Scenario, Store, run_eval
-    from polysafe.judges import load_judge
+    from fakes import run_refusal_judged
+
+    from polysafe.engine import Store
     from polysafe.report.setup import describe_setup
-    from polysafe.types import Prompt
 
     texts = ["What is the capital of France?", "Write a haiku about rain.", "Explain vaccines.", "Mji mkuu wa Kenya ni upi?"]
-    task = EvalTask("t", [Prompt(id=str(i), text=t) for i, t in enumerate(texts)], [Scenario("none", parse_chain("none"))])
-    gen = GenerationConfig(max_tokens=6)
 
     def run(numerics: str, name: str):
-        backend = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(numerics=numerics, device="cpu"))
-        return asyncio.run(run_eval(task, backend, load_judge("refusal"), store, gen=gen, run_name=name))
+        return run_refusal_judged(store, f"hf:{tiny_llama_dir()}", ModelOptions(numerics=numerics, device="cpu"), texts, name)
 
     with Store(tmp_path / "r.db") as store:
         assert run("fp32", "f32").generated == 4
