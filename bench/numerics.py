@@ -225,18 +225,11 @@ def save_measurements(runs: dict[str, dict], args) -> tuple[str, Path]:
     return kind, save(kind, measurements)
 
 def matrix_flags() -> list[str]:
-    """This CPU's own flags that numerics use (read before --isa caps what the processes see)."""
-    from polysafe.models.numerics import FLAGS_ENV, cpu_features
+    """This CPU's own flags that numerics use (whatever --isa caps the processes to)."""
+    from polysafe.models.numerics import cpu_flags
 
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
-    capped = os.environ.pop(FLAGS_ENV, None)
-    cpu_features.cache_clear()
-    try:
-        return [f for f in wanted if f in cpu_features()]
-    finally:
-        cpu_features.cache_clear()
-        if capped is not None:
-            os.environ[FLAGS_ENV] = capped
+    return [f for f in wanted if f in cpu_flags()]
 
 
 def main() -> None:

@@ -56,10 +56,15 @@ FP32 = Numerics("fp32")
 
 @functools.cache
 def cpu_features() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo, or POLYSAFE_CPU_FLAGS), read once per process; empty where
-    they cannot be read."""
+    """The feature flags numerics plan for: POLYSAFE_CPU_FLAGS when set, else the CPU's own; read once per process."""
     if os.environ.get(FLAGS_ENV) is not None:
         return frozenset(os.environ[FLAGS_ENV].split())
+    return cpu_flags()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's own feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             for line in info:
