@@ -55,6 +55,31 @@ class Int8Linear(torch.nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
+class Columns(torch.nn.Module):
+    """Columns start..end-1 of a fused product: what one of the projections joined into it returns. The decode loop
+    calls the fused product once (layers_fast.py); transformers' own forward still calls each projection and gets
+    its values, computing the fused product for each."""
+
+    def __init__(self, fused: torch.nn.Module, start: int, end: int):
+        super().__init__()
+        self.fused, self.start, self.end = fused, start, end
+        self.in_features, self.out_features = fused.in_features, end - start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused(x)[..., self.start : self.end]
+
+
+def joined(linears: list[torch.nn.Linear]) -> torch.nn.Linear:
+    """One float32 linear layer whose outputs are those of `linears` (same input, all with a bias or none) side by
+    side."""
+    bias = linears[0].bias is not None
+    out = torch.nn.Linear(linears[0].in_features, sum(linear.out_features for linear in linears), bias=bias, device="meta")
+    out.weight = torch.nn.Parameter(torch.cat([linear.weight.detach() for linear in linears]), requires_grad=False)
+    if bias:
+        out.bias = torch.nn.Parameter(torch.cat([linear.bias.detach() for linear in linears]), requires_grad=False)
+    return out
+
+
 class RescoredHead(torch.nn.Module):
     """A lowered output head whose top `candidates` logits per position are recomputed in float32: greedy choices
     between candidates closer than bfloat16's resolution (1/8 of a logit near 20) follow float32 arithmetic."""

@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from . import attention_fast
+from . import attention_fast, layers_fast
 
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
 # Prompt tokens per prefill pass. Small passes keep each activation (at most [256 x 1536] floats) in the heap and
@@ -168,7 +168,8 @@ class DecodeLoop:
     `adapt_threads` opts in to the ThreadChooser, which sets torch's thread count on the loop's own thread; off,
     the loop never changes it (a library call must not retune the process: the CLI opts in).
     `fast_attention` (lowered numerics only) attends with torch's fused CPU kernel over rows grouped by length
-    (attention_fast.py) instead of the float32 path that reproduces `generate` token for token.
+    (attention_fast.py) and runs the layers as layers_fast.py does, instead of the float32 path that reproduces
+    `generate` token for token.
     """
 
     def __init__(self, model: Any, *, max_rows: int, eos_ids: set[int], pad_id: int, kv_budget: int,
@@ -181,6 +182,7 @@ class DecodeLoop:
         self.scale = self.head_dim**-0.5
         self.kv_dtype = kv_dtype or model.dtype
         self.fast_attention = fast_attention
+        self.prefix_min = attention_fast.SHARED_PREFIX_MIN if fast_attention else SHARED_PREFIX_MIN
         self.cache = SlotCache(config.num_hidden_layers, config.num_key_value_heads, self.head_dim, self.kv_dtype, model.device)
         self.kv_budget_positions = max(1, kv_budget // self.cache.bytes_per_position())
         self.rows: list[_Row] = []
@@ -284,19 +286,43 @@ class DecodeLoop:
     def _share_prefixes(self, candidates: list[_Row]) -> None:
         """Compute and keep the longest prefix that SHARED_PREFIX_ROWS candidates share beyond what they already
         share with a kept prefix (a chat template's system prompt, a jailbreak template). Every row keeps one token
-        of its own."""
+        of its own. With fast_attention, the prefix that saves the most positions instead (_most_saving_prefix)."""
         prompts = sorted(row.request.prompt_ids for row in candidates)
         together = min(SHARED_PREFIX_ROWS, len(prompts))
-        best: tuple[int, ...] = ()
-        for a, b in zip(prompts, prompts[together - 1 :] if together > 1 else ()):  # sorted: a window's prefix is its ends'
-            length = min(len(os.path.commonprefix([a, b])), len(a) - 1, len(b) - 1, SHARED_PREFIX_MAX)
-            kept = self._longest_prefix(a)
-            if length > len(best) and length - (kept.length if kept else 0) > SHARED_PREFIX_MIN:
-                best = a[:length]
-        if len(best) >= SHARED_PREFIX_MIN and best not in self.prefixes:
+        if self.fast_attention:
+            best = self._most_saving_prefix(prompts, together)
+        else:
+            best = ()
+            for a, b in zip(prompts, prompts[together - 1 :] if together > 1 else ()):  # sorted: a window's prefix is its ends'
+                length = min(len(os.path.commonprefix([a, b])), len(a) - 1, len(b) - 1, SHARED_PREFIX_MAX)
+                kept = self._longest_prefix(a)
+                if length > len(best) and length - (kept.length if kept else 0) > self.prefix_min:
+                    best = a[:length]
+        if len(best) >= self.prefix_min and best not in self.prefixes:
             self.prefixes[best] = self._compute_prefix(best)
             while len(self.prefixes) > SHARED_PREFIXES_KEPT:
                 self.prefixes.pop(next(iter(self.prefixes)))
+
+    def _most_saving_prefix(self, prompts: list[tuple[int, ...]], together: int) -> tuple[int, ...]:
+        """Of the prefixes that at least `together` of the sorted `prompts` share, the one that saves the most
+        positions (rows x tokens beyond the kept prefix they share). Each prefix costs the fast path a kernel call
+        a layer: the longest prefix that any 4 rows share is a jailbreak template plus its next words, a different
+        one for each few rows, where the template alone serves them all."""
+        adjacent = [len(os.path.commonprefix([a, b])) for a, b in zip(prompts, prompts[1:])]
+        best: tuple[int, ...] = ()
+        saving = 0
+        for first, prompt in enumerate(prompts):
+            kept = self._longest_prefix(prompt)
+            kept_length = kept.length if kept else 0
+            length = min(len(prompt) - 1, SHARED_PREFIX_MAX)
+            for last in range(first + 1, len(prompts)):  # sorted: a range's shared prefix is its least neighbour's
+                length = min(length, adjacent[last - 1], len(prompts[last]) - 1)
+                if length - kept_length <= self.prefix_min:
+                    break
+                rows = last - first + 1
+                if rows >= together and rows * (length - kept_length) > saving:
+                    best, saving = prompt[:length], rows * (length - kept_length)
+        return best
 
     def _longest_prefix(self, prompt: tuple[int, ...]) -> Prefix | None:
         fits = [p for key, p in self.prefixes.items() if len(key) < len(prompt) and prompt[: len(key)] == key]
@@ -385,9 +411,13 @@ class DecodeLoop:
         self._advance(range(count), self.lm_head(self.decoder.norm(hidden[:, -1])))
 
     def _forward(self, ids: Any, positions: Any, attend: Any) -> Any:
-        """The decoder's layers, their own modules called in transformers' order, with `attend` for attention.
-        Returns the last layer's hidden states, before the final norm."""
+        """The decoder's layers, their own modules called in transformers' order, with `attend` for attention
+        (with fast_attention: layers_fast.py's fewer, larger operations). Returns the last layer's hidden states,
+        before the final norm."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        if self.fast_attention:
+            return layers_fast.forward(self.decoder, ids, positions, attend, self.kv_dtype, self.head_dim)
 
         rows, width = ids.shape
         hidden = self.decoder.embed_tokens(ids)
