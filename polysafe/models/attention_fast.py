@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-# What one more kernel call costs, in row-positions attended: about 15 us of call overhead against 0.1 us per
-# row-position (1 thread, smollm2's 3 key/value heads of 64; bench/numerics.py).
-SEGMENT_COST = 128
+# What one more kernel call costs, in row-positions attended: 20-35 us of call overhead against 0.05-0.09 us per
+# row-position (2 threads, smollm2's 3 key/value heads of 64, the cache cold as in a decode step). The bench's
+# workload ran 2.5% faster at 400 than at 128, twice side by side (bench/numerics.py's, bf16).
+SEGMENT_COST = 400
 # Tokens a shared prefix must have (and add to the one its rows already share). Each prefix is one more kernel call
 # and merge per layer, about 100 us at 2 threads: a chat template's 24-token system prompt, shared by 4 to 29 rows
 # as 5 prefixes that differ in a token or two, took 0.5 ms a layer, where reading it in each row's own cache takes
