@@ -17,7 +17,8 @@ Per numerics, against fp32's answers to the same prompts:
 - identical: the share of answers that are token-for-token the same;
 - first divergence: over the answers that differ, the mean position (in generated tokens) of the first token
   that differs;
-- verdict agreement: the share of prompts where the offline refusal judge gives the same label to both answers.
+- verdict agreement: the share of prompts where the offline refusal judge gives the same label to both answers,
+  with its Wilson 95% interval in the table (at 128 prompts, 94% agreement is [88%, 97%]).
 
 Then one line per numerics, exactly (scripts read it; tests/test_numerics.py parses it):
     numerics=<name> tokens/s=<x> vs_fp32=<r>x verdict_agreement=<p>% peak_gb=<m>
@@ -172,12 +173,13 @@ def agreement(base: dict, other: dict) -> dict:
     diverged = [s for s in splits if s is not None]
     same = sum(x == y for x, y in zip(base["labels"], other["labels"]))
     return {"identical": 1 - len(diverged) / len(splits), "divergence": sum(diverged) / len(diverged) if diverged else None,
-            "verdicts": same / len(splits)}
+            "verdicts": same / len(splits), "agreeing": same, "prompts": len(splits)}
 
 
 # -- the report ---------------------------------------------------------------------------------------------------
 def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
     from polysafe.judges.refusal import RefusalJudge
+    from polysafe.report.metrics import wilson
 
     shapes = model_shapes()
     base = runs["fp32"]
@@ -191,14 +193,16 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
           f"{args.max_tokens} new tokens, best of {args.rounds} round(s); verdicts by {RefusalJudge.identity}; "
           f"CPU flags: {flags}{emulated}")
     print(f"{'numerics':<10} {'identity':<34} {'rows':>4} {'thr':>3} {'tokens':>7} {'seconds':>8} {'identical':>9} "
-          f"{'1st diff':>8} {'GEMM GF/s':>9} {'ceiling t/s':>11}")
+          f"{'1st diff':>8} {'verdicts agree [95% CI]':>23} {'GEMM GF/s':>9} {'ceiling t/s':>11}")
     for name, run in runs.items():
         stats = agreement(base, run)
         ceiling = gemms[name]["gflops"] * 1e9 / (matmul + attention)
         divergence = f"{stats['divergence']:.1f}" if stats["divergence"] is not None else "-"
+        low, high = wilson(stats["agreeing"], stats["prompts"])
+        verdicts = f"{stats['verdicts']:.1%} [{low:.1%}, {high:.1%}]"
         print(f"{run['tag']:<10} {run['identity'].split('#')[0] + '@' + run['identity'].rsplit('@', 1)[1]:<34} "
               f"{run['batch']:>4} {run['threads']:>3} {run['tokens']:>7} {run['seconds']:>8.1f} {stats['identical']:>9.1%} "
-              f"{divergence:>8} {gemms[name]['gflops']:>9.0f} {ceiling:>11.0f}")
+              f"{divergence:>8} {verdicts:>23} {gemms[name]['gflops']:>9.0f} {ceiling:>11.0f}")
     print()
     for name, run in runs.items():
         rate = run["tokens"] / run["seconds"]

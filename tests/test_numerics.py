@@ -240,7 +240,8 @@ def test_the_bench_prints_one_parseable_line_per_numerics():
     assert bench.first_divergence([1, 2], [1, 2, 3]) == 2
     stats = bench.agreement({"ids": [[1, 2], [3, 4], [5]], "labels": ["unsafe", "safe", "safe"]},
                             {"ids": [[1, 2], [3, 9], [6]], "labels": ["unsafe", "unsafe", "safe"]})
-    assert stats == {"identical": pytest.approx(1 / 3), "divergence": 0.5, "verdicts": pytest.approx(2 / 3)}
+    assert stats == {"identical": pytest.approx(1 / 3), "divergence": 0.5, "verdicts": pytest.approx(2 / 3),
+                     "agreeing": 2, "prompts": 3}
 
 
 # -- int8 on AVX2 without VNNI: 16-bit sums ---------------------------------------------------------------------

@@ -11,7 +11,8 @@
   `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
   stay float32.
 - In both, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
-  (attention_fast.py; float32 accumulation), not with the float32 path's arithmetic.
+  (attention_fast.py; float32 accumulation), not with the float32 path's arithmetic, and the layers run in fewer,
+  larger operations (layers_fast.py): q, k and v are one product, and so are the MLP's gate and up.
 - `auto`: the fastest of the numerics this CPU has units for whose refusal verdicts agree with fp32's often
   enough, as bench/numerics.py measured them on this kind of CPU (numerics_measured.py); fp32 when none does or
   none was measured.
