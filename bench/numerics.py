@@ -18,7 +18,9 @@ Per numerics, against fp32's answers to the same prompts:
 - first divergence: over the answers that differ, the mean position (in generated tokens) of the first token
   that differs;
 - verdict agreement: the share of prompts where the offline refusal judge gives the same label to both answers,
-  with its Wilson 95% interval in the table (at 128 prompts, 94% agreement is [88%, 97%]).
+  with its Wilson 95% interval in the table (at 128 prompts, 94% agreement is [88%, 97%]);
+- the non-refusal rate (the share the refusal judge labels unsafe) and its change from fp32's, paired on the
+  prompts: flipped verdicts that cancel out leave the figure a report shows unchanged.
 
 Then one line per numerics, exactly (scripts read it; tests/test_numerics.py parses it):
     numerics=<name> tokens/s=<x> vs_fp32=<r>x verdict_agreement=<p>% peak_gb=<m>
@@ -176,6 +178,14 @@ def agreement(base: dict, other: dict) -> dict:
             "verdicts": same / len(splits), "agreeing": same, "prompts": len(splits)}
 
 
+def rate_change(base: dict, other: dict, label: str = "unsafe"):
+    """The change in the share of answers judged `label` (the refusal judge's `unsafe`: answered without refusing),
+    other minus fp32, paired on the prompts: a report.stats.PairedDifference (Newcombe interval, exact McNemar)."""
+    from polysafe.report.stats import paired_difference
+
+    return paired_difference([(b == label, a == label) for a, b in zip(base["labels"], other["labels"])])
+
+
 # -- the report ---------------------------------------------------------------------------------------------------
 def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
     from polysafe.judges.refusal import RefusalJudge
@@ -203,6 +213,14 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
         print(f"{run['tag']:<10} {run['identity'].split('#')[0] + '@' + run['identity'].rsplit('@', 1)[1]:<34} "
               f"{run['batch']:>4} {run['threads']:>3} {run['tokens']:>7} {run['seconds']:>8.1f} {stats['identical']:>9.1%} "
               f"{divergence:>8} {verdicts:>23} {gemms[name]['gflops']:>9.0f} {ceiling:>11.0f}")
+    print("\nnon-refusal rate (answers the refusal judge labels unsafe), and its change from fp32's, paired on the prompts "
+          "(Newcombe 95% CI, exact McNemar p):")
+    for name, run in runs.items():
+        share = sum(label == "unsafe" for label in run["labels"]) / len(run["labels"])
+        change = rate_change(base, run)
+        detail = "" if name == "fp32" else (f"  change {100 * change.value:+.1f} pp [{100 * change.low:+.1f}, "
+                                            f"{100 * change.high:+.1f}], p={change.p:.2f}")
+        print(f"  {run['tag']:<10} {share:6.1%}{detail}")
     print()
     for name, run in runs.items():
         rate = run["tokens"] / run["seconds"]

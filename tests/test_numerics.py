@@ -242,6 +242,10 @@ def test_the_bench_prints_one_parseable_line_per_numerics():
                             {"ids": [[1, 2], [3, 9], [6]], "labels": ["unsafe", "unsafe", "safe"]})
     assert stats == {"identical": pytest.approx(1 / 3), "divergence": 0.5, "verdicts": pytest.approx(2 / 3),
                      "agreeing": 2, "prompts": 3}
+    # non-refusal (unsafe) rate, other minus fp32, paired: 1 of 3 in fp32, 2 of 3 in the other
+    change = bench.rate_change({"labels": ["unsafe", "safe", "safe"]}, {"labels": ["unsafe", "unsafe", "safe"]})
+    assert change.value == pytest.approx(1 / 3) and (change.first_only, change.second_only) == (1, 0)
+    assert change.low < 0 < change.high  # one flip in three proves nothing
 
 
 # -- int8 on AVX2 without VNNI: 16-bit sums ---------------------------------------------------------------------
