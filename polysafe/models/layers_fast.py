@@ -32,11 +32,10 @@ def forward(decoder: Any, ids: Any, positions: Any, attend: Attend, kv_dtype: An
     half = head_dim // 2
     cos = cos[:, :, None, :]  # over the heads of [rows, width, heads, d]
     signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None, :]
+    heads, kv_heads = decoder.config.num_attention_heads, decoder.config.num_key_value_heads
     for index, layer in enumerate(decoder.layers):
         attention = layer.self_attn
         qkv = _qkv(attention, _norm(layer.input_layernorm, hidden))
-        heads = attention.config.num_attention_heads
-        kv_heads = attention.config.num_key_value_heads
         qk = qkv[..., : (heads + kv_heads) * head_dim].view(rows, width, heads + kv_heads, head_dim)
         swapped = qk.unflatten(-1, (2, half)).flip(-2).flatten(-2)
         turned = torch.addcmul(qk * cos, swapped, signed_sin).to(kv_dtype)
