@@ -117,19 +117,20 @@ def measure_gemm(args, numerics: str) -> dict:
     """Seconds of one decode step's matrix products in `numerics`' own modules, best of `--ceiling-repeats`."""
     import torch
 
-    from polysafe.models._lowered import Bf16Linear, Int8Linear
+    from polysafe.models.numerics import kv_dtype, linear_maker, resolve
     from polysafe.models.tuning import tune_this_process
 
     tune_this_process()
     shapes = model_shapes()
-    make = {"fp32": lambda linear: linear, "bf16": Bf16Linear, "int8": Int8Linear}[numerics]
+    chosen = resolve(numerics)
+    make = linear_maker(chosen)
     sizes = [(k, n) for _ in range(shapes["layers"]) for k, n in shapes["per_layer"]] + [shapes["head"]]
     modules = []
     for k, n in sizes:
         linear = torch.nn.Linear(k, n, bias=False)
         modules.append(make(linear))
         del linear
-    dtype = torch.bfloat16 if numerics == "bf16" else torch.float32
+    dtype = kv_dtype(chosen)
     inputs = {k: torch.randn(args.batch, k, dtype=dtype) for k, _ in sizes}
 
     def step() -> float:
@@ -202,7 +203,7 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
     print(f"numerics: {args.prompts} MultiJail-like prompts (half in the role-play jailbreak), greedy, max "
           f"{args.max_tokens} new tokens, best of {args.rounds} round(s); verdicts by {RefusalJudge.identity}; "
           f"CPU flags: {flags}{emulated}")
-    print(f"{'numerics':<10} {'identity':<34} {'rows':>4} {'thr':>3} {'tokens':>7} {'seconds':>8} {'identical':>9} "
+    print(f"{'numerics':<11} {'identity':<34} {'rows':>4} {'thr':>3} {'tokens':>7} {'seconds':>8} {'identical':>9} "
           f"{'1st diff':>8} {'verdicts agree [95% CI]':>23} {'GEMM GF/s':>9} {'ceiling t/s':>11}")
     for name, run in runs.items():
         stats = agreement(base, run)
@@ -210,7 +211,7 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
         divergence = f"{stats['divergence']:.1f}" if stats["divergence"] is not None else "-"
         low, high = wilson(stats["agreeing"], stats["prompts"])
         verdicts = f"{stats['verdicts']:.1%} [{low:.1%}, {high:.1%}]"
-        print(f"{run['tag']:<10} {run['identity'].split('#')[0] + '@' + run['identity'].rsplit('@', 1)[1]:<34} "
+        print(f"{run['tag']:<11} {run['identity'].split('#')[0] + '@' + run['identity'].rsplit('@', 1)[1]:<34} "
               f"{run['batch']:>4} {run['threads']:>3} {run['tokens']:>7} {run['seconds']:>8.1f} {stats['identical']:>9.1%} "
               f"{divergence:>8} {verdicts:>23} {gemms[name]['gflops']:>9.0f} {ceiling:>11.0f}")
     print("\nnon-refusal rate (answers the refusal judge labels unsafe), and its change from fp32's, paired on the prompts "
@@ -220,7 +221,7 @@ def report(runs: dict[str, dict], gemms: dict[str, dict], args) -> None:
         change = rate_change(base, run)
         detail = "" if name == "fp32" else (f"  change {100 * change.value:+.1f} pp [{100 * change.low:+.1f}, "
                                             f"{100 * change.high:+.1f}], p={change.p:.2f}")
-        print(f"  {run['tag']:<10} {share:6.1%}{detail}")
+        print(f"  {run['tag']:<11} {share:6.1%}{detail}")
     print()
     for name, run in runs.items():
         rate = run["tokens"] / run["seconds"]
@@ -250,7 +251,8 @@ def matrix_flags() -> list[str]:
     """This CPU's own flags that numerics use (whatever --isa caps the processes to)."""
     from polysafe.models.numerics import cpu_flags
 
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_fp16",
+              "amx_int8", "amx_tile")
     return [f for f in wanted if f in cpu_flags()]
 
 

@@ -56,7 +56,7 @@ class RunSet(_Strict):
     timeout: float = Field(default=120.0, gt=0, le=86_400)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
     dtype: str = "auto"
-    numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | int8 | auto
+    numerics: str = "fp32"  # the target models' (local, on the CPU): fp32 | bf16 | fp16 | int8 | auto
     db: str | None = None
     judge_check: str | None = None  # a second judge on a seeded sample of each run's answers (kappa, agreement)
     judge_check_n: int = Field(default=50, ge=1)

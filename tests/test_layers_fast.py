@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_decode_loop import PROMPTS, prompt_ids, tiny  # noqa: F401  (tiny: the module's fixture)
 
+from polysafe.errors import BackendError
 from polysafe.models import layers_fast, numerics
 from polysafe.models._lowered import Columns
 from polysafe.models.decoding import DecodeLoop, DecodeRequest, Prefix, _Row
@@ -120,3 +121,62 @@ def test_the_fast_path_keeps_a_short_system_prompt_in_each_rows_own_cache(tiny):
         fast._share_prefixes(rows)
         exact._share_prefixes(rows)
     assert list(exact.prefixes) == [system] and not fast.prefixes
+
+
+# -- float16's range ---------------------------------------------------------------------------------------------
+FP16 = next((n for n in LOWERED if n.name == "fp16"), None)
+
+
+@pytest.fixture(scope="module")
+def overflowing(tiny):  # noqa: F811
+    """The tiny model with its first MLP's gate and up scaled so that its down projection reads inputs near 3.5
+    million and writes outputs near 200,000, as massive activations do (float16 ends at 65504; smollm2's own down
+    projections reach 25,000), in float32 and lowered to fp16."""
+    if FP16 is None:
+        pytest.skip("this CPU has no fp16 matrix units")
+    ids, positions = _batch(tiny)
+    big = copy.deepcopy(tiny.model)
+    mlp = big.get_decoder().layers[0].mlp
+    seen = []
+    hook = mlp.down_proj.register_forward_hook(lambda module, args, out: seen.append(out.abs().max().item()))
+    with torch.inference_mode():
+        _loop(big, fast=True)._forward(ids, positions, _causal)
+    hook.remove()
+    with torch.no_grad():  # silu is linear for large inputs: the down projection's outputs grow by the square
+        for part in (mlp.gate_proj, mlp.up_proj):
+            part.weight.mul_((2e5 / max(seen)) ** 0.5)
+    lowered = copy.deepcopy(big)
+    numerics.lower(lowered, FP16)
+    return big, lowered, ids, positions
+
+
+def test_a_float16_overflow_is_computed_again_with_scaled_inputs(overflowing, monkeypatch):
+    big, lowered, ids, positions = overflowing
+    with torch.inference_mode():
+        want = _loop(big, fast=True)._forward(ids, positions, _causal)
+        got = _loop(lowered, fast=True)._forward(ids, positions, _causal)
+    assert want.abs().max() > 65504 and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=2e-3 * want.abs().max().item(), rtol=0)
+    assert {m.shift for m in lowered.modules() if hasattr(m, "shift")} == {0}  # the next pass starts unscaled
+    monkeypatch.setattr(layers_fast, "SHIFTS", ())  # no scaling: the overflow is said, never decoded into tokens
+    with torch.inference_mode(), pytest.raises(BackendError, match="float16 cannot hold"):
+        _loop(lowered, fast=True)._forward(ids, positions, _causal)
+
+
+def test_a_prefix_computed_again_keeps_one_key_per_layer(overflowing):
+    _, lowered, ids, _ = overflowing
+    with torch.inference_mode():
+        prefix = _loop(lowered, fast=True)._compute_prefix(tuple(ids[0].tolist()))
+    assert len(prefix.keys) == len(lowered.get_decoder().layers) == len(prefix.values)
+    assert all(torch.isfinite(k.float()).all() and torch.isfinite(v.float()).all() for k, v in zip(prefix.keys, prefix.values))
+
+
+def test_weights_beyond_float16s_range_are_refused(tiny):  # noqa: F811
+    if FP16 is None:
+        pytest.skip("this CPU has no fp16 matrix units")
+    big = copy.deepcopy(tiny.model)
+    with torch.no_grad():
+        big.get_decoder().layers[1].mlp.up_proj.weight[3, 5] = 1e5
+    with pytest.raises(BackendError, match=r"float16 cannot hold this model's weights \(model\.layers\.1\.mlp\.up_proj"):
+        numerics.lower(big, FP16)
+

@@ -21,7 +21,8 @@ from polysafe.models.numerics import FP32, resolve, supported
 from polysafe.types import GenerationConfig, Message
 
 LOWERED = [n.name for n in supported() if n.lowered]
-needs = {name: pytest.mark.skipif(name not in LOWERED, reason=f"this CPU has no {name} matrix units") for name in ("bf16", "int8")}
+needs = {name: pytest.mark.skipif(name not in LOWERED, reason=f"this CPU has no {name} matrix units")
+         for name in ("bf16", "fp16", "int8")}
 
 
 # -- auto follows what was measured on this kind of CPU ------------------------------------------------------------
@@ -79,6 +80,9 @@ def test_auto_falls_back_to_fp32_without_matrix_units(monkeypatch, measurements_
     assert resolve("auto", features=()) == FP32
     assert [n.tag for n in supported({"avx2", "fma"})] == ["fp32", "int8-avx2"]
     assert [n.tag for n in supported({"avx512f", "avx512_bf16", "avx512_vnni"})] == ["fp32", "bf16-avx512", "int8-vnni"]
+    sapphire_rapids = {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8"}
+    assert [n.tag for n in supported(sapphire_rapids)] == ["fp32", "bf16-amx", "fp16-avx512", "int8-amx"]
+    assert resolve("fp16", features=sapphire_rapids | {"amx_fp16"}).tag == "fp16-amx"
     monkeypatch.setattr(numerics_module, "cpu_features", lambda: frozenset())  # a CPU with no features at all
     spec = f"hf:{tiny_llama_dir()}"
     fallback = load_model(spec, ModelOptions(numerics="auto", device="cpu"))
@@ -86,6 +90,8 @@ def test_auto_falls_back_to_fp32_without_matrix_units(monkeypatch, measurements_
     assert fallback.identity == load_model(spec, ModelOptions(dtype="float32", device="cpu")).identity
     with pytest.raises(BackendError, match="no bf16 units"):  # asked for explicitly: said, not emulated
         load_model(spec, ModelOptions(numerics="bf16", device="cpu"))
+    with pytest.raises(BackendError, match="no fp16 units"):
+        load_model(spec, ModelOptions(numerics="fp16", device="cpu"))
 
 
 def test_a_broken_measurement_file_is_named(monkeypatch, measurements_file):
@@ -108,8 +114,8 @@ def test_the_cpu_flags_can_be_capped_for_emulation(monkeypatch):
 
 def test_bad_numerics_choices_are_input_errors():
     spec = f"hf:{tiny_llama_dir()}"
-    with pytest.raises(SpecError, match="unknown numerics 'fp16'"):
-        load_model(spec, ModelOptions(numerics="fp16", device="cpu"))
+    with pytest.raises(SpecError, match="unknown numerics 'fp8'"):
+        load_model(spec, ModelOptions(numerics="fp8", device="cpu"))
     if LOWERED:
         with pytest.raises(SpecError, match="leave --dtype at auto or float32"):
             load_model(spec, ModelOptions(numerics=LOWERED[0], dtype="bfloat16", device="cpu"))
@@ -117,7 +123,7 @@ def test_bad_numerics_choices_are_input_errors():
 
 # -- lowered runs: whole, clean answers close to fp32's ---------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param("bf16", marks=needs["bf16"]), pytest.param("int8", marks=needs["int8"])])
+@pytest.mark.parametrize("name", [pytest.param(name, marks=needs[name]) for name in ("bf16", "fp16", "int8")])
 def test_a_lowered_run_gives_whole_clean_answers(smollm2, name):
     from polysafe.data.textchecks import is_degenerate
 

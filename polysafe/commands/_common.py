@@ -65,7 +65,7 @@ SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Answers per p
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System message sent before every prompt.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Local models: conversations per forward pass (default 64).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Local models: auto | float32 | bfloat16 | float16 (the whole model cast).")]
-NumericsOpt = Annotated[str, typer.Option("--numerics", help="Local models on the CPU: fp32 | bf16 | int8 | auto (matrix products on the CPU's bf16/int8 units; named in the model identity; auto: the fastest whose verdicts agreed with fp32's as measured on this kind of CPU, else fp32).")]
+NumericsOpt = Annotated[str, typer.Option("--numerics", help="Local models on the CPU: fp32 | bf16 | fp16 | int8 | auto (matrix products on the CPU's bf16, fp16 or int8 units; named in the model identity; auto: the fastest whose verdicts agreed with fp32's as measured on this kind of CPU, else fp32).")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request for remote models.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Count the model, judge, translation and back-translation calls the run would make, what is stored, and bounds on tokens and cost; make no call (no API key needed).")]

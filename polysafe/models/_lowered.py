@@ -10,20 +10,30 @@ import torch
 PACKED_FOR_ROWS = 64  # oneDNN's layout hint: the decode loop's default rows
 
 
-class Bf16Linear(torch.nn.Module):
-    """y = x W^T (+ b) with bfloat16 operands, float32 accumulation inside oneDNN; returns bfloat16.
+class HalfLinear(torch.nn.Module):
+    """y = x W^T (+ b) with 16-bit float operands (bfloat16 or float16), float32 accumulation inside oneDNN;
+    returns `dtype`. oneDNN runs bfloat16 on AMX-BF16 or AVX-512-BF16, float16 on AMX-FP16 or AVX-512-FP16.
 
     The weight is reordered once into oneDNN's blocked layout (as torch.compile's CPU freezing does): with the
-    plain layout oneDNN reorders it at every call, 1.5-1.7x slower at 32 rows (bench/numerics.py, 1 thread)."""
+    plain layout oneDNN reorders it at every call, 1.5-1.7x slower at 32 rows (bench/numerics.py, 1 thread).
 
-    def __init__(self, linear: torch.nn.Linear):
+    With `shift` > 0 (set by layers_fast when float16 overflowed), x is scaled down by 2^shift before the product,
+    which is exact, and the output scaled back up in float32."""
+
+    def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16):
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(torch.bfloat16), PACKED_FOR_ROWS)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.in_features, self.out_features, self.dtype = linear.in_features, linear.out_features, dtype
+        self.shift = 0
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(dtype), PACKED_FOR_ROWS)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, self.bias, "none", [], "")
+        if not self.shift:
+            return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
+        scale = float(2**self.shift)
+        out = torch.ops.mkldnn._linear_pointwise((x.float() / scale).to(self.dtype), self.packed, None, "none", [], "")
+        out = out.float().mul_(scale)
+        return out if self.bias is None else out.add_(self.bias)
 
 
 class Int8Linear(torch.nn.Module):
@@ -98,3 +108,4 @@ class RescoredHead(torch.nn.Module):
         if self.exact_bias is not None:
             exact += self.exact_bias[top]
         return logits.scatter_(-1, top, exact)
+

@@ -28,7 +28,7 @@ class ModelOptions:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # remote backends: a bigger answer is an error (--max-response-bytes)
     batch_size: int | None = None  # conversations per forward pass (local backends)
     dtype: str = "auto"  # local backends: auto | float32 | bfloat16 | float16 (the whole model cast)
-    numerics: str = "fp32"  # local backends on the CPU: fp32 | bf16 | int8 | auto (models/numerics.py)
+    numerics: str = "fp32"  # local backends on the CPU: fp32 | bf16 | fp16 | int8 | auto (models/numerics.py)
     device: str = "auto"  # local backends: auto | cpu | cuda | mps
     require_key: bool = True  # remote backends: refuse up front an endpoint that needs a key and has none
 

@@ -332,13 +332,13 @@ class DecodeLoop:
         import torch
 
         device, length = self.cache.device, len(tokens)
-        keys: list[Any] = []
-        values: list[Any] = []
+        keys: list[Any] = [None] * len(self.decoder.layers)
+        values: list[Any] = [None] * len(self.decoder.layers)
         causal = torch.ones((length, length), dtype=torch.bool, device=device).tril()[None, None]
 
-        def attend(layer: int, q: Any, k: Any, v: Any) -> Any:
-            keys.append(k[0].contiguous())
-            values.append(v[0].contiguous())
+        def attend(layer: int, q: Any, k: Any, v: Any) -> Any:  # by index: a pass may run again (layers_fast)
+            keys[layer] = k[0].contiguous()
+            values[layer] = v[0].contiguous()
             return self._prompt_attention(layer, q, k, v, causal, None)
 
         self._forward(torch.tensor([tokens], device=device), torch.arange(length, device=device)[None], attend)

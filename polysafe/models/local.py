@@ -128,7 +128,7 @@ class LocalCausalLM(ModelBackend):
         try:
             numerics = resolve(name)
         except ValueError as err:
-            if name not in ("bf16", "int8"):
+            if name not in ("bf16", "fp16", "int8"):
                 raise SpecError(str(err), field="numerics") from None
             raise BackendError(str(err)) from None
         if numerics.lowered and self.options.dtype not in ("auto", "float32"):

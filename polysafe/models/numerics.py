@@ -30,9 +30,9 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-CHOICES = ("fp32", "bf16", "int8", "auto")
+CHOICES = ("fp32", "bf16", "fp16", "int8", "auto")
 FLAGS_ENV = "POLYSAFE_CPU_FLAGS"  # plan for a smaller CPU than this one (bench/numerics.py --isa avx2)
 RESCORED = 8  # output-head candidates rescored in float32
 # Projections of one input that lowering joins into one product (Llama's names): one 576 x 960 bf16 product took
@@ -42,8 +42,8 @@ JOINED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_pro
 
 @dataclass(frozen=True)
 class Numerics:
-    name: str  # fp32 | bf16 | int8
-    unit: str = ""  # the matrix unit the CPU offers for it: amx | avx512 | vnni ("" for fp32)
+    name: str  # fp32 | bf16 | fp16 | int8
+    unit: str = ""  # the matrix unit the CPU offers for it: amx | avx512 | vnni | avx2 ("" for fp32)
 
     @property
     def tag(self) -> str:
@@ -88,6 +88,10 @@ def supported(features: Iterable[str] | None = None) -> list[Numerics]:
         found.append(Numerics("bf16", "amx"))
     elif "avx512_bf16" in flags:
         found.append(Numerics("bf16", "avx512"))
+    if "amx_fp16" in flags:
+        found.append(Numerics("fp16", "amx"))
+    elif "avx512_fp16" in flags:
+        found.append(Numerics("fp16", "avx512"))
     if "amx_int8" in flags:
         found.append(Numerics("int8", "amx"))
     elif "avx512_vnni" in flags or "avx_vnni" in flags:
@@ -119,7 +123,8 @@ def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
     if name == "auto":
         return auto_choice(features)
     if name not in available:
-        units = "bf16 units (amx_bf16 or avx512_bf16)" if name == "bf16" else "int8 units (amx_int8, a VNNI or AVX2)"
+        units = {"bf16": "bf16 units (amx_bf16 or avx512_bf16)", "fp16": "fp16 units (amx_fp16 or avx512_fp16)",
+                 "int8": "int8 units (amx_int8, a VNNI or AVX2)"}[name]
         raise ValueError(f"this CPU has no {units}: {name} would be emulated, slower than fp32; use --numerics fp32 or auto")
     return available[name]
 
@@ -127,7 +132,21 @@ def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
 def kv_dtype(numerics: Numerics) -> Any:
     import torch
 
-    return torch.bfloat16 if numerics.name == "bf16" else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(numerics.name, torch.float32)
+
+
+def linear_maker(numerics: Numerics) -> Callable[[Any], Any]:
+    """What replaces a float32 `torch.nn.Linear` in `numerics` (the linear itself in fp32)."""
+    if not numerics.lowered:
+        return lambda linear: linear
+    import torch
+
+    from ._lowered import HalfLinear, Int8Linear
+
+    if numerics.name in ("bf16", "fp16"):
+        return functools.partial(HalfLinear, dtype=kv_dtype(numerics))
+    # AVX2 without VNNI saturates 16-bit sums of full-range products (see Int8Linear)
+    return functools.partial(Int8Linear, levels=63 if numerics.unit == "avx2" else 127)
 
 
 def lower(model: Any, numerics: Numerics) -> None:
@@ -137,12 +156,11 @@ def lower(model: Any, numerics: Numerics) -> None:
         return
     import torch
 
-    from ._lowered import Bf16Linear, Columns, Int8Linear, RescoredHead, joined
+    from ._lowered import Columns, RescoredHead, joined
 
-    if numerics.name == "bf16":
-        make = Bf16Linear
-    else:  # AVX2 without VNNI saturates 16-bit sums of full-range products (see Int8Linear)
-        make = functools.partial(Int8Linear, levels=63 if numerics.unit == "avx2" else 127)
+    if numerics.name == "fp16":
+        _check_float16_range(model)
+    make = linear_maker(numerics)
     for parent in list(model.get_decoder().modules()):
         for fused_name, names in JOINED.items():
             parts = [getattr(parent, name, None) for name in names]
@@ -160,6 +178,18 @@ def lower(model: Any, numerics: Numerics) -> None:
     head = model.get_output_embeddings()
     model.set_output_embeddings(RescoredHead(make(head), head.weight.detach(), head.bias, RESCORED))
     _own_memory(model)
+
+
+def _check_float16_range(model: Any) -> None:
+    """BackendError naming the first weight float16 cannot hold (beyond 65504 it is inf)."""
+    import torch
+
+    from ..errors import BackendError
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.abs().max() > torch.finfo(torch.float16).max:
+            raise BackendError(f"float16 cannot hold this model's weights ({name}: up to "
+                               f"{module.weight.abs().max().item():.3g}): use --numerics bf16 or fp32")
 
 
 def _own_memory(model: Any) -> None:
