@@ -180,3 +180,13 @@ def test_weights_beyond_float16s_range_are_refused(tiny):  # noqa: F811
     with pytest.raises(BackendError, match=r"float16 cannot hold this model's weights \(model\.layers\.1\.mlp\.up_proj"):
         numerics.lower(big, FP16)
 
+
+def test_the_heads_top_candidates_are_torchs_topk():
+    from polysafe.models._lowered import top_indices
+
+    logits = torch.randn(4, 49152, generator=torch.Generator().manual_seed(0))
+    logits[1, 640:648] += 10  # a row's top 8 all in one block
+    logits[2, ::6144] += 10  # one in each of 8 blocks
+    logits[3, 100:104] += 10  # 4 in one block, 4 spread
+    logits[3, 20000::7000] += 10
+    assert torch.equal(top_indices(logits, 8).sort().values, logits.topk(8).indices.sort().values)

@@ -103,9 +103,23 @@ class RescoredHead(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.inner(x).float()
-        top = logits.topk(self.candidates, dim=-1).indices
+        top = top_indices(logits, self.candidates)
         exact = torch.matmul(self.exact[top], x.float().unsqueeze(-1)).squeeze(-1)
         if self.exact_bias is not None:
             exact += self.exact_bias[top]
         return logits.scatter_(-1, top, exact)
 
+
+TOP_BLOCK = 64  # logits per block in top_indices
+
+
+def top_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The indices of the k largest logits per row [..., k] (ties: any of them), from the k blocks of TOP_BLOCK
+    with the largest maxima: a block outside those holds no logit above the k-th largest. At 60 rows x 49152,
+    torch's topk over the whole row took 1.7 ms a decode step (2 threads)."""
+    vocab = logits.shape[-1]
+    if vocab % TOP_BLOCK or vocab < 4 * k * TOP_BLOCK:
+        return logits.topk(k, dim=-1).indices
+    blocks = logits.unflatten(-1, (vocab // TOP_BLOCK, TOP_BLOCK)).amax(-1).topk(k, dim=-1).indices
+    candidates = (blocks.unsqueeze(-1) * TOP_BLOCK + torch.arange(TOP_BLOCK, device=logits.device)).flatten(-2)
+    return candidates.gather(-1, logits.gather(-1, candidates).topk(k, dim=-1).indices)
