@@ -12,6 +12,7 @@ from test_decode_loop import PROMPTS, prompt_ids, tiny  # noqa: F401  (tiny: the
 
 from polysafe.errors import BackendError
 from polysafe.models import layers_fast, numerics
+from polysafe.models import _lowered
 from polysafe.models._lowered import Columns
 from polysafe.models.decoding import DecodeLoop, DecodeRequest, Prefix, _Row
 
@@ -158,7 +159,7 @@ def test_a_float16_overflow_is_computed_again_with_scaled_inputs(overflowing, mo
     assert want.abs().max() > 65504 and torch.isfinite(got).all()
     torch.testing.assert_close(got, want, atol=2e-3 * want.abs().max().item(), rtol=0)
     assert {m.shift for m in lowered.modules() if hasattr(m, "shift")} == {0}  # the next pass starts unscaled
-    monkeypatch.setattr(layers_fast, "SHIFTS", ())  # no scaling: the overflow is said, never decoded into tokens
+    monkeypatch.setattr(_lowered, "SHIFTS", ())  # no scaling: the overflow is said, never decoded into tokens
     with torch.inference_mode(), pytest.raises(BackendError, match="float16 cannot hold"):
         _loop(lowered, fast=True)._forward(ids, positions, _causal)
 
@@ -190,3 +191,22 @@ def test_the_heads_top_candidates_are_torchs_topk():
     logits[3, 100:104] += 10  # 4 in one block, 4 spread
     logits[3, 20000::7000] += 10
     assert torch.equal(top_indices(logits, 8).sort().values, logits.topk(8).indices.sort().values)
+
+
+def test_scoring_with_float16_survives_its_overflow(overflowing):
+    """Perplexity (CTRL's filter) runs transformers' own forward through the lowered products: the same check."""
+    from polysafe.models import ModelOptions, load_model
+    from polysafe.models.scoring import answer_nll
+    from test_ctrl_perplexity import tiny_llama_dir
+
+    big, lowered, _, _ = overflowing
+    backends = {}
+    for name, model in (("fp32", big), ("fp16", lowered)):
+        backends[name] = load_model(f"hf:{tiny_llama_dir()}", ModelOptions(numerics=name, device="cpu"))
+        backends[name].model  # load, then put the overflowing weights in place
+        backends[name]._model = model
+    pairs = [("What is the capital of France?", "Paris, on the Seine."), (None, "Rain falls on the quiet town.")]
+    want, got = answer_nll(backends["fp32"], pairs), answer_nll(backends["fp16"], pairs)
+    assert [n for _, n in got] == [n for _, n in want]
+    for (nll, _), (exact, _) in zip(got, want):
+        assert abs(nll - exact) <= 0.02 * abs(exact)

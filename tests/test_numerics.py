@@ -121,6 +121,18 @@ def test_bad_numerics_choices_are_input_errors():
             load_model(spec, ModelOptions(numerics=LOWERED[0], dtype="bfloat16", device="cpu"))
 
 
+@needs["fp16"]
+def test_fp16_is_refused_where_transformers_generate_would_decode(monkeypatch):
+    """Only the decode loop and scoring check for float16 overflow; `generate` would turn one into tokens."""
+    from polysafe.models import decoding
+
+    monkeypatch.setattr(decoding, "SUPPORTED_ARCHITECTURES", frozenset())
+    spec = f"hf:{tiny_llama_dir()}"
+    with pytest.raises(BackendError, match="fp16 needs polysafe's decode loop"):
+        load_model(spec, ModelOptions(numerics="fp16", device="cpu")).model
+    assert load_model(spec, ModelOptions(numerics="fp32", device="cpu")).model is not None
+
+
 # -- lowered runs: whole, clean answers close to fp32's ---------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=needs[name]) for name in ("bf16", "fp16", "int8")])

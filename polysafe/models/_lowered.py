@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
+
+from ..errors import BackendError
 
 
 PACKED_FOR_ROWS = 64  # oneDNN's layout hint: the decode loop's default rows
@@ -34,6 +36,35 @@ class HalfLinear(torch.nn.Module):
         out = torch.ops.mkldnn._linear_pointwise((x.float() / scale).to(self.dtype), self.packed, None, "none", [], "")
         out = out.float().mul_(scale)
         return out if self.bias is None else out.add_(self.bias)
+
+
+# float16 products' input scales tried, as powers of two, when float16 overflowed: each one more pass
+SHIFTS = (4, 8, 16)
+
+
+def within_float16(model: torch.nn.Module, run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """run()'s result, computed again with each float16 product of `model` reading its input scaled down by 2^shift
+    while that result holds inf or nan. float16 ends at 65504, and smollm2's MLP down projections reach 25,000 on
+    plain prompts; an overflow anywhere ends in the result as inf or nan, which survive its sum (one check a pass:
+    checking each product's output cost 4% of a decode step). BackendError when no shift helps."""
+    out = run()
+    if torch.isfinite(out.sum()):
+        return out
+    products = [m for m in model.modules() if isinstance(m, HalfLinear) and m.dtype == torch.float16]
+    if not products:
+        return out
+    try:
+        for shift in SHIFTS:
+            for product in products:
+                product.shift = shift
+            out = run()
+            if torch.isfinite(out.sum()):
+                return out
+    finally:
+        for product in products:
+            product.shift = 0
+    raise BackendError("float16 cannot hold this model's activations (inf or nan even with its products' inputs "
+                       "scaled down): use --numerics bf16 or fp32")
 
 
 class Int8Linear(torch.nn.Module):

@@ -17,46 +17,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import BackendError
-
 # attend(layer index, q [rows, heads, width, d], k and v [rows, kv_heads, width, d]) -> [rows, width, heads x d]
 Attend = Callable[[int, Any, Any, Any], Any]
 
 
-# float16 products' input scales tried, as powers of two, when float16 overflowed: each one more pass of the layers
-SHIFTS = (4, 8, 16)
-
-
 def forward(decoder: Any, ids: Any, positions: Any, attend: Attend, kv_dtype: Any, head_dim: int) -> Any:
     """The decoder's layers on `ids` [rows, width] at `positions`; returns the last layer's hidden states, before
-    the final norm, as DecodeLoop._forward does.
+    the final norm, as DecodeLoop._forward does. Where float16 overflowed, the pass runs again with its products'
+    inputs scaled down (_lowered.within_float16), writing the same cache positions again."""
+    from ._lowered import within_float16
 
-    float16's range ends at 65504, and smollm2's MLP down projection already reaches 25,000 on plain prompts. An
-    overflow anywhere in the layers ends in the hidden states as inf or nan, which survive their sum (one check a
-    pass; checking each product's output cost 4% of a step). Then the pass runs again with each float16 product's
-    input scaled down (HalfLinear.shift), writing the same cache positions again."""
-    import torch
-
-    hidden = _layers(decoder, ids, positions, attend, kv_dtype, head_dim)
-    if torch.isfinite(hidden.sum()):
-        return hidden
-    from ._lowered import HalfLinear
-
-    products = [m for m in decoder.modules() if isinstance(m, HalfLinear) and m.dtype == torch.float16]
-    if not products:
-        return hidden
-    try:
-        for shift in SHIFTS:
-            for product in products:
-                product.shift = shift
-            hidden = _layers(decoder, ids, positions, attend, kv_dtype, head_dim)
-            if torch.isfinite(hidden.sum()):
-                return hidden
-    finally:
-        for product in products:
-            product.shift = 0
-    raise BackendError("float16 cannot hold this model's activations (inf or nan even with its products' inputs "
-                       "scaled down): use --numerics bf16 or fp32")
+    return within_float16(decoder, lambda: _layers(decoder, ids, positions, attend, kv_dtype, head_dim))
 
 
 def _layers(decoder: Any, ids: Any, positions: Any, attend: Attend, kv_dtype: Any, head_dim: int) -> Any:

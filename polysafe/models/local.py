@@ -173,6 +173,9 @@ class LocalCausalLM(ModelBackend):
 
                 model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             model.to(device=device, dtype=dtype).eval()
+            if self.numerics.name == "fp16" and not supports(model):
+                raise BackendError(f"--numerics fp16 needs polysafe's decode loop, which checks each pass for float16 "
+                                   f"overflow; '{self.spec}' runs through transformers' generate: use bf16 or fp32")
             lower(model, self.numerics)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token

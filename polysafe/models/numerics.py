@@ -6,18 +6,22 @@
   (oneDNN: AMX tiles or AVX-512-BF16), accumulating in float32 inside the kernel; keys and values are kept in
   bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms and rotary embedding
   stay float32.
+- `fp16`: as bf16 with float16 operands (oneDNN on AVX-512-FP16 or AMX-FP16), keys and values in float16: a 10-bit
+  mantissa where bfloat16 has 7, so each product's rounding is 8x finer. float16 ends at 65504: a pass whose
+  hidden states overflowed runs again with the products' inputs scaled down (layers_fast.py), and weights beyond
+  the range are refused.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
   activations (one scale per row, computed from that row alone) with
   `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
   stay float32.
-- In both, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
+- In each, decode steps attend with torch's fused CPU attention kernel over rows grouped by length
   (attention_fast.py; float32 accumulation), not with the float32 path's arithmetic, and the layers run in fewer,
   larger operations (layers_fast.py): q, k and v are one product, and so are the MLP's gate and up.
 - `auto`: the fastest of the numerics this CPU has units for whose refusal verdicts agree with fp32's often
   enough, as bench/numerics.py measured them on this kind of CPU (numerics_measured.py); fp32 when none does or
   none was measured.
 
-In both lower precisions the output head's top candidates are rescored in float32 (their exact dot products
+In every lower precision the output head's top candidates are rescored in float32 (their exact dot products
 with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
 
 The numerics are part of the model identity (`smollm2#…@bf16-amx`): answers in different numerics never mix.

@@ -32,6 +32,8 @@ def answer_nll(backend: LocalCausalLM, pairs: Sequence[tuple[str | None, str]], 
     """(summed negative log-likelihood in nats, number of answer tokens) for each (query, answer)."""
     import torch
 
+    from ._lowered import within_float16
+
     model = backend.model
     encoded = [answer_spans(backend, q, a, chat=chat) for q, a in pairs]
     results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
@@ -47,7 +49,8 @@ def answer_nll(backend: LocalCausalLM, pairs: Sequence[tuple[str | None, str]], 
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+            logits = within_float16(model, lambda: model(input_ids=ids.to(model.device),
+                                                         attention_mask=mask.to(model.device)).logits.float())
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
         targets = ids[:, 1:].to(logprobs.device)
         token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
