@@ -117,6 +117,7 @@ def measure_gemm(args, numerics: str) -> dict:
     """Seconds of one decode step's matrix products in `numerics`' own modules, best of `--ceiling-repeats`."""
     import torch
 
+    from polysafe.models.local import default_batch_size
     from polysafe.models.numerics import kv_dtype, linear_maker, resolve
     from polysafe.models.tuning import tune_this_process
 
@@ -131,7 +132,8 @@ def measure_gemm(args, numerics: str) -> dict:
         modules.append(make(linear))
         del linear
     dtype = kv_dtype(chosen)
-    inputs = {k: torch.randn(args.batch, k, dtype=dtype) for k, _ in sizes}
+    rows = args.batch or default_batch_size(chosen)
+    inputs = {k: torch.randn(rows, k, dtype=dtype) for k, _ in sizes}
 
     def step() -> float:
         start = time.perf_counter()
@@ -142,7 +144,7 @@ def measure_gemm(args, numerics: str) -> dict:
     with torch.inference_mode():
         step()
         best = min(step() for _ in range(args.ceiling_repeats))
-    flops = 2 * args.batch * sum(k * n for k, n in sizes)
+    flops = 2 * rows * sum(k * n for k, n in sizes)
     return {"gflops": flops / best / 1e9, "threads": torch.get_num_threads()}
 
 
@@ -261,7 +263,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--numerics", default=None, help="comma-separated (default: fp32 and every one this CPU supports)")
-    parser.add_argument("--batch", type=int, default=None, help="rows decoded together (default: the backend's)")
+    parser.add_argument("--batch", type=int, default=None, help="rows decoded together (default: the backend's for each numerics)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--ceiling-repeats", type=int, default=5)
     parser.add_argument("--data", type=Path, default=SHARED_CSV)
@@ -269,10 +271,6 @@ def main() -> None:
     parser.add_argument("--save", action="store_true", help="keep the figures for --numerics auto on this kind of CPU")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.batch is None:
-        from polysafe.models.local import DEFAULT_BATCH_SIZE
-
-        args.batch = DEFAULT_BATCH_SIZE
     if args.only:
         kind, numerics = args.only.split(":")
         print(json.dumps((measure_run if kind == "run" else measure_gemm)(args, numerics)))

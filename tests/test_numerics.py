@@ -169,6 +169,17 @@ def test_fp32_identity_is_unchanged_and_numerics_name_the_rest():
     assert tags == {resolve(name).tag for name in LOWERED} and not tags & {"float32", "bfloat16"}
 
 
+@pytest.mark.skipif(not LOWERED, reason="this CPU has no bf16, fp16 or int8 units")
+def test_lowered_numerics_decode_more_rows_unless_told():
+    """16-bit keys take half the bytes: the lowered loop holds more rows at a time (fewer steps over the weights)."""
+    spec = f"hf:{tiny_llama_dir()}"
+    exact = load_model(spec, ModelOptions(device="cpu"))
+    lowered = load_model(spec, ModelOptions(numerics=LOWERED[0], device="cpu"))
+    assert lowered.batch_size > exact.batch_size
+    assert lowered.model is not None and lowered._loop.max_rows == lowered.batch_size
+    assert load_model(spec, ModelOptions(numerics=LOWERED[0], batch_size=8, device="cpu")).batch_size == 8
+
+
 @pytest.mark.skipif("bf16" not in LOWERED, reason="this CPU has no bf16 matrix units")
 def test_a_stored_fp32_answer_is_never_served_for_bf16(tmp_path):
     from fakes import run_refusal_judged

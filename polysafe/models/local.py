@@ -22,10 +22,16 @@ from .tuning import opted_in, return_large_frees_to_the_os
 
 DEFAULT_BATCH_SIZE = 64  # rows decoded together (bench/local_throughput.py)
 KV_CACHE_BUDGET = 880 * 2**20  # bytes of keys and values: long prompts get fewer rows, not more memory
-# Lowered numerics hold bf16 or int8 weights beside the float32 embedding (0.33 GB more resident than float32's
-# weights) and attend rows cut by length, so a smaller cache costs them little (bench/numerics.py: bf16 at 600 MiB
-# ran as fast as at 880, peak 1.7 GB instead of 2.1); bf16 keys still fit 1.4x float32's positions.
-LOWERED_KV_CACHE_BUDGET = 600 * 2**20
+# Lowered numerics keep 16-bit keys, so the same bytes hold twice the rows: fewer steps, each reading the weights
+# once for more tokens. bench/numerics.py's fp16 run, 128 prompts: 69.1 s at 64 rows and 600 MiB (peak 1.71 GB),
+# 61.3 s at 96 rows and 800 MiB (peak 1.77 GB, about 81 rows at a time), 60.6 s at 128 and 880 (peak 1.91 GB).
+# Their weights take more resident memory than float32's memory-mapped ones, hence a budget under 880.
+LOWERED_BATCH_SIZE = 96
+LOWERED_KV_CACHE_BUDGET = 800 * 2**20
+
+
+def default_batch_size(numerics: Numerics) -> int:
+    return LOWERED_BATCH_SIZE if numerics.lowered else DEFAULT_BATCH_SIZE
 
 
 def pick_device(device: str) -> str:
@@ -98,8 +104,8 @@ class LocalCausalLM(ModelBackend):
         self.spec = spec + "".join(f"+lora:{a}" for a in self.adapters)
         base_identity = identity or (f"hf:{Path(source).resolve()}#{fingerprint_dir(source)}" if Path(source).is_dir() else spec)
         self._weights_identity = base_identity + "".join(f"+lora#{fingerprint_adapter(a)}" for a in self.adapters)
-        self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE
         self.numerics = self._choose_numerics()
+        self.batch_size = options.batch_size or default_batch_size(self.numerics)
         self._model: Any = None
         self._tokenizer: Any = None
         self._loop: DecodeLoop | None = None
