@@ -32,15 +32,18 @@ class Measurement:
 
 
 # bench/numerics.py on the machines named, verdicts by refusal/v3; see README "Numerics on the CPU".
-_XEON_AMX = "2-core Xeon VM (avx512_bf16, amx_bf16, amx_int8), idle, 2 threads, 2026-12-05 (second measurement)"
+_XEON_AMX = ("2-core Xeon VM (avx512_bf16, avx512_fp16, amx_bf16, amx_int8), idle, 2 threads, best of 2 rounds, "
+             "each numerics at its default rows, 2026-12-05")
 SHIPPED: dict[str, tuple[Measurement, ...]] = {
-    "bf16-amx+int8-amx": (
-        Measurement("bf16-amx", 1.98, 0.914, "128 prompts x 256 tokens", _XEON_AMX),
-        Measurement("int8-amx", 1.37, 0.734, "128 prompts x 256 tokens", _XEON_AMX),
+    "bf16-amx+fp16-avx512+int8-amx": (
+        Measurement("bf16-amx", 2.22, 0.930, "128 prompts x 256 tokens", _XEON_AMX),
+        Measurement("fp16-avx512", 2.20, 0.984, "128 prompts x 256 tokens", _XEON_AMX),
+        Measurement("int8-amx", 1.55, 0.766, "128 prompts x 256 tokens", _XEON_AMX),
     ),
     "int8-avx2": (
-        Measurement("int8-avx2", 1.56, 0.609, "64 prompts x 128 tokens",
-                    "emulated: the same VM with oneDNN, ATen and MKL capped at AVX2, 1 thread, 2026-12-05"),
+        Measurement("int8-avx2", 1.43, 0.516, "64 prompts x 128 tokens",
+                    "emulated: the same VM with oneDNN, ATen and MKL capped at AVX2, idle, 2 threads, 96 rows, "
+                    "2026-12-05"),
     ),
 }
 
