@@ -9,7 +9,9 @@ import torch
 from ..errors import BackendError
 
 
-PACKED_FOR_ROWS = 64  # oneDNN's layout hint: the decode loop's default rows
+# oneDNN's layout hint, in rows: float16 weights packed for 64 rows or for the rows of the call ran within 10% of each
+# other at 1 to 32 rows
+PACKED_FOR_ROWS = 64
 
 
 class HalfLinear(torch.nn.Module):
@@ -19,7 +21,7 @@ class HalfLinear(torch.nn.Module):
     The weight is reordered once into oneDNN's blocked layout (as torch.compile's CPU freezing does): with the
     plain layout oneDNN reorders it at every call, 1.5-1.7x slower at 32 rows (bench/numerics.py, 1 thread).
 
-    With `shift` > 0 (set by layers_fast when float16 overflowed), x is scaled down by 2^shift before the product,
+    With `shift` > 0 (set by within_float16 when float16 overflowed), x is scaled down by 2^shift before the product,
     which is exact, and the output scaled back up in float32."""
 
     def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16):

@@ -7,9 +7,9 @@
   bfloat16 (half the bytes: twice the rows in the same memory). The residual stream, norms and rotary embedding
   stay float32.
 - `fp16`: as bf16 with float16 operands (oneDNN on AVX-512-FP16 or AMX-FP16), keys and values in float16: a 10-bit
-  mantissa where bfloat16 has 7, so each product's rounding is 8x finer. float16 ends at 65504: a pass whose
-  hidden states overflowed runs again with the products' inputs scaled down (layers_fast.py), and weights beyond
-  the range are refused.
+  mantissa where bfloat16 has 7, so each product's rounding is 8x finer. float16 ends at 65504: a decoding or
+  scoring pass that overflowed runs again with the products' inputs scaled down (_lowered.within_float16), and
+  weights beyond the range are refused.
 - `int8`: the projections and the output head multiply int8 weights (one scale per output channel) and int8
   activations (one scale per row, computed from that row alone) with
   `torch._int_mm` (oneDNN: AMX-INT8, VNNI, or AVX2's integer multiply-adds), accumulating in int32. Keys and values
@@ -25,7 +25,7 @@ In every lower precision the output head's top candidates are rescored in float3
 with the float32 head), so greedy decoding never picks between near-ties at bfloat16 resolution.
 
 The numerics are part of the model identity (`smollm2#…@bf16-amx`): answers in different numerics never mix.
-Unlike fp32's, a bf16 or int8 answer can depend on which prompts share its batch (the kernels' blocking and the
+Unlike fp32's, a lower precision's answer can depend on which prompts share its batch (the kernels' blocking and the
 attention segments follow the batch), as a GPU server's do; the store keeps the first answer, so reruns agree.
 """
 
