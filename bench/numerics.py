@@ -251,11 +251,10 @@ def save_measurements(runs: dict[str, dict], args) -> tuple[str, Path]:
 
 def matrix_flags() -> list[str]:
     """This CPU's own flags that numerics use (whatever --isa caps the processes to)."""
-    from polysafe.models.numerics import cpu_flags
+    from polysafe.models.numerics import UNITS, cpu_flags, unit_flags
 
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_fp16",
-              "amx_int8", "amx_tile")
-    return [f for f in wanted if f in cpu_flags()]
+    wanted = {"avx512f", "amx_tile", *(flag for name in UNITS for flag in unit_flags(name))}
+    return sorted(wanted & cpu_flags())
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from ..errors import BackendError, SpecError
 from ..types import Completion, Conversation, GenerationConfig
 from .base import MODELS, ModelBackend, ModelOptions
 from .decoding import DecodeLoop, DecodeRequest, clean_text, supports
-from .numerics import Numerics, kv_dtype, lower, resolve
+from .numerics import UNITS, Numerics, kv_dtype, lower, resolve
 from .tuning import opted_in, return_large_frees_to_the_os
 
 DEFAULT_BATCH_SIZE = 64  # rows decoded together (bench/local_throughput.py)
@@ -134,7 +134,7 @@ class LocalCausalLM(ModelBackend):
         try:
             numerics = resolve(name)
         except ValueError as err:
-            if name not in ("bf16", "fp16", "int8"):
+            if name not in UNITS:  # not a precision this CPU lacks: a bad name, or a bad measurement file
                 raise SpecError(str(err), field="numerics") from None
             raise BackendError(str(err)) from None
         if numerics.lowered and self.options.dtype not in ("auto", "float32"):

@@ -83,25 +83,28 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+# Per lower precision, the CPU's units for it, best first, each with the flags of which any one offers it. int8
+# runs on AVX2's integer multiply-adds where nothing better is there; emulated bf16 or fp16 is slower than fp32.
+UNITS = {
+    "bf16": (("amx", ("amx_bf16",)), ("avx512", ("avx512_bf16",))),
+    "fp16": (("amx", ("amx_fp16",)), ("avx512", ("avx512_fp16",))),
+    "int8": (("amx", ("amx_int8",)), ("vnni", ("avx512_vnni", "avx_vnni")), ("avx2", ("avx2",))),
+}
+
+
+def unit_flags(name: str) -> list[str]:
+    """Every flag that offers `name` a unit, best unit first."""
+    return [flag for _, flags in UNITS.get(name, ()) for flag in flags]
+
+
 def supported(features: Iterable[str] | None = None) -> list[Numerics]:
-    """fp32, then each lower precision the CPU has units for (emulated bf16 is slower than fp32; int8 runs on
-    AVX2's integer multiply-adds where nothing better is there)."""
+    """fp32, then each lower precision the CPU has units for, on its best unit."""
     flags = cpu_features() if features is None else frozenset(features)
     found = [FP32]
-    if "amx_bf16" in flags:
-        found.append(Numerics("bf16", "amx"))
-    elif "avx512_bf16" in flags:
-        found.append(Numerics("bf16", "avx512"))
-    if "amx_fp16" in flags:
-        found.append(Numerics("fp16", "amx"))
-    elif "avx512_fp16" in flags:
-        found.append(Numerics("fp16", "avx512"))
-    if "amx_int8" in flags:
-        found.append(Numerics("int8", "amx"))
-    elif "avx512_vnni" in flags or "avx_vnni" in flags:
-        found.append(Numerics("int8", "vnni"))
-    elif "avx2" in flags:
-        found.append(Numerics("int8", "avx2"))
+    for name, units in UNITS.items():
+        unit = next((unit for unit, offering in units if flags & set(offering)), None)
+        if unit is not None:
+            found.append(Numerics(name, unit))
     return found
 
 
@@ -127,13 +130,14 @@ def resolve(name: str, features: Iterable[str] | None = None) -> Numerics:
     if name == "auto":
         return auto_choice(features)
     if name not in available:
-        units = {"bf16": "bf16 units (amx_bf16 or avx512_bf16)", "fp16": "fp16 units (amx_fp16 or avx512_fp16)",
-                 "int8": "int8 units (amx_int8, a VNNI or AVX2)"}[name]
-        raise ValueError(f"this CPU has no {units}: {name} would be emulated, slower than fp32; use --numerics fp32 or auto")
+        flags = unit_flags(name)
+        raise ValueError(f"this CPU has no {name} units ({', '.join(flags[:-1])} or {flags[-1]}): {name} would be "
+                         f"emulated, slower than fp32; use --numerics fp32 or auto")
     return available[name]
 
 
 def kv_dtype(numerics: Numerics) -> Any:
+    """The dtype keys and values are kept in: a 16-bit precision's own (its products' too), else float32."""
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(numerics.name, torch.float32)
